@@ -1,0 +1,53 @@
+//go:build tamago && arm
+
+package virt
+
+import (
+	_ "unsafe"
+)
+
+// Memory map of QEMU's arm "virt" machine (hw/arm/virt.c, base_memmap) as a
+// secure-world Cortex-A7 sees it with -machine virt,secure=on.
+const (
+	// ARM Generic Interrupt Controller v2: distributor and CPU interface.
+	GIC_DIST_BASE = 0x08000000
+	GIC_CPU_BASE  = 0x08010000
+
+	// ARM PrimeCell UART (PL011), serial0: the console.
+	UART0_BASE = 0x09000000
+
+	// virtio-mmio transports: 32 slots, 0x200 apart. QEMU attaches
+	// -device virtio-*-device to them from the highest slot down.
+	VIRTIO_MMIO_BASE  = 0x0a000000
+	VIRTIO_MMIO_SIZE  = 0x200
+	VIRTIO_MMIO_SLOTS = 32
+
+	// Platform bus for dynamic sysbus devices: -device tpm-tis-device lands
+	// at its base when it is the first such device.
+	PLATFORM_BUS_BASE = 0x0c000000
+	PLATFORM_BUS_SIZE = 0x02000000
+	TPM_BASE          = PLATFORM_BUS_BASE
+
+	// RAM. The first 64 KiB hold the exception vectors, the L1/L2 page
+	// tables and the exception stacks (tamago arm.CPU.Init); the image is
+	// linked right after them (TEXT_START in the Makefile).
+	RAM_START  = 0x40000000
+	RAM_SIZE   = 0x20000000 // 512 MiB used by the runtime
+	TEXT_START = RAM_START + 0x10000
+)
+
+// Interrupt IDs (GIC INTID) of the board's devices: SPIs start at 32, QEMU
+// wires the UART to SPI 1 and virtio-mmio slot n to SPI 16+n.
+const (
+	UART0_IRQ       = 32 + 1
+	VIRTIO_MMIO_IRQ = 32 + 16
+)
+
+//go:linkname ramStart runtime/goos.RamStart
+var ramStart uint = RAM_START
+
+//go:linkname ramSize runtime/goos.RamSize
+var ramSize uint = RAM_SIZE
+
+//go:linkname ramStackOffset runtime/goos.RamStackOffset
+var ramStackOffset uint = 0x100

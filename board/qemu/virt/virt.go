@@ -1,0 +1,89 @@
+//go:build tamago && arm
+
+// Package virt supports QEMU's arm "virt" machine with a Cortex-A7 in the
+// secure world (qemu-system-arm -machine virt,secure=on -cpu cortex-a7): the
+// USB armory Mk II's core on an emulated board, where teastick's tests boot
+// the real image.
+//
+// Importing it wires the TamaGo runtime hooks: console output (PL011), the
+// clock (ARM generic timer, 62.5 MHz under QEMU), the random source (a
+// ChaCha20 DRBG seeded from virtio-rng, refusing to run without one), memory
+// layout and exit (Arm semihosting, so a test build's exit status becomes
+// QEMU's).
+//
+// This package is only meant to be used with `GOOS=tamago GOARCH=arm`.
+package virt
+
+import (
+	"runtime/goos"
+	_ "unsafe"
+
+	"github.com/usbarmory/tamago/arm"
+
+	"github.com/teastick/teastick/board/mmio"
+	"github.com/teastick/teastick/board/virtio"
+)
+
+// Name identifies the board in the banner and in the stick's status.
+const Name = "qemu-virt-arm"
+
+// CPU is QEMU's fixed generic timer frequency for the virt machine.
+const timerFreq = 62500000
+
+// ARM is the processor.
+var ARM = &arm.CPU{
+	// never report a zero time before the timer runs
+	TimerOffset: 1,
+}
+
+//go:linkname nanotime runtime/goos.Nanotime
+func nanotime() int64 {
+	return ARM.GetTime()
+}
+
+// Init sets up the processor, caches, timer, console and interrupt
+// controller, early in runtime setup (after the world starts).
+//
+//go:linkname Init runtime/goos.Hwinit1
+func Init() {
+	// The first 64 KiB of RAM hold the vector table, page tables and
+	// exception stacks.
+	ARM.Init(RAM_START)
+	goos.Exit = Exit
+
+	ARM.EnableSMP()
+	ARM.InitMMU()
+	ARM.EnableCache()
+	ARM.InitGenericTimers(0, timerFreq)
+
+	UART0.Init()
+	IRQs.Init()
+}
+
+// Device is a virtio-mmio device found on the board.
+type Device struct {
+	Slot    int
+	Base    uint32
+	ID      uint32
+	Version uint32
+	IRQ     int
+}
+
+// Name returns the virtio name of the device type.
+func (d Device) Name() string { return virtio.DeviceName(d.ID) }
+
+// Devices probes the virtio-mmio slots and returns the devices present.
+func Devices() (devs []Device) {
+	for i := 0; i < VIRTIO_MMIO_SLOTS; i++ {
+		r := &mmio.Region{Base: VIRTIO_MMIO_BASE + uint32(i)*VIRTIO_MMIO_SIZE}
+		id, version, err := virtio.Probe(r)
+		if err != nil {
+			continue
+		}
+		devs = append(devs, Device{Slot: i, Base: r.Base, ID: id, Version: version, IRQ: VIRTIO_MMIO_IRQ + i})
+	}
+	return devs
+}
+
+// TimerFrequency returns the generic timer frequency in Hz.
+func TimerFrequency() uint32 { return timerFreq }

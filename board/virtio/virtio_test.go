@@ -1,0 +1,332 @@
+package virtio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+)
+
+// deviceModel is a register-level model of a virtio-mmio version 2 entropy
+// device, following spec 4.2 and 5.4, with switches for fault injection. It
+// DMAs into guest memory mem, which starts at physical address base.
+type deviceModel struct {
+	mem  []byte
+	base uint64
+
+	magic, version, id uint32
+	offered            uint64
+	featSel, drvSel    uint32
+	accepted           uint64
+	status             uint32
+	queueSel           uint32
+	maxQueue           uint32
+	num, ready         uint32
+	desc, avail, used  uint64
+	lastAvail          uint16
+	usedIdx            uint16
+	served             int
+
+	// fault injection
+	refuseFeatures bool // clears FEATURES_OK
+	silent         bool // never returns buffers
+	badID          bool // returns a descriptor that was not posted
+	overLong       bool // claims to have written more than the buffer
+	empty          bool // returns buffers with nothing written
+	needsReset     bool // sets DEVICE_NEEDS_RESET after the first answer
+	pattern        byte // first byte written
+}
+
+func newModel(mem []byte, base uint64) *deviceModel {
+	return &deviceModel{
+		mem: mem, base: base,
+		magic: Magic, version: 2, id: IDEntropy,
+		offered:  FeatureVersion1,
+		maxQueue: 64,
+		pattern:  0x40,
+	}
+}
+
+func (m *deviceModel) Read32(off uint32) uint32 {
+	switch off {
+	case MagicValue:
+		return m.magic
+	case Version:
+		return m.version
+	case DeviceID:
+		return m.id
+	case VendorID:
+		return 0x554d4551 // "QEMU"
+	case DeviceFeatures:
+		return uint32(m.offered >> (32 * m.featSel))
+	case QueueNumMax:
+		return m.maxQueue
+	case QueueReady:
+		return m.ready
+	case Status:
+		return m.status
+	case InterruptStatus:
+		return 0
+	}
+	return 0
+}
+
+func (m *deviceModel) Write32(off uint32, v uint32) {
+	switch off {
+	case DeviceFeaturesSel:
+		m.featSel = v & 1
+	case DriverFeaturesSel:
+		m.drvSel = v & 1
+	case DriverFeatures:
+		m.accepted &^= uint64(0xffffffff) << (32 * m.drvSel)
+		m.accepted |= uint64(v) << (32 * m.drvSel)
+	case Status:
+		if v == 0 {
+			*m = deviceModel{mem: m.mem, base: m.base, magic: m.magic, version: m.version, id: m.id,
+				offered: m.offered, maxQueue: m.maxQueue, refuseFeatures: m.refuseFeatures,
+				silent: m.silent, badID: m.badID, overLong: m.overLong, empty: m.empty,
+				needsReset: m.needsReset, pattern: m.pattern}
+			return
+		}
+		if v&StatusFeaturesOK != 0 && (m.refuseFeatures || m.accepted&^m.offered != 0) {
+			v &^= StatusFeaturesOK
+		}
+		m.status = v
+	case QueueSel:
+		m.queueSel = v
+	case QueueNum:
+		m.num = v
+	case QueueReady:
+		m.ready = v
+	case QueueDescLow:
+		m.desc = m.desc&^0xffffffff | uint64(v)
+	case QueueDescHigh:
+		m.desc = m.desc&0xffffffff | uint64(v)<<32
+	case QueueDriverLow:
+		m.avail = m.avail&^0xffffffff | uint64(v)
+	case QueueDriverHigh:
+		m.avail = m.avail&0xffffffff | uint64(v)<<32
+	case QueueDeviceLow:
+		m.used = m.used&^0xffffffff | uint64(v)
+	case QueueDeviceHigh:
+		m.used = m.used&0xffffffff | uint64(v)<<32
+	case QueueNotify:
+		m.serve()
+	}
+}
+
+func (m *deviceModel) at(addr uint64) []byte { return m.mem[addr-m.base:] }
+
+func (m *deviceModel) serve() {
+	if m.status&StatusDriverOK == 0 || m.silent {
+		return
+	}
+	n := uint16(m.num)
+	availIdx := binary.LittleEndian.Uint16(m.at(m.avail + 2))
+	for m.lastAvail != availIdx {
+		id := binary.LittleEndian.Uint16(m.at(m.avail + 4 + 2*uint64(m.lastAvail%n)))
+		m.lastAvail++
+		d := m.at(m.desc + 16*uint64(id))
+		addr := binary.LittleEndian.Uint64(d[0:])
+		length := binary.LittleEndian.Uint32(d[8:])
+		written := length
+		if m.empty {
+			written = 0
+		}
+		buf := m.at(addr)[:written]
+		for i := range buf {
+			buf[i] = m.pattern + byte(m.served+i)
+		}
+		m.served += int(written)
+		if m.overLong {
+			written = length + 1
+		}
+		usedID := uint32(id)
+		if m.badID {
+			usedID = uint32(id) + 1
+		}
+		e := m.at(m.used + 4 + 8*uint64(m.usedIdx%n))
+		binary.LittleEndian.PutUint32(e[0:], usedID)
+		binary.LittleEndian.PutUint32(e[4:], written)
+		m.usedIdx++
+		binary.LittleEndian.PutUint16(m.at(m.used+2), m.usedIdx)
+		if m.needsReset {
+			m.status |= StatusDeviceNeedsReset
+		}
+	}
+}
+
+const base = 0x4000_0000
+
+func newRNG(t *testing.T, tweak func(*deviceModel)) (*RNG, *deviceModel, error) {
+	t.Helper()
+	mem := make([]byte, 8192)
+	m := newModel(mem, base)
+	if tweak != nil {
+		tweak(m)
+	}
+	r := &RNG{Spin: 1000}
+	err := r.Init(m, mem[:4096], base, mem[4096:4096+64], base+4096)
+	return r, m, err
+}
+
+func TestProbe(t *testing.T) {
+	mem := make([]byte, 64)
+	tests := []struct {
+		name    string
+		tweak   func(*deviceModel)
+		id      uint32
+		wantErr error
+	}{
+		{"entropy device", nil, IDEntropy, nil},
+		{"network device", func(m *deviceModel) { m.id = IDNetwork }, IDNetwork, nil},
+		{"empty slot", func(m *deviceModel) { m.id = 0 }, 0, ErrNoDevice},
+		{"not virtio", func(m *deviceModel) { m.magic = 0 }, 0, ErrNoDevice},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newModel(mem, base)
+			if tc.tweak != nil {
+				tc.tweak(m)
+			}
+			id, _, err := Probe(m)
+			if !errors.Is(err, tc.wantErr) || id != tc.id {
+				t.Fatalf("Probe = %d, %v; want %d, %v", id, err, tc.id, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRNGInit(t *testing.T) {
+	tests := []struct {
+		name    string
+		tweak   func(*deviceModel)
+		wantErr error
+	}{
+		{"ok", nil, nil},
+		{"legacy transport", func(m *deviceModel) { m.version = 1 }, ErrLegacy},
+		{"not an entropy device", func(m *deviceModel) { m.id = IDNetwork }, ErrNoDevice},
+		{"no VERSION_1", func(m *deviceModel) { m.offered = 0 }, ErrNoVersion1},
+		{"features refused", func(m *deviceModel) { m.refuseFeatures = true }, ErrFeatures},
+		{"queue too small", func(m *deviceModel) { m.maxQueue = 4 }, ErrQueueSize},
+		{"no queue", func(m *deviceModel) { m.maxQueue = 0 }, ErrQueueSize},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, m, err := newRNG(t, tc.tweak)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Init = %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && m.status&StatusDriverOK == 0 {
+				t.Fatal("device not set DRIVER_OK")
+			}
+			if err == nil && m.accepted != FeatureVersion1 {
+				t.Fatalf("accepted features %#x, want only VERSION_1", m.accepted)
+			}
+			if errors.Is(err, ErrNoVersion1) && m.status&StatusFailed == 0 {
+				t.Fatal("device not told FAILED")
+			}
+		})
+	}
+}
+
+func TestRNGFill(t *testing.T) {
+	r, _, err := newRNG(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// more than the 64-byte DMA buffer and more than the queue size in
+	// requests, so descriptors and ring slots are recycled
+	b := make([]byte, 64*20+7)
+	if !r.Fill(b) {
+		t.Fatal("Fill failed")
+	}
+	want := make([]byte, len(b))
+	for i := range want {
+		want[i] = 0x40 + byte(i)
+	}
+	if !bytes.Equal(b, want) {
+		t.Fatalf("Fill returned bytes not from the device:\n got %x\nwant %x", b[:80], want[:80])
+	}
+	if r.queue.Free() != 8 {
+		t.Fatalf("%d descriptors free after Fill, want 8", r.queue.Free())
+	}
+}
+
+func TestRNGFaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		tweak func(*deviceModel)
+	}{
+		{"device never answers", func(m *deviceModel) { m.silent = true }},
+		{"used element names a free descriptor", func(m *deviceModel) { m.badID = true }},
+		{"used length beyond the buffer", func(m *deviceModel) { m.overLong = true }},
+		{"device writes nothing", func(m *deviceModel) { m.empty = true }},
+		{"device needs reset", func(m *deviceModel) { m.needsReset = true }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _, err := newRNG(t, tc.tweak)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Fill(make([]byte, 32)) {
+				t.Fatal("Fill succeeded on a faulty device")
+			}
+		})
+	}
+}
+
+func TestQueueInit(t *testing.T) {
+	mem := make([]byte, 4096)
+	var q Queue
+	tests := []struct {
+		name string
+		mem  []byte
+		addr uint64
+		size uint16
+		want error
+	}{
+		{"ok", mem, base, 8, nil},
+		{"not a power of two", mem, base, 6, ErrQueueSize},
+		{"too large", mem, base, 128, ErrQueueSize},
+		{"zero", mem, base, 0, ErrQueueSize},
+		{"misaligned", mem, base + 8, 8, ErrMemory},
+		{"too small", mem[:100], base, 8, ErrMemory},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := q.Init(tc.mem, tc.addr, tc.size); !errors.Is(err, tc.want) {
+				t.Fatalf("Init = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	mem := make([]byte, 4096)
+	var q Queue
+	if err := q.Init(mem, base, 2); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := q.Post(base+2048, 16, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.Post(base+2048, 16, true); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("third Post = %v, want ErrQueueFull", err)
+	}
+}
+
+// The bare-metal random source runs before the heap exists.
+func TestFillDoesNotAllocate(t *testing.T) {
+	r, _, err := newRNG(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 200)
+	if n := testing.AllocsPerRun(50, func() { r.Fill(b) }); n != 0 {
+		t.Fatalf("%v allocations per Fill, want 0", n)
+	}
+}
