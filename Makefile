@@ -1,0 +1,105 @@
+# teastick: firmware image of a plug-in HSM stick
+#
+#   make            build the stick image for TARGET (needs the TamaGo compiler)
+#   make qemu       build it and boot it under QEMU, console on this terminal
+#   make test       every test: host tests, tamago builds, QEMU boot tests
+#   make check      vet, gofmt, go mod tidy, tamago vet
+#   make deps       install the Debian packages the tests need
+
+TARGET ?= qemu
+BUILD_DIR ?= build
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+# The bare-metal go command: tamago's runner, which executes tamago-go from
+# the user cache directory (installing it there from its upstream repository
+# when absent).
+TAMAGO ?= $(shell $(GO) tool -n github.com/usbarmory/tamago/cmd/tamago)
+TAMAGO_MODULE_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/usbarmory/tamago 2>/dev/null)
+TAMAGO_GO := tamago-go$(patsubst v%,%,$(TAMAGO_MODULE_VERSION))
+TAMAGO_GOROOT ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tamago-go/$(TAMAGO_GO)
+
+ifeq ($(TARGET),qemu)
+GOOS_TARGET := tamago
+GOARCH_TARGET := arm
+GOARM_TARGET := 7
+GOOSPKG := github.com/usbarmory/tamago
+# RAM starts at 0x40000000; its first 64 KiB hold vectors and page tables
+TEXT_START := 0x40010000
+BUILD_TAGS :=
+QEMU_BIN := qemu-system-arm
+else
+$(error unsupported TARGET=$(TARGET): supported targets are qemu (USB armory Mk II and RISC-V boards are not supported yet))
+endif
+
+# Test builds exit through semihosting after this many heartbeats (0: never).
+EXIT_AFTER ?= 0
+
+IMAGE := $(BUILD_DIR)/stick-$(TARGET).elf
+GOFLAGS_TAMAGO := -trimpath -buildvcs=false -tags "$(BUILD_TAGS)"
+LDFLAGS_TAMAGO := -s -w -buildid= -T $(TEXT_START) -R 0x1000 \
+	-X main.Version=$(VERSION) -X main.exitAfter=$(EXIT_AFTER)
+TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) GOOSPKG=$(GOOSPKG)
+
+# Packages built for the bare-metal target by `make test` and vetted by
+# `make check`.
+TAMAGO_PKGS := ./board/... ./firmware/...
+
+DEB_PACKAGES := qemu-system-arm swtpm swtpm-tools tpm2-tools wabt
+
+.PHONY: all image qemu test test-host test-tamago check deps tamago-present FORCE
+
+all: image
+
+# Stop with one clear message when the TamaGo compiler is not installed.
+tamago-present:
+	@test -x "$(TAMAGO_GOROOT)/bin/go" || { \
+	  echo "teastick: the TamaGo compiler $(TAMAGO_GO) is missing (looked for $(TAMAGO_GOROOT)/bin/go)." \
+	       "Install it with 'go tool tamago version', which clones github.com/usbarmory/tamago-go at tag $(TAMAGO_GO) and builds it (needs git and network access, a few minutes)," \
+	       "or use an installed copy with TAMAGO=<its root>/bin/go TAMAGO_GOROOT=<its root>." >&2; \
+	  exit 1; }
+
+image: $(IMAGE)
+
+$(IMAGE): tamago-present FORCE
+	@mkdir -p $(BUILD_DIR)
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
+	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
+
+qemu: $(IMAGE)
+	$(GO) run ./cmd/teastick-qemu -kernel $(IMAGE)
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "teastick: installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "teastick: missing Debian packages:$$missing (install them: sudo apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: deps test-tamago test-host
+
+test-host:
+	$(GO) test -race -timeout 20m ./...
+
+test-tamago:
+	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then \
+	  echo "teastick: building the tamago packages for TARGET=$(TARGET)"; \
+	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) $(TAMAGO_PKGS); \
+	else \
+	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests: the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
+	fi
+
+check:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
+	$(GO) mod tidy -diff
+	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then $(TAMAGO_ENV) $(TAMAGO) vet $(GOFLAGS_TAMAGO) $(TAMAGO_PKGS); \
+	else echo "teastick: SKIPPED GOOS=tamago vet: the TamaGo compiler $(TAMAGO_GO) is not installed"; fi
+
+FORCE:

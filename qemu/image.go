@@ -1,0 +1,59 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Build describes a stick image built through the repository's Makefile, so
+// that tests build exactly what `make` builds.
+type Build struct {
+	// Root is the repository root (where the Makefile is).
+	Root string
+	// Dir receives the image (BUILD_DIR).
+	Dir string
+	// Version is stamped into the image.
+	Version string
+	// ExitAfter makes a test build exit after that many heartbeats.
+	ExitAfter int
+}
+
+// CompilerMissing reports why the TamaGo compiler is unavailable, or "" when
+// it is installed. It asks the Makefile, which owns the toolchain rules.
+func CompilerMissing(root string) string {
+	cmd := exec.Command("make", "-s", "--no-print-directory", "-C", root, "tamago-present")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return msg
+	}
+	return ""
+}
+
+// Image builds the stick image and returns its path.
+func (b Build) Image(ctx context.Context) (string, error) {
+	dir, err := filepath.Abs(b.Dir)
+	if err != nil {
+		return "", err
+	}
+	args := []string{"-s", "--no-print-directory", "-C", b.Root, "image", "BUILD_DIR=" + dir,
+		"EXIT_AFTER=" + strconv.Itoa(b.ExitAfter)}
+	if b.Version != "" {
+		args = append(args, "VERSION="+b.Version)
+	}
+	cmd := exec.CommandContext(ctx, "make", args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("qemu: building the stick image: %w\n%s", err, out)
+	}
+	return filepath.Join(dir, "stick-qemu.elf"), nil
+}

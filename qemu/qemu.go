@@ -1,0 +1,166 @@
+// Package qemu launches teastick images under QEMU: the one place that knows
+// the machine's command line, used by `make qemu` (cmd/teastick-qemu) and by
+// the boot tests.
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Machine describes one QEMU run of a stick image.
+type Machine struct {
+	// Binary is the QEMU system emulator (default qemu-system-arm).
+	Binary string
+	// Kernel is the ELF image given to -kernel.
+	Kernel string
+	// MemoryMiB is the guest RAM (default 1024; the stick's runtime uses
+	// the first 512 MiB).
+	MemoryMiB int
+	// NoRNG leaves out the virtio entropy device (the stick must refuse to
+	// boot).
+	NoRNG bool
+	// LegacyVirtio keeps QEMU's default legacy (version 1) virtio-mmio
+	// transport, which the stick refuses.
+	LegacyVirtio bool
+	// Extra arguments appended to the command line.
+	Extra []string
+}
+
+// Args returns QEMU's arguments: the arm virt machine in the secure world
+// with a Cortex-A7 (the USB armory Mk II's core), no graphics or monitor,
+// serial console on stdio, semihosting for the exit status, and virtio-mmio
+// version 2 devices.
+func (m Machine) Args() []string {
+	mem := m.MemoryMiB
+	if mem == 0 {
+		mem = 1024
+	}
+	args := []string{
+		"-machine", "virt,secure=on",
+		"-cpu", "cortex-a7",
+		"-m", strconv.Itoa(mem) + "M",
+		"-nographic", "-monitor", "none", "-serial", "stdio",
+		"-semihosting-config", "enable=on,target=native",
+		"-no-reboot",
+	}
+	if !m.LegacyVirtio {
+		args = append(args, "-global", "virtio-mmio.force-legacy=false")
+	}
+	if !m.NoRNG {
+		args = append(args, "-device", "virtio-rng-device")
+	}
+	args = append(args, "-kernel", m.Kernel)
+	return append(args, m.Extra...)
+}
+
+func (m Machine) binary() string {
+	if m.Binary != "" {
+		return m.Binary
+	}
+	return "qemu-system-arm"
+}
+
+// Command returns the QEMU command for the machine.
+func (m Machine) Command(ctx context.Context) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, m.binary(), m.Args()...)
+	cmd.WaitDelay = 2 * time.Second
+	return cmd
+}
+
+// ErrTimeout is returned when the machine did not stop in time.
+var ErrTimeout = errors.New("qemu: machine did not exit in time")
+
+// Result is the outcome of a finished run.
+type Result struct {
+	// Console is everything the stick printed, with CR LF turned into LF.
+	Console string
+	// ExitCode is QEMU's exit status: the stick's semihosting exit code.
+	ExitCode int
+	// Lines holds the console lines with the time each arrived, measured
+	// from QEMU's start.
+	Lines []Line
+}
+
+// Line is one console line and when it arrived.
+type Line struct {
+	Text string
+	At   time.Duration
+}
+
+// Find returns the first console line containing s.
+func (r *Result) Find(s string) (Line, bool) {
+	for _, l := range r.Lines {
+		if strings.Contains(l.Text, s) {
+			return l, true
+		}
+	}
+	return Line{}, false
+}
+
+// Run boots the machine, copies the console to tee (if not nil) and waits
+// for QEMU to exit or for timeout.
+func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) (*Result, error) {
+	if _, err := exec.LookPath(m.binary()); err != nil {
+		return nil, fmt.Errorf("qemu: %s not found (Debian package qemu-system-arm; `make deps` installs it): %w", m.binary(), err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := m.Command(ctx)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("qemu: start: %w", err)
+	}
+	res := &Result{}
+	var mu sync.Mutex
+	var console strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			text := strings.TrimRight(sc.Text(), "\r")
+			mu.Lock()
+			res.Lines = append(res.Lines, Line{Text: text, At: time.Since(start)})
+			console.WriteString(text + "\n")
+			mu.Unlock()
+			if tee != nil {
+				fmt.Fprintln(tee, text)
+			}
+		}
+	}()
+	<-done
+	werr := cmd.Wait()
+	res.Console = console.String()
+	if ctx.Err() == context.DeadlineExceeded {
+		return res, fmt.Errorf("%w after %v; console:\n%s", ErrTimeout, timeout, res.Console)
+	}
+	var exitErr *exec.ExitError
+	switch {
+	case werr == nil:
+		res.ExitCode = 0
+	case errors.As(werr, &exitErr):
+		res.ExitCode = exitErr.ExitCode()
+	default:
+		return res, fmt.Errorf("qemu: %w (stderr: %s)", werr, stderr.String())
+	}
+	if stderr.Len() > 0 && res.ExitCode != 0 && len(res.Lines) == 0 {
+		return res, fmt.Errorf("qemu: exited %d before the stick printed anything: %s", res.ExitCode, stderr.String())
+	}
+	return res, nil
+}
