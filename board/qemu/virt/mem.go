@@ -32,8 +32,22 @@ const (
 	// tables and the exception stacks (tamago arm.CPU.Init); the image is
 	// linked right after them (TEXT_START in the Makefile).
 	RAM_START  = 0x40000000
-	RAM_SIZE   = 0x20000000 // 512 MiB used by the runtime
+	RAM_SIZE   = 0x20000000 // 512 MiB used by the stick's runtime
 	TEXT_START = RAM_START + 0x10000
+
+	// Stage 0 (firmware/boot) runs from its own 64 MiB above the stick's
+	// RAM, so that loading the stick never overwrites the loader.
+	STAGE0_RAM_START  = 0x60000000
+	STAGE0_RAM_SIZE   = 0x04000000
+	STAGE0_TEXT_START = STAGE0_RAM_START + 0x10000
+	// Stage 0 leaves the measured-boot hand-off (event log) here for the
+	// stick: outside both runtimes' RAM.
+	HANDOFF_BASE = 0x64000000
+	HANDOFF_SIZE = 0x00100000
+	// Under QEMU the stick image container is put here by
+	// -device loader,file=...,addr=0x68000000,force-raw=on.
+	STICK_IMAGE_BASE = 0x68000000
+	STICK_IMAGE_MAX  = 0x04000000
 )
 
 // Interrupt IDs (GIC INTID) of the board's devices: SPIs start at 32, QEMU
@@ -42,12 +56,6 @@ const (
 	UART0_IRQ       = 32 + 1
 	VIRTIO_MMIO_IRQ = 32 + 16
 )
-
-//go:linkname ramStart runtime/goos.RamStart
-var ramStart uint = RAM_START
-
-//go:linkname ramSize runtime/goos.RamSize
-var ramSize uint = RAM_SIZE
 
 //go:linkname ramStackOffset runtime/goos.RamStackOffset
 var ramStackOffset uint = 0x100

@@ -15,6 +15,7 @@
 package virt
 
 import (
+	"runtime"
 	"runtime/goos"
 	_ "unsafe"
 
@@ -48,7 +49,8 @@ func nanotime() int64 {
 func Init() {
 	// The first 64 KiB of RAM hold the vector table, page tables and
 	// exception stacks.
-	ARM.Init(RAM_START)
+	start, _ := runtime.MemRegion()
+	ARM.Init(uint32(start))
 	goos.Exit = Exit
 
 	ARM.EnableSMP()
