@@ -26,6 +26,8 @@ GOARM_TARGET := 7
 GOOSPKG := github.com/usbarmory/tamago
 # RAM starts at 0x40000000; its first 64 KiB hold vectors and page tables
 TEXT_START := 0x40010000
+# stage 0 runs from its own RAM above the stick's (board/qemu/virt/mem.go)
+STAGE0_TEXT_START := 0x60010000
 BUILD_TAGS :=
 QEMU_BIN := qemu-system-arm
 else
@@ -36,9 +38,11 @@ endif
 EXIT_AFTER ?= 0
 
 IMAGE := $(BUILD_DIR)/stick-$(TARGET).elf
-GOFLAGS_TAMAGO := -trimpath -buildvcs=false -tags "$(BUILD_TAGS)"
+STAGE0 := $(BUILD_DIR)/boot-$(TARGET).elf
+GOFLAGS_TAMAGO := -trimpath -buildvcs=false
 LDFLAGS_TAMAGO := -s -w -buildid= -T $(TEXT_START) -R 0x1000 \
 	-X main.Version=$(VERSION) -X main.exitAfter=$(EXIT_AFTER)
+LDFLAGS_STAGE0 := -s -w -buildid= -T $(STAGE0_TEXT_START) -R 0x1000 -X main.Version=$(VERSION)
 TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) GOOSPKG=$(GOOSPKG)
 
 # Packages built for the bare-metal target by `make test` and vetted by
@@ -59,15 +63,20 @@ tamago-present:
 	       "or use an installed copy with TAMAGO=<its root>/bin/go TAMAGO_GOROOT=<its root>." >&2; \
 	  exit 1; }
 
-image: $(IMAGE)
+image: $(IMAGE) $(STAGE0)
 
 $(IMAGE): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
-	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(BUILD_TAGS)" -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
-qemu: $(IMAGE)
-	$(GO) run ./cmd/teastick-qemu -kernel $(IMAGE)
+$(STAGE0): tamago-present FORCE
+	@mkdir -p $(BUILD_DIR)
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(BUILD_TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
+	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
+
+qemu: $(IMAGE) $(STAGE0)
+	$(GO) run ./cmd/teastick-qemu -stage0 $(STAGE0) -stick $(IMAGE)
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -90,7 +99,8 @@ test-host:
 test-tamago:
 	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then \
 	  echo "teastick: building the tamago packages for TARGET=$(TARGET)"; \
-	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) $(TAMAGO_PKGS); \
+	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(BUILD_TAGS)" $(TAMAGO_PKGS) && \
+	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(BUILD_TAGS)" ./firmware/boot; \
 	else \
 	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests: the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
 	fi
@@ -99,7 +109,7 @@ check:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
 	$(GO) mod tidy -diff
-	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then $(TAMAGO_ENV) $(TAMAGO) vet $(GOFLAGS_TAMAGO) $(TAMAGO_PKGS); \
+	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then $(TAMAGO_ENV) $(TAMAGO) vet -tags "$(BUILD_TAGS)" $(TAMAGO_PKGS) && $(TAMAGO_ENV) $(TAMAGO) vet -tags "stage0 $(BUILD_TAGS)" ./firmware/boot; \
 	else echo "teastick: SKIPPED GOOS=tamago vet: the TamaGo compiler $(TAMAGO_GO) is not installed"; fi
 
 FORCE:

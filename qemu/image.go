@@ -57,3 +57,10 @@ func (b Build) Image(ctx context.Context) (string, error) {
 	}
 	return filepath.Join(dir, "stick-qemu.elf"), nil
 }
+
+// Stage0 returns the path of the stage 0 image built next to the stick by
+// Image.
+func (b Build) Stage0() string {
+	dir, _ := filepath.Abs(b.Dir)
+	return filepath.Join(dir, "boot-qemu.elf")
+}

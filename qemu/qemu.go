@@ -10,19 +10,45 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/teastick/teastick/image/bootimg"
 )
+
+// StickImageAddr is where QEMU places the stick image container for stage 0
+// (board/qemu/virt STICK_IMAGE_BASE).
+const StickImageAddr = 0x68000000
+
+// WrapStick writes the stick ELF at elfPath into a container in dir and
+// returns the container's path.
+func WrapStick(elfPath, dir string) (string, error) {
+	b, err := os.ReadFile(elfPath)
+	if err != nil {
+		return "", fmt.Errorf("qemu: stick image: %w", err)
+	}
+	out := filepath.Join(dir, "stick.img")
+	if err := os.WriteFile(out, bootimg.Wrap(b), 0o644); err != nil {
+		return "", fmt.Errorf("qemu: stick image container: %w", err)
+	}
+	return out, nil
+}
 
 // Machine describes one QEMU run of a stick image.
 type Machine struct {
 	// Binary is the QEMU system emulator (default qemu-system-arm).
 	Binary string
-	// Kernel is the ELF image given to -kernel.
+	// Kernel is the ELF image given to -kernel: stage 0, or the stick
+	// itself when booted without measurement.
 	Kernel string
+	// StickImage is a stick image container (image/bootimg) that QEMU puts
+	// at StickImageAddr for stage 0 to load.
+	StickImage string
 	// MemoryMiB is the guest RAM (default 1024; the stick's runtime uses
 	// the first 512 MiB).
 	MemoryMiB int
@@ -60,6 +86,9 @@ func (m Machine) Args() []string {
 		args = append(args, "-device", "virtio-rng-device")
 	}
 	args = append(args, "-kernel", m.Kernel)
+	if m.StickImage != "" {
+		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", m.StickImage, StickImageAddr))
+	}
 	return append(args, m.Extra...)
 }
 

@@ -11,6 +11,8 @@
 // This package is only meant to be used with `GOOS=tamago GOARCH=arm`.
 package mmio
 
+import "unsafe"
+
 // Read8 returns the byte register at addr.
 func Read8(addr uint32) uint8
 
@@ -36,3 +38,7 @@ func (r Region) Read8(off uint32) uint8         { return Read8(r.Base + off) }
 func (r Region) Write8(off uint32, val uint8)   { Write8(r.Base+off, val) }
 func (r Region) Read32(off uint32) uint32       { return Read32(r.Base + off) }
 func (r Region) Write32(off uint32, val uint32) { Write32(r.Base+off, val) }
+
+// Pointer returns addr as a pointer, for memory windows at fixed physical
+// addresses (images and hand-off areas placed by the loader).
+func Pointer(addr uint32) unsafe.Pointer

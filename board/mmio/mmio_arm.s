@@ -47,3 +47,9 @@ TEXT ·Write32(SB),NOSPLIT,$0-8
 TEXT ·Barrier(SB),NOSPLIT,$0-0
 	WORD	$0xf57ff05f // dmb sy
 	RET
+
+// func Pointer(addr uint32) unsafe.Pointer
+TEXT ·Pointer(SB),NOSPLIT,$0-8
+	MOVW	addr+0(FP), R0
+	MOVW	R0, ret+4(FP)
+	RET

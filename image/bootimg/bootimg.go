@@ -8,11 +8,14 @@
 //	8       4     format version (1)
 //	12      4     flags (0; reserved, must be zero)
 //	16      8     payload length in bytes
-//	24      n     payload: the stick's ELF image, exactly as `make` built it
+//	24      32    SHA-256 of the payload
+//	56      n     payload: the stick's ELF image, exactly as `make` built it
 //
-// The container only frames the ELF: stage 0 measures SHA-256 of the payload
-// (the ELF bytes), so the reference measurement of a release is the digest
-// of the stick ELF file and anyone can recompute it from the image.
+// The digest in the header guards against damaged or truncated media (boot
+// media and QEMU's loader give stage 0 a memory window, not a file length):
+// it is integrity, not authenticity. Stage 0 measures the SHA-256 of the
+// payload into the TPM, so the reference measurement of a release is the
+// digest of the stick ELF file and anyone can recompute it from the image.
 package bootimg
 
 import (
@@ -31,7 +34,7 @@ var Magic = [8]byte{'T', 'S', 'T', 'K', 'I', 'M', 'G', 0}
 const Version = 1
 
 // HeaderSize is the size of the container header.
-const HeaderSize = 24
+const HeaderSize = 56
 
 // Errors returned for malformed containers and images.
 var (
@@ -40,6 +43,7 @@ var (
 	ErrFlags     = errors.New("bootimg: reserved flags set")
 	ErrTruncated = errors.New("bootimg: image truncated")
 	ErrTooLarge  = errors.New("bootimg: image larger than allowed")
+	ErrDigest    = errors.New("bootimg: image damaged (digest mismatch)")
 	ErrELF       = errors.New("bootimg: unusable ELF image")
 )
 
@@ -49,34 +53,41 @@ func Wrap(payload []byte) []byte {
 	copy(b, Magic[:])
 	binary.LittleEndian.PutUint32(b[8:], Version)
 	binary.LittleEndian.PutUint64(b[16:], uint64(len(payload)))
+	sum := sha256.Sum256(payload)
+	copy(b[24:], sum[:])
 	copy(b[HeaderSize:], payload)
 	return b
 }
 
 // Open validates the container at the start of b (b may extend beyond it,
 // for example a whole memory window) and returns its payload, at most max
-// bytes.
-func Open(b []byte, max int) ([]byte, error) {
+// bytes, and the payload's SHA-256 (checked against the header).
+func Open(b []byte, max int) (payload []byte, digest [32]byte, err error) {
 	if len(b) < HeaderSize {
-		return nil, ErrTruncated
+		return nil, digest, ErrTruncated
 	}
 	if !bytes.Equal(b[:8], Magic[:]) {
-		return nil, ErrMagic
+		return nil, digest, ErrMagic
 	}
 	if v := binary.LittleEndian.Uint32(b[8:]); v != Version {
-		return nil, fmt.Errorf("%w: %d", ErrVersion, v)
+		return nil, digest, fmt.Errorf("%w: %d", ErrVersion, v)
 	}
 	if f := binary.LittleEndian.Uint32(b[12:]); f != 0 {
-		return nil, fmt.Errorf("%w: %#x", ErrFlags, f)
+		return nil, digest, fmt.Errorf("%w: %#x", ErrFlags, f)
 	}
 	n := binary.LittleEndian.Uint64(b[16:])
 	if n > uint64(max) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, max)
+		return nil, digest, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, max)
 	}
 	if n > uint64(len(b)-HeaderSize) {
-		return nil, fmt.Errorf("%w: header says %d bytes, %d present", ErrTruncated, n, len(b)-HeaderSize)
+		return nil, digest, fmt.Errorf("%w: header says %d bytes, %d present", ErrTruncated, n, len(b)-HeaderSize)
 	}
-	return b[HeaderSize : HeaderSize+int(n)], nil
+	payload = b[HeaderSize : HeaderSize+int(n)]
+	digest = sha256.Sum256(payload)
+	if !bytes.Equal(digest[:], b[24:56]) {
+		return nil, [32]byte{}, fmt.Errorf("%w: header %x, payload %x", ErrDigest, b[24:56], digest)
+	}
+	return payload, digest, nil
 }
 
 // Digest is the measurement of an image: SHA-256 of the ELF bytes.

@@ -71,15 +71,25 @@ func TestContainer(t *testing.T) {
 		{"payload truncated", good[:len(good)-1], 1 << 20, ErrTruncated},
 		{"over the limit", good, len(payload) - 1, ErrTooLarge},
 		{"huge length", mutate(func(b []byte) []byte { binary.LittleEndian.PutUint64(b[16:], 1<<63); return b }), 1 << 20, ErrTooLarge},
+		{"payload bit flipped", mutate(func(b []byte) []byte { b[HeaderSize+3] ^= 1; return b }), 1 << 20, ErrDigest},
+		{"digest bit flipped", mutate(func(b []byte) []byte { b[30] ^= 1; return b }), 1 << 20, ErrDigest},
+		{"truncated inside a zeroed window", mutate(func(b []byte) []byte {
+			w := make([]byte, len(b)+64)
+			copy(w, b[:len(b)-4])
+			return w
+		}), 1 << 20, ErrDigest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Open(tc.in, tc.max)
+			got, digest, err := Open(tc.in, tc.max)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Open = %v, want %v", err, tc.want)
 			}
 			if err == nil && !bytes.Equal(got, payload) {
 				t.Fatalf("payload %q, want %q", got, payload)
+			}
+			if err == nil && digest != Digest(payload) {
+				t.Fatal("returned digest is not the payload's")
 			}
 		})
 	}
@@ -164,7 +174,7 @@ func TestPlanRejects(t *testing.T) {
 
 func TestDigestIsOfPayload(t *testing.T) {
 	img := realARMExecutable(t)
-	payload, err := Open(Wrap(img), len(img))
+	payload, _, err := Open(Wrap(img), len(img))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +195,7 @@ func FuzzOpen(f *testing.F) {
 		if max < 0 {
 			max = -max
 		}
-		p, err := Open(b, max)
+		p, _, err := Open(b, max)
 		if err == nil && (len(p) > max || len(p) > len(b)) {
 			t.Fatalf("payload of %d bytes from %d bytes, max %d", len(p), len(b), max)
 		}

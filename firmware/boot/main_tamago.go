@@ -1,0 +1,70 @@
+//go:build tamago && arm && stage0
+
+// Command boot is stage 0: the small loader QEMU starts with -kernel. It
+// finds the stick image container that QEMU placed in memory, checks it,
+// measures it, loads its ELF segments into the stick's RAM and jumps to it.
+//
+// Build with the stage0 tag (the Makefile does), which moves its own runtime
+// above the stick's RAM.
+package main
+
+import (
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/usbarmory/tamago/arm"
+
+	"github.com/teastick/teastick/board/mmio"
+	"github.com/teastick/teastick/board/qemu/virt"
+	"github.com/teastick/teastick/image/bootimg"
+)
+
+// Version is stamped at build time.
+var Version = "dev"
+
+// Exit statuses of a failed stage 0 (the boot stops; under QEMU they become
+// QEMU's exit status).
+const (
+	exitNoImage  = 4
+	exitBadImage = 5
+)
+
+func fatal(code int32, format string, args ...any) {
+	fmt.Printf("stage0: FATAL: "+format+"\n", args...)
+	virt.Exit(code)
+}
+
+func window(addr, size uint32) []byte {
+	return unsafe.Slice((*byte)(mmio.Pointer(addr)), size)
+}
+
+func main() {
+	fmt.Printf("teastick stage0 %s\n", Version)
+
+	// The stick's RAM and the image window lie outside stage 0's runtime
+	// RAM, which the MMU maps as device memory: map them as normal memory
+	// so that copies may be unaligned and cached.
+	virt.ARM.ConfigureMMU(virt.RAM_START, virt.RAM_START+virt.RAM_SIZE, 0, arm.MemoryRegion)
+	virt.ARM.ConfigureMMU(virt.HANDOFF_BASE, virt.HANDOFF_BASE+virt.HANDOFF_SIZE, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
+	virt.ARM.ConfigureMMU(virt.STICK_IMAGE_BASE, virt.STICK_IMAGE_BASE+virt.STICK_IMAGE_MAX, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
+
+	payload, digest, err := bootimg.Open(window(virt.STICK_IMAGE_BASE, virt.STICK_IMAGE_MAX), virt.STICK_IMAGE_MAX-bootimg.HeaderSize)
+	if err != nil {
+		fatal(exitNoImage, "no stick image at %#x: %v", virt.STICK_IMAGE_BASE, err)
+	}
+	plan, err := bootimg.NewPlan(payload, virt.RAM_START, virt.RAM_START+virt.RAM_SIZE)
+	if err != nil {
+		fatal(exitBadImage, "stick image rejected: %v", err)
+	}
+	fmt.Printf("stage0: stick image %d bytes sha256:%x\n", len(payload), digest)
+
+	for _, s := range plan.Segments {
+		dst := window(uint32(s.Addr), uint32(uint64(len(s.File))+s.Zero))
+		n := copy(dst, s.File)
+		clear(dst[n:])
+	}
+	fmt.Printf("stage0: loaded %d segments, starting the stick at %#x\n", len(plan.Segments), plan.Entry)
+	os.Stdout.Sync()
+	jump(uint32(plan.Entry), virt.HANDOFF_BASE)
+}
