@@ -19,6 +19,9 @@ func Read8(addr uint32) uint8
 // Write8 sets the byte register at addr.
 func Write8(addr uint32, val uint8)
 
+// Read16 returns the 16-bit register at addr.
+func Read16(addr uint32) uint16
+
 // Read32 returns the 32-bit register at addr.
 func Read32(addr uint32) uint32
 
@@ -36,6 +39,7 @@ type Region struct {
 
 func (r Region) Read8(off uint32) uint8         { return Read8(r.Base + off) }
 func (r Region) Write8(off uint32, val uint8)   { Write8(r.Base+off, val) }
+func (r Region) Read16(off uint32) uint16       { return Read16(r.Base + off) }
 func (r Region) Read32(off uint32) uint32       { return Read32(r.Base + off) }
 func (r Region) Write32(off uint32, val uint32) { Write32(r.Base+off, val) }
 

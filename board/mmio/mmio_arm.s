@@ -25,6 +25,15 @@ TEXT ·Write8(SB),NOSPLIT,$0-5
 	WORD	$0xf57ff05f // dmb sy
 	RET
 
+// func Read16(addr uint32) uint16
+TEXT ·Read16(SB),NOSPLIT,$0-6
+	MOVW	addr+0(FP), R0
+	WORD	$0xf57ff05f // dmb sy
+	MOVHU	(R0), R1
+	WORD	$0xf57ff05f // dmb sy
+	MOVH	R1, ret+4(FP)
+	RET
+
 // func Read32(addr uint32) uint32
 TEXT ·Read32(SB),NOSPLIT,$0-8
 	MOVW	addr+0(FP), R0

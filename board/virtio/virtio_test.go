@@ -7,8 +7,9 @@ import (
 	"testing"
 )
 
-// deviceModel is a register-level model of a virtio-mmio version 2 entropy
-// device, following spec 4.2 and 5.4, with switches for fault injection. It
+// deviceModel is a register-level model of a virtio-mmio version 2 device
+// (spec 4.2) with up to two split virtqueues, behaving as an entropy device
+// (5.4) or a network device (5.1), with switches for fault injection. It
 // DMAs into guest memory mem, which starts at physical address base.
 type deviceModel struct {
 	mem  []byte
@@ -21,20 +22,31 @@ type deviceModel struct {
 	status             uint32
 	queueSel           uint32
 	maxQueue           uint32
-	num, ready         uint32
-	desc, avail, used  uint64
-	lastAvail          uint16
-	usedIdx            uint16
+	queues             [2]queueState
+	config             []byte
 	served             int
 
-	// fault injection
+	// network: frames the driver transmitted
+	sent [][]byte
+
+	faults
+}
+
+type faults struct {
 	refuseFeatures bool // clears FEATURES_OK
 	silent         bool // never returns buffers
-	badID          bool // returns a descriptor that was not posted
+	badID          bool // returns a descriptor ID beyond the queue
 	overLong       bool // claims to have written more than the buffer
 	empty          bool // returns buffers with nothing written
 	needsReset     bool // sets DEVICE_NEEDS_RESET after the first answer
-	pattern        byte // first byte written
+	pattern        byte // first byte written by the entropy device
+}
+
+type queueState struct {
+	num, ready        uint32
+	desc, avail, used uint64
+	lastAvail         uint16
+	usedIdx           uint16
 }
 
 func newModel(mem []byte, base uint64) *deviceModel {
@@ -43,9 +55,11 @@ func newModel(mem []byte, base uint64) *deviceModel {
 		magic: Magic, version: 2, id: IDEntropy,
 		offered:  FeatureVersion1,
 		maxQueue: 64,
-		pattern:  0x40,
+		faults:   faults{pattern: 0x40},
 	}
 }
+
+func (m *deviceModel) q() *queueState { return &m.queues[m.queueSel%2] }
 
 func (m *deviceModel) Read32(off uint32) uint32 {
 	switch off {
@@ -62,16 +76,20 @@ func (m *deviceModel) Read32(off uint32) uint32 {
 	case QueueNumMax:
 		return m.maxQueue
 	case QueueReady:
-		return m.ready
+		return m.q().ready
 	case Status:
 		return m.status
 	case InterruptStatus:
 		return 0
 	}
+	if off >= Config && int(off-Config)+4 <= len(m.config) {
+		return binary.LittleEndian.Uint32(m.config[off-Config:])
+	}
 	return 0
 }
 
 func (m *deviceModel) Write32(off uint32, v uint32) {
+	q := m.q()
 	switch off {
 	case DeviceFeaturesSel:
 		m.featSel = v & 1
@@ -82,10 +100,7 @@ func (m *deviceModel) Write32(off uint32, v uint32) {
 		m.accepted |= uint64(v) << (32 * m.drvSel)
 	case Status:
 		if v == 0 {
-			*m = deviceModel{mem: m.mem, base: m.base, magic: m.magic, version: m.version, id: m.id,
-				offered: m.offered, maxQueue: m.maxQueue, refuseFeatures: m.refuseFeatures,
-				silent: m.silent, badID: m.badID, overLong: m.overLong, empty: m.empty,
-				needsReset: m.needsReset, pattern: m.pattern}
+			m.status, m.accepted, m.queues = 0, 0, [2]queueState{}
 			return
 		}
 		if v&StatusFeaturesOK != 0 && (m.refuseFeatures || m.accepted&^m.offered != 0) {
@@ -95,40 +110,73 @@ func (m *deviceModel) Write32(off uint32, v uint32) {
 	case QueueSel:
 		m.queueSel = v
 	case QueueNum:
-		m.num = v
+		q.num = v
 	case QueueReady:
-		m.ready = v
+		q.ready = v
 	case QueueDescLow:
-		m.desc = m.desc&^0xffffffff | uint64(v)
+		q.desc = q.desc&^0xffffffff | uint64(v)
 	case QueueDescHigh:
-		m.desc = m.desc&0xffffffff | uint64(v)<<32
+		q.desc = q.desc&0xffffffff | uint64(v)<<32
 	case QueueDriverLow:
-		m.avail = m.avail&^0xffffffff | uint64(v)
+		q.avail = q.avail&^0xffffffff | uint64(v)
 	case QueueDriverHigh:
-		m.avail = m.avail&0xffffffff | uint64(v)<<32
+		q.avail = q.avail&0xffffffff | uint64(v)<<32
 	case QueueDeviceLow:
-		m.used = m.used&^0xffffffff | uint64(v)
+		q.used = q.used&^0xffffffff | uint64(v)
 	case QueueDeviceHigh:
-		m.used = m.used&0xffffffff | uint64(v)<<32
+		q.used = q.used&0xffffffff | uint64(v)<<32
 	case QueueNotify:
-		m.serve()
+		if m.status&StatusDriverOK == 0 || m.silent {
+			return
+		}
+		switch {
+		case m.id == IDEntropy:
+			m.serveEntropy(&m.queues[0])
+		case m.id == IDNetwork && v == 1:
+			m.serveTransmit(&m.queues[1])
+		}
 	}
 }
 
 func (m *deviceModel) at(addr uint64) []byte { return m.mem[addr-m.base:] }
 
-func (m *deviceModel) serve() {
-	if m.status&StatusDriverOK == 0 || m.silent {
-		return
+// next pops the next available descriptor: its ID, buffer address, length.
+func (m *deviceModel) next(q *queueState) (id uint16, addr uint64, length uint32, ok bool) {
+	n := uint16(q.num)
+	if q.lastAvail == binary.LittleEndian.Uint16(m.at(q.avail+2)) {
+		return 0, 0, 0, false
 	}
-	n := uint16(m.num)
-	availIdx := binary.LittleEndian.Uint16(m.at(m.avail + 2))
-	for m.lastAvail != availIdx {
-		id := binary.LittleEndian.Uint16(m.at(m.avail + 4 + 2*uint64(m.lastAvail%n)))
-		m.lastAvail++
-		d := m.at(m.desc + 16*uint64(id))
-		addr := binary.LittleEndian.Uint64(d[0:])
-		length := binary.LittleEndian.Uint32(d[8:])
+	id = binary.LittleEndian.Uint16(m.at(q.avail + 4 + 2*uint64(q.lastAvail%n)))
+	q.lastAvail++
+	d := m.at(q.desc + 16*uint64(id))
+	return id, binary.LittleEndian.Uint64(d[0:]), binary.LittleEndian.Uint32(d[8:]), true
+}
+
+// complete returns descriptor id with written bytes, applying the faults.
+func (m *deviceModel) complete(q *queueState, id uint16, length, written uint32) {
+	if m.overLong {
+		written = length + 1
+	}
+	usedID := uint32(id)
+	if m.badID {
+		usedID = q.num + uint32(id)
+	}
+	e := m.at(q.used + 4 + 8*uint64(q.usedIdx%uint16(q.num)))
+	binary.LittleEndian.PutUint32(e[0:], usedID)
+	binary.LittleEndian.PutUint32(e[4:], written)
+	q.usedIdx++
+	binary.LittleEndian.PutUint16(m.at(q.used+2), q.usedIdx)
+	if m.needsReset {
+		m.status |= StatusDeviceNeedsReset
+	}
+}
+
+func (m *deviceModel) serveEntropy(q *queueState) {
+	for {
+		id, addr, length, ok := m.next(q)
+		if !ok {
+			return
+		}
 		written := length
 		if m.empty {
 			written = 0
@@ -138,22 +186,34 @@ func (m *deviceModel) serve() {
 			buf[i] = m.pattern + byte(m.served+i)
 		}
 		m.served += int(written)
-		if m.overLong {
-			written = length + 1
-		}
-		usedID := uint32(id)
-		if m.badID {
-			usedID = uint32(id) + 1
-		}
-		e := m.at(m.used + 4 + 8*uint64(m.usedIdx%n))
-		binary.LittleEndian.PutUint32(e[0:], usedID)
-		binary.LittleEndian.PutUint32(e[4:], written)
-		m.usedIdx++
-		binary.LittleEndian.PutUint16(m.at(m.used+2), m.usedIdx)
-		if m.needsReset {
-			m.status |= StatusDeviceNeedsReset
-		}
+		m.complete(q, id, length, written)
 	}
+}
+
+func (m *deviceModel) serveTransmit(q *queueState) {
+	for {
+		id, addr, length, ok := m.next(q)
+		if !ok {
+			return
+		}
+		m.sent = append(m.sent, append([]byte(nil), m.at(addr)[:length]...))
+		m.complete(q, id, length, 0)
+	}
+}
+
+// deliver puts a frame (with its virtio-net header) into the next receive
+// buffer, as the device does when a frame arrives; false when the driver
+// has posted none.
+func (m *deviceModel) deliver(frame []byte) bool {
+	q := &m.queues[0]
+	id, addr, length, ok := m.next(q)
+	if !ok {
+		return false
+	}
+	pkt := append(make([]byte, NetHeaderSize), frame...)
+	n := copy(m.at(addr)[:length], pkt)
+	m.complete(q, id, length, uint32(n))
+	return true
 }
 
 const base = 0x4000_0000
@@ -259,7 +319,7 @@ func TestRNGFaults(t *testing.T) {
 		tweak func(*deviceModel)
 	}{
 		{"device never answers", func(m *deviceModel) { m.silent = true }},
-		{"used element names a free descriptor", func(m *deviceModel) { m.badID = true }},
+		{"used element names a descriptor beyond the queue", func(m *deviceModel) { m.badID = true }},
 		{"used length beyond the buffer", func(m *deviceModel) { m.overLong = true }},
 		{"device writes nothing", func(m *deviceModel) { m.empty = true }},
 		{"device needs reset", func(m *deviceModel) { m.needsReset = true }},
@@ -328,5 +388,40 @@ func TestFillDoesNotAllocate(t *testing.T) {
 	b := make([]byte, 200)
 	if n := testing.AllocsPerRun(50, func() { r.Fill(b) }); n != 0 {
 		t.Fatalf("%v allocations per Fill, want 0", n)
+	}
+}
+
+func TestQueueRejectsDoubleReturn(t *testing.T) {
+	mem := make([]byte, 8192)
+	m := newModel(mem, base)
+	m.id = IDNetwork
+	tr := &Transport{Regs: m}
+	if err := tr.Init(0); err != nil {
+		t.Fatal(err)
+	}
+	var q Queue
+	if err := q.Init(mem[:4096], base, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.SetupQueue(0, &q); err != nil {
+		t.Fatal(err)
+	}
+	tr.Ready()
+	id, err := q.Post(base+4096, 64, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := &m.queues[0]
+	m.next(qs)
+	m.complete(qs, id, 64, 8)
+	m.complete(qs, id, 64, 8) // the same buffer again
+	if _, _, ok, err := q.Used(); !ok || err != nil {
+		t.Fatalf("first return: %v %v", ok, err)
+	}
+	if _, _, ok, err := q.Used(); !ok || !errors.Is(err, ErrBadUsed) {
+		t.Fatalf("second return of the same descriptor: %v %v, want ErrBadUsed", ok, err)
+	}
+	if q.Free() != 4 {
+		t.Fatalf("%d free descriptors, want 4", q.Free())
 	}
 }
