@@ -77,6 +77,8 @@ var stickBanner = []string{
 	`^entropy: virtio-rng \(slot \d+\) -> chacha20 drbg$`,
 	`^devices: .*rng@0x[0-9a-f]+\(slot \d+, v2\)`,
 	`^boot: banner at \d+ ms$`,
+	`^net: virtio-net slot \d+ mac 52:54:00:12:34:56 link up$`,
+	`^net: gateway 10\.0\.2\.2 is at 52:55:0a:00:02:02$`,
 	`^heartbeat 1 uptime \d+ ms$`,
 	`^heartbeat 2 uptime \d+ ms$`,
 	`^teastick: test build, exiting$`,
@@ -147,6 +149,12 @@ func TestBoot(t *testing.T) {
 			exitCode: 4,
 			want:     []string{`^stage0: FATAL: no stick image .*bootimg: image damaged \(digest mismatch\)`},
 			reject:   []string{`^teastick boot-test`},
+		},
+		{
+			name:     "boots without a network device",
+			machine:  func(*testing.T) Machine { return Machine{Kernel: img.stick, NoNet: true} },
+			exitCode: 0,
+			want:     []string{`^net: no network device$`, `^heartbeat 2 uptime`},
 		},
 		{
 			name:     "refuses to run without an entropy source",

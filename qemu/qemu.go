@@ -55,6 +55,10 @@ type Machine struct {
 	// NoRNG leaves out the virtio entropy device (the stick must refuse to
 	// boot).
 	NoRNG bool
+	// NoNet leaves out the network device. With it, the stick's link is
+	// QEMU user networking with restrict=on: nothing leaves the guest
+	// except what forwarding rules allow.
+	NoNet bool
 	// LegacyVirtio keeps QEMU's default legacy (version 1) virtio-mmio
 	// transport, which the stick refuses.
 	LegacyVirtio bool
@@ -84,6 +88,9 @@ func (m Machine) Args() []string {
 	}
 	if !m.NoRNG {
 		args = append(args, "-device", "virtio-rng-device")
+	}
+	if !m.NoNet {
+		args = append(args, "-netdev", "user,id=net0,restrict=on", "-device", "virtio-net-device,netdev=net0")
 	}
 	args = append(args, "-kernel", m.Kernel)
 	if m.StickImage != "" {

@@ -4,7 +4,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -31,10 +34,40 @@ func main() {
 		Uptime:   uptime(),
 	})
 
+	checkLink()
+
 	n, _ := strconv.Atoi(exitAfter)
 	heartbeat(os.Stdout, n, time.Second, uptime)
 	if n > 0 {
 		fmt.Println("teastick: test build, exiting")
 		virt.Exit(0)
 	}
+}
+
+// QEMU user networking's addresses for the guest and its gateway.
+var (
+	qemuGuest   = netip.MustParseAddr("10.0.2.15")
+	qemuGateway = netip.MustParseAddr("10.0.2.2")
+)
+
+// checkLink brings up the network device and checks the link with an ARP
+// probe of the gateway.
+func checkLink() {
+	nic, dev, err := virt.OpenNet()
+	if errors.Is(err, virt.ErrNoNet) {
+		fmt.Println("net: no network device")
+		return
+	}
+	if err != nil {
+		fmt.Printf("net: virtio-net in slot %d: %v\n", dev.Slot, err)
+		return
+	}
+	mac := nic.MAC()
+	fmt.Printf("net: virtio-net slot %d mac %s link %s\n", dev.Slot, net.HardwareAddr(mac[:]), map[bool]string{true: "up", false: "down"}[nic.LinkUp()])
+	hw, err := arpProbe(nic, mac, qemuGuest, qemuGateway, 2*time.Second)
+	if err != nil {
+		fmt.Printf("net: gateway %s: %v\n", qemuGateway, err)
+		return
+	}
+	fmt.Printf("net: gateway %s is at %s\n", qemuGateway, net.HardwareAddr(hw[:]))
 }
