@@ -151,6 +151,18 @@ func TestBoot(t *testing.T) {
 			reject:   []string{`^teastick boot-test`},
 		},
 		{
+			name: "answers on the serial console",
+			machine: func(*testing.T) Machine {
+				return Machine{Kernel: img.stick, Input: "status\nuptime\nfrobnicate\n", InputAfter: "boot: banner"}
+			},
+			exitCode: 0,
+			want: []string{
+				`^console: teastick boot-test on qemu-virt-arm, 2 devices, 0 entropy reseed failures$`,
+				`^console: uptime \d+ ms$`,
+				`^console: unknown command "frobnicate" \(try help\)$`,
+			},
+		},
+		{
 			name:     "boots without a network device",
 			machine:  func(*testing.T) Machine { return Machine{Kernel: img.stick, NoNet: true} },
 			exitCode: 0,

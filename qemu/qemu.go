@@ -62,6 +62,11 @@ type Machine struct {
 	// LegacyVirtio keeps QEMU's default legacy (version 1) virtio-mmio
 	// transport, which the stick refuses.
 	LegacyVirtio bool
+	// Input is typed into the stick's console (its serial port): as soon
+	// as the console shows a line containing InputAfter, or at start when
+	// InputAfter is empty.
+	Input      string
+	InputAfter string
 	// Extra arguments appended to the command line.
 	Extra []string
 }
@@ -158,9 +163,24 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	var stdin io.WriteCloser
+	if m.Input != "" {
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("qemu: start: %w", err)
+	}
+	typeInput := func() {
+		if stdin != nil {
+			io.WriteString(stdin, m.Input)
+			stdin = nil // the pipe stays open: closing it would end QEMU's stdio chardev
+		}
+	}
+	if m.InputAfter == "" {
+		typeInput()
 	}
 	res := &Result{}
 	var mu sync.Mutex
@@ -177,6 +197,9 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 			mu.Unlock()
 			if tee != nil {
 				fmt.Fprintln(tee, text)
+			}
+			if m.InputAfter != "" && strings.Contains(text, m.InputAfter) {
+				typeInput()
 			}
 		}
 	}()

@@ -5,6 +5,8 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strconv"
@@ -20,6 +22,14 @@ func main() {
 		CPU:     runtime.GOARCH,
 		Entropy: "host (getrandom)",
 		Uptime:  uptime(),
+	})
+	go console(os.Stdin, os.Stdout, map[string]command{
+		"uptime": {help: "time since start", run: func(w io.Writer, _ []string) {
+			fmt.Fprintf(w, "console: uptime %d ms\n", uptime().Milliseconds())
+		}},
+		"status": {help: "version and board", run: func(w io.Writer, _ []string) {
+			fmt.Fprintf(w, "console: teastick %s on linux-hosted\n", Version)
+		}},
 	})
 	n, _ := strconv.Atoi(exitAfter)
 	heartbeat(os.Stdout, n, time.Second, uptime)

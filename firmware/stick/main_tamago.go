@@ -6,6 +6,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -35,6 +36,16 @@ func main() {
 	})
 
 	checkLink()
+
+	go console(virt.UART0, os.Stdout, map[string]command{
+		"uptime": {help: "time since reset", run: func(w io.Writer, _ []string) {
+			fmt.Fprintf(w, "console: uptime %d ms\n", uptime().Milliseconds())
+		}},
+		"status": {help: "version, board and devices", run: func(w io.Writer, _ []string) {
+			fmt.Fprintf(w, "console: teastick %s on %s, %d devices, %d entropy reseed failures\n",
+				Version, virt.Name, len(devs), virt.ReseedFailures)
+		}},
+	})
 
 	n, _ := strconv.Atoi(exitAfter)
 	heartbeat(os.Stdout, n, time.Second, uptime)

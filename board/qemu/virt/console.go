@@ -3,6 +3,7 @@
 package virt
 
 import (
+	"time"
 	_ "unsafe"
 
 	"github.com/teastick/teastick/board/mmio"
@@ -69,8 +70,11 @@ func (hw *UART) Write(buf []byte) (int, error) {
 	return len(buf), nil
 }
 
-// Read returns the bytes already received, at least one: it polls until
-// input arrives.
+// PollInterval is how often Read looks at the receive FIFO while waiting.
+const PollInterval = 5 * time.Millisecond
+
+// Read returns the bytes already received, at least one: it polls the
+// receive FIFO, sleeping between looks, until input arrives.
 func (hw *UART) Read(buf []byte) (n int, err error) {
 	for n < len(buf) {
 		c, ok := hw.Rx()
@@ -78,6 +82,7 @@ func (hw *UART) Read(buf []byte) (n int, err error) {
 			if n > 0 {
 				break
 			}
+			time.Sleep(PollInterval)
 			continue
 		}
 		buf[n] = c
