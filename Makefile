@@ -24,8 +24,9 @@ GOOS_TARGET := tamago
 GOARCH_TARGET := arm
 GOARM_TARGET := 7
 GOOSPKG := github.com/usbarmory/tamago
-# RAM starts at 0x40000000; its first 64 KiB hold vectors and page tables
-TEXT_START := 0x40010000
+# RAM starts at 0x40000000 with QEMU's devicetree (1 MiB), then 64 KiB of
+# vectors and page tables (board/qemu/virt/mem.go)
+TEXT_START := 0x40110000
 # stage 0 runs from its own RAM above the stick's (board/qemu/virt/mem.go)
 STAGE0_TEXT_START := 0x60010000
 BUILD_TAGS :=

@@ -62,6 +62,8 @@ type Machine struct {
 	// LegacyVirtio keeps QEMU's default legacy (version 1) virtio-mmio
 	// transport, which the stick refuses.
 	LegacyVirtio bool
+	// TPM, when set and started, is attached as the machine's TIS TPM.
+	TPM *SWTPM
 	// Input is typed into the stick's console (its serial port): as soon
 	// as the console shows a line containing InputAfter, or at start when
 	// InputAfter is empty.
@@ -96,6 +98,9 @@ func (m Machine) Args() []string {
 	}
 	if !m.NoNet {
 		args = append(args, "-netdev", "user,id=net0,restrict=on", "-device", "virtio-net-device,netdev=net0")
+	}
+	if m.TPM != nil {
+		args = append(args, m.TPM.Args()...)
 	}
 	args = append(args, "-kernel", m.Kernel)
 	if m.StickImage != "" {

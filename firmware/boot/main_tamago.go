@@ -53,7 +53,7 @@ func main() {
 	if err != nil {
 		fatal(exitNoImage, "no stick image at %#x: %v", virt.STICK_IMAGE_BASE, err)
 	}
-	plan, err := bootimg.NewPlan(payload, virt.RAM_START, virt.RAM_START+virt.RAM_SIZE)
+	plan, err := bootimg.NewPlan(payload, virt.VECTOR_BASE, virt.RAM_START+virt.RAM_SIZE)
 	if err != nil {
 		fatal(exitBadImage, "stick image rejected: %v", err)
 	}

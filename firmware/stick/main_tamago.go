@@ -35,6 +35,11 @@ func main() {
 		Uptime:   uptime(),
 	})
 
+	if id, err := virt.ProbeTPM(); err == nil {
+		fmt.Printf("tpm: TIS at %#x did_vid %#08x\n", virt.TPM_BASE, id)
+	} else {
+		fmt.Printf("tpm: %v\n", err)
+	}
 	checkLink()
 
 	go console(virt.UART0, os.Stdout, map[string]command{

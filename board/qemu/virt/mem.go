@@ -28,12 +28,17 @@ const (
 	PLATFORM_BUS_SIZE = 0x02000000
 	TPM_BASE          = PLATFORM_BUS_BASE
 
-	// RAM. The first 64 KiB hold the exception vectors, the L1/L2 page
-	// tables and the exception stacks (tamago arm.CPU.Init); the image is
-	// linked right after them (TEXT_START in the Makefile).
-	RAM_START  = 0x40000000
-	RAM_SIZE   = 0x20000000 // 512 MiB used by the stick's runtime
-	TEXT_START = RAM_START + 0x10000
+	// RAM. QEMU puts the devicetree blob at its start for bare-metal
+	// images that leave room for it (1 MiB); the next 64 KiB hold the
+	// exception vectors, the L1/L2 page tables and the exception stacks
+	// (tamago arm.CPU.Init); the image is linked right after them
+	// (TEXT_START in the Makefile).
+	RAM_START   = 0x40000000
+	RAM_SIZE    = 0x20000000 // 512 MiB used by the stick's runtime
+	DTB_BASE    = RAM_START
+	DTB_SIZE    = 0x00100000
+	VECTOR_BASE = RAM_START + DTB_SIZE
+	TEXT_START  = VECTOR_BASE + 0x10000
 
 	// Stage 0 (firmware/boot) runs from its own 64 MiB above the stick's
 	// RAM, so that loading the stick never overwrites the loader.

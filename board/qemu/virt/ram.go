@@ -14,3 +14,7 @@ var ramStart uint = RAM_START
 
 //go:linkname ramSize runtime/goos.RamSize
 var ramSize uint = RAM_SIZE
+
+// vectorBase is where arm.CPU.Init puts the vector table, page tables and
+// exception stacks (64 KiB).
+const vectorBase = VECTOR_BASE

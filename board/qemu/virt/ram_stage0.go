@@ -14,3 +14,7 @@ var ramStart uint = STAGE0_RAM_START
 
 //go:linkname ramSize runtime/goos.RamSize
 var ramSize uint = STAGE0_RAM_SIZE
+
+// vectorBase is where arm.CPU.Init puts the vector table, page tables and
+// exception stacks (64 KiB).
+const vectorBase = STAGE0_RAM_START

@@ -15,12 +15,12 @@
 package virt
 
 import (
-	"runtime"
 	"runtime/goos"
-	_ "unsafe"
+	"unsafe"
 
 	"github.com/usbarmory/tamago/arm"
 
+	"github.com/teastick/teastick/board/fdt"
 	"github.com/teastick/teastick/board/mmio"
 	"github.com/teastick/teastick/board/virtio"
 )
@@ -47,10 +47,10 @@ func nanotime() int64 {
 //
 //go:linkname Init runtime/goos.Hwinit1
 func Init() {
-	// The first 64 KiB of RAM hold the vector table, page tables and
-	// exception stacks.
-	start, _ := runtime.MemRegion()
-	ARM.Init(uint32(start))
+	// Read the board description before anything else touches RAM.
+	loadDeviceTree()
+
+	ARM.Init(vectorBase)
 	goos.Exit = Exit
 
 	ARM.EnableSMP()
@@ -89,3 +89,22 @@ func Devices() (devs []Device) {
 
 // TimerFrequency returns the generic timer frequency in Hz.
 func TimerFrequency() uint32 { return timerFreq }
+
+// DeviceTree is the board description QEMU passed at DTB_BASE, or nil when
+// there was none (DeviceTreeErr says why).
+var (
+	DeviceTree    *fdt.Tree
+	DeviceTreeErr error
+)
+
+func loadDeviceTree() {
+	window := unsafe.Slice((*byte)(mmio.Pointer(DTB_BASE)), DTB_SIZE)
+	n, err := fdt.Size(window)
+	if err != nil {
+		DeviceTreeErr = err
+		return
+	}
+	blob := make([]byte, n)
+	copy(blob, window)
+	DeviceTree, DeviceTreeErr = fdt.Parse(blob)
+}
