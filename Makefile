@@ -95,7 +95,7 @@ deps:
 test: deps test-tamago test-host
 
 test-host:
-	$(GO) test -race -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 test-tamago:
 	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then \
