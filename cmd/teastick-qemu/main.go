@@ -60,6 +60,9 @@ func main() {
 	}
 	if *dry {
 		fmt.Println("qemu-system-arm " + strings.Join(m.Args(), " "))
+		if m.StickImage != "" {
+			os.RemoveAll(filepath.Dir(m.StickImage))
+		}
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
