@@ -101,7 +101,7 @@ test-tamago:
 	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then \
 	  echo "teastick: building the tamago packages for TARGET=$(TARGET)"; \
 	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(BUILD_TAGS)" $(TAMAGO_PKGS) && \
-	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(BUILD_TAGS)" ./firmware/boot; \
+	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(BUILD_TAGS)" -o /dev/null ./firmware/boot; \
 	else \
 	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests: the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
 	fi
