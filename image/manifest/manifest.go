@@ -1,0 +1,292 @@
+// Package manifest is the signed release record: which firmware a stick may
+// run (its reference measurements), which actors it serves (name, CID,
+// granted capabilities, limits) and a version that only goes up. It stands
+// in for the on-chain record of the design.
+//
+// # Encoding
+//
+// A manifest file is JSON:
+//
+//	{"signed": {...}, "signature": {"alg": "ed25519", "key": "<hex>", "sig": "<base64>"}}
+//
+// The signature covers the exact bytes of the "signed" value. Those bytes
+// must be canonical: the compact encoding/json rendering of the Manifest
+// struct (fields in declaration order, no insignificant white space, no
+// HTML escaping, lists in the order given). Parse re-encodes what it read
+// and refuses any difference, so there is exactly one byte string per
+// manifest and nothing in a signed part can go unseen: unknown fields,
+// duplicate fields and alternative spellings are all refused.
+package manifest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+
+	"github.com/ipfs/go-cid"
+)
+
+// Schema names this format.
+const Schema = "teastick/manifest/v1"
+
+// MaxSize bounds a manifest file.
+const MaxSize = 256 << 10
+
+// Limits on contents.
+const (
+	MaxActors = 64
+	MaxGrants = 32
+)
+
+// Errors, for errors.Is.
+var (
+	ErrMalformed    = errors.New("manifest: malformed")
+	ErrNotCanonical = errors.New("manifest: signed part is not in canonical form")
+	ErrSignature    = errors.New("manifest: bad signature")
+	ErrUnknownKey   = errors.New("manifest: signed by an unknown key")
+	ErrStale        = errors.New("manifest: version not newer than the running one")
+	ErrInvalid      = errors.New("manifest: invalid contents")
+)
+
+// Manifest is the signed part.
+type Manifest struct {
+	Schema   string   `json:"schema"`
+	Version  uint64   `json:"version"`
+	Firmware Firmware `json:"firmware"`
+	Actors   []Actor  `json:"actors"`
+}
+
+// Firmware holds the reference measurements of the images a release
+// allows: SHA-256 digests, lowercase hex.
+type Firmware struct {
+	// Stage0 is the digest of the stage 0 ELF.
+	Stage0 string `json:"stage0_sha256"`
+	// Stick is the digest of the stick ELF, which stage 0 measures.
+	Stick string `json:"stick_sha256"`
+}
+
+// Actor is one actor the stick serves.
+type Actor struct {
+	Name   string   `json:"name"`
+	CID    string   `json:"cid"`
+	Grants []string `json:"grants"`
+	Limits Limits   `json:"limits"`
+}
+
+// Limits bound one actor; zero means the runtime's default.
+type Limits struct {
+	MemoryPages   uint32 `json:"memory_pages"`
+	TimeoutMillis uint32 `json:"timeout_ms"`
+	MaxRequest    uint32 `json:"max_request"`
+	MaxResponse   uint32 `json:"max_response"`
+	MaxConcurrent uint32 `json:"max_concurrent"`
+}
+
+// Signature is the signature block.
+type Signature struct {
+	Alg string `json:"alg"`
+	// Key is the hex SHA-256 of the signing public key.
+	Key string `json:"key"`
+	Sig string `json:"sig"`
+}
+
+type file struct {
+	Signed    json.RawMessage `json:"signed"`
+	Signature Signature       `json:"signature"`
+}
+
+var (
+	nameRE  = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+	grantRE = regexp.MustCompile(`^[a-z][a-z0-9]*(\.[a-z][a-z0-9]*)*$`)
+	hexRE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// KeyID is the identifier of a governance public key: hex SHA-256.
+func KeyID(pub ed25519.PublicKey) string {
+	s := sha256.Sum256(pub)
+	return hex.EncodeToString(s[:])
+}
+
+// Canonical returns the canonical encoding of m.
+func (m *Manifest) Canonical() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	mm := *m
+	// nil and empty lists encode differently; the canonical form is []
+	if mm.Actors == nil {
+		mm.Actors = []Actor{}
+	}
+	mm.Actors = slices.Clone(mm.Actors)
+	for i := range mm.Actors {
+		if mm.Actors[i].Grants == nil {
+			mm.Actors[i].Grants = []string{}
+		}
+	}
+	if err := enc.Encode(&mm); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// Validate checks the contents.
+func (m *Manifest) Validate() error {
+	if m.Schema != Schema {
+		return fmt.Errorf("%w: schema %q, want %q", ErrInvalid, m.Schema, Schema)
+	}
+	if m.Version == 0 {
+		return fmt.Errorf("%w: version must be at least 1", ErrInvalid)
+	}
+	for _, d := range []struct{ name, v string }{{"stage0_sha256", m.Firmware.Stage0}, {"stick_sha256", m.Firmware.Stick}} {
+		if !hexRE.MatchString(d.v) {
+			return fmt.Errorf("%w: firmware %s must be 64 lowercase hex digits", ErrInvalid, d.name)
+		}
+	}
+	if len(m.Actors) > MaxActors {
+		return fmt.Errorf("%w: %d actors, at most %d", ErrInvalid, len(m.Actors), MaxActors)
+	}
+	seen := map[string]bool{}
+	for i, a := range m.Actors {
+		if !nameRE.MatchString(a.Name) {
+			return fmt.Errorf("%w: actor %d: name %q (lowercase letters, digits, '-', at most 32)", ErrInvalid, i, a.Name)
+		}
+		if seen[a.Name] {
+			return fmt.Errorf("%w: actor %q listed twice", ErrInvalid, a.Name)
+		}
+		seen[a.Name] = true
+		c, err := cid.Decode(a.CID)
+		if err != nil {
+			return fmt.Errorf("%w: actor %q: cid %q: %v", ErrInvalid, a.Name, a.CID, err)
+		}
+		if c.String() != a.CID {
+			return fmt.Errorf("%w: actor %q: cid %q is not in its canonical form %q", ErrInvalid, a.Name, a.CID, c.String())
+		}
+		if len(a.Grants) > MaxGrants {
+			return fmt.Errorf("%w: actor %q: %d grants, at most %d", ErrInvalid, a.Name, len(a.Grants), MaxGrants)
+		}
+		for j, g := range a.Grants {
+			if !grantRE.MatchString(g) || len(g) > 64 {
+				return fmt.Errorf("%w: actor %q: grant %q", ErrInvalid, a.Name, g)
+			}
+			if j > 0 && a.Grants[j-1] >= g {
+				return fmt.Errorf("%w: actor %q: grants must be sorted and unique", ErrInvalid, a.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// Actor returns the named actor.
+func (m *Manifest) Actor(name string) (Actor, bool) {
+	for _, a := range m.Actors {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return Actor{}, false
+}
+
+// Sign validates m and returns the manifest file signed with key.
+func Sign(m *Manifest, key ed25519.PrivateKey) ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	signed, err := m.Canonical()
+	if err != nil {
+		return nil, err
+	}
+	f := file{
+		Signed: signed,
+		Signature: Signature{
+			Alg: "ed25519",
+			Key: KeyID(key.Public().(ed25519.PublicKey)),
+			Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(key, signed)),
+		},
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	// no indentation: the encoder would re-indent the signed bytes too
+	if err := enc.Encode(&f); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Parse reads a manifest file without checking its signature: for showing
+// one. Verify is what the stick and the tools use to trust one.
+func Parse(b []byte) (*Manifest, *Signature, []byte, error) {
+	if len(b) > MaxSize {
+		return nil, nil, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(b), MaxSize)
+	}
+	var f file
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return nil, nil, nil, fmt.Errorf("%w: data after the manifest", ErrMalformed)
+	}
+	if len(f.Signed) == 0 {
+		return nil, nil, nil, fmt.Errorf("%w: no signed part", ErrMalformed)
+	}
+	var m Manifest
+	dec = json.NewDecoder(bytes.NewReader(f.Signed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: signed part: %v", ErrMalformed, err)
+	}
+	canon, err := m.Canonical()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if !bytes.Equal(canon, f.Signed) {
+		return nil, nil, nil, ErrNotCanonical
+	}
+	if err := m.Validate(); err != nil {
+		return nil, nil, nil, err
+	}
+	return &m, &f.Signature, []byte(f.Signed), nil
+}
+
+// Verify parses a manifest file and checks its signature against the
+// trusted governance keys.
+func Verify(b []byte, trusted ...ed25519.PublicKey) (*Manifest, error) {
+	m, sig, signed, err := Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	if sig.Alg != "ed25519" {
+		return nil, fmt.Errorf("%w: algorithm %q", ErrSignature, sig.Alg)
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(sig.Sig)
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: signature encoding", ErrSignature)
+	}
+	for _, k := range trusted {
+		if KeyID(k) != sig.Key {
+			continue
+		}
+		if !ed25519.Verify(k, signed, raw) {
+			return nil, ErrSignature
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnknownKey, sig.Key)
+}
+
+// CheckUpgrade refuses a manifest that does not move the version forward.
+func CheckUpgrade(running, next *Manifest) error {
+	if running != nil && next.Version <= running.Version {
+		return fmt.Errorf("%w: offered %d, running %d", ErrStale, next.Version, running.Version)
+	}
+	return nil
+}
