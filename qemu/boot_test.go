@@ -77,6 +77,7 @@ var stickBanner = []string{
 	`^entropy: virtio-rng \(slot \d+\) -> chacha20 drbg$`,
 	`^devices: .*rng@0x[0-9a-f]+\(slot \d+, v2\)`,
 	`^boot: banner at \d+ ms$`,
+	`^irq: timer interrupt \d+ us after its deadline$`,
 	`^tpm: virt: no TIS TPM described by the device tree`,
 	`^net: virtio-net slot \d+ mac 52:54:00:12:34:56 link up$`,
 	`^net: gateway 10\.0\.2\.2 is at 52:55:0a:00:02:02$`,

@@ -35,6 +35,11 @@ func main() {
 		Uptime:   uptime(),
 	})
 
+	if late, ok := virt.CheckInterrupts(10*time.Millisecond, time.Second); ok {
+		fmt.Printf("irq: timer interrupt %d us after its deadline\n", late.Microseconds())
+	} else {
+		fmt.Println("irq: FAILED: no timer interrupt within 1 s")
+	}
 	if id, err := virt.ProbeTPM(); err == nil {
 		fmt.Printf("tpm: TIS at %#x did_vid %#08x\n", virt.TPM_BASE, id)
 	} else {
