@@ -65,9 +65,9 @@ func Provision(stateDir, caDir string) error {
 	}
 	defer os.RemoveAll(cfgDir)
 	files := map[string]string{
-		"swtpm-localca.conf": fmt.Sprintf("statedir = %[1]s\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", caDir),
+		"swtpm-localca.conf":    fmt.Sprintf("statedir = %[1]s\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", caDir),
 		"swtpm-localca.options": "--platform-manufacturer teastick\n--platform-version 2.1\n--platform-model swtpm\n",
-		"swtpm_setup.conf": fmt.Sprintf("create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %[1]s/swtpm-localca.conf\ncreate_certs_tool_options = %[1]s/swtpm-localca.options\nactive_pcr_banks = sha256\n", cfgDir),
+		"swtpm_setup.conf":      fmt.Sprintf("create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %[1]s/swtpm-localca.conf\ncreate_certs_tool_options = %[1]s/swtpm-localca.options\nactive_pcr_banks = sha256\n", cfgDir),
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(cfgDir, name), []byte(body), 0o600); err != nil {
