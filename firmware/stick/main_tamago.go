@@ -14,7 +14,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
+
 	"github.com/teastick/teastick/board/qemu/virt"
+	"github.com/teastick/teastick/tpm/tis"
 )
 
 func main() {
@@ -42,6 +45,7 @@ func main() {
 	}
 	if id, err := virt.ProbeTPM(); err == nil {
 		fmt.Printf("tpm: TIS at %#x did_vid %#08x\n", virt.TPM_BASE, id)
+		checkTPM()
 	} else {
 		fmt.Printf("tpm: %v\n", err)
 	}
@@ -91,4 +95,31 @@ func checkLink() {
 		return
 	}
 	fmt.Printf("net: gateway %s is at %s\n", qemuGateway, net.HardwareAddr(hw[:]))
+}
+
+// checkTPM starts the TPM through the TIS driver and reads a PCR: the
+// TPM works from bare metal.
+func checkTPM() {
+	t := &tis.TIS{Regs: virt.TPM}
+	if err := t.Init(); err != nil {
+		fmt.Printf("tpm: FAILED: %v\n", err)
+		return
+	}
+	_, err := tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(t)
+	if err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
+		fmt.Printf("tpm: FAILED: startup: %v\n", err)
+		return
+	}
+	rsp, err := tpm2.PCRRead{PCRSelectionIn: tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{
+		{Hash: tpm2.TPMAlgSHA256, PCRSelect: tpm2.PCClientCompatible.PCRs(4)},
+	}}}.Execute(t)
+	if err != nil {
+		fmt.Printf("tpm: FAILED: PCR read: %v\n", err)
+		return
+	}
+	if len(rsp.PCRValues.Digests) != 1 {
+		fmt.Printf("tpm: FAILED: PCR read returned %d digests\n", len(rsp.PCRValues.Digests))
+		return
+	}
+	fmt.Printf("tpm: started, PCR 4 sha256 %x\n", rsp.PCRValues.Digests[0].Buffer)
 }
