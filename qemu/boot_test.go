@@ -153,6 +153,24 @@ func TestBoot(t *testing.T) {
 			reject:   []string{`^teastick boot-test`},
 		},
 		{
+			name: "starts the TIS TPM",
+			machine: func(t *testing.T) Machine {
+				tpm := &SWTPM{Dir: t.TempDir()}
+				if err := tpm.Start(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(tpm.Stop)
+				return Machine{Kernel: img.stick, TPM: tpm}
+			},
+			exitCode: 0,
+			want: []string{
+				`^tpm: TIS at 0xc000000 did_vid 0x00011014$`,
+				`^tpm: started, PCR 4 sha256 0{64}$`,
+				`^heartbeat 2 uptime`,
+			},
+			reject: []string{`FAILED`, `no TIS TPM`},
+		},
+		{
 			name: "answers on the serial console",
 			machine: func(*testing.T) Machine {
 				return Machine{Kernel: img.stick, Input: "status\nuptime\nfrobnicate\n", InputAfter: "boot: banner"}
