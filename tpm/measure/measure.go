@@ -148,6 +148,7 @@ type Measurer struct {
 // New starts the TPM (TPM2_Startup(CLEAR)), checks that SHA-256 is the only
 // active bank and begins an empty log. Stage 0 calls it.
 func New(tpm transport.TPM, log *slog.Logger) (*Measurer, error) {
+	tpm = Retrying(tpm)
 	if err := Startup(tpm); err != nil {
 		return nil, err
 	}
@@ -165,6 +166,7 @@ func New(tpm transport.TPM, log *slog.Logger) (*Measurer, error) {
 // event touches must be zero). The stick calls it; any error means the
 // stick must not serve.
 func Resume(tpm transport.TPM, handoff []byte, log *slog.Logger) (*Measurer, error) {
+	tpm = Retrying(tpm)
 	raw, err := ParseHandoff(handoff)
 	if err != nil {
 		return nil, err

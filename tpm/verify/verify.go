@@ -1,0 +1,536 @@
+// Package verify is the verifier of teastick's remote attestation (host
+// side): it enrols a stick's attestation key through its EK certificate and
+// credential activation, and checks a stick's evidence (quote, PCRs, event
+// log) against reference measurements and the release manifest's actors,
+// returning a Verdict that lists every check.
+package verify
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"slices"
+	"strings"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/tpm/attest"
+	"github.com/teastick/teastick/tpm/eventlog"
+	"github.com/teastick/teastick/tpm/measure"
+)
+
+// ErrEnrol means an enrolment failed.
+var ErrEnrol = errors.New("verify: enrolment refused")
+
+// Challenge is the credential the verifier sends a stick at enrolment.
+type Challenge struct {
+	CredentialBlob  []byte
+	EncryptedSecret []byte
+}
+
+// PendingEnrolment is the verifier's state between challenge and answer.
+type PendingEnrolment struct {
+	secret   []byte
+	akPublic []byte
+}
+
+// Enrol checks an enrolment request and makes a credential only the
+// TPM holding the certified EK can activate, and only for the AK named:
+//   - the EK certificate chains to roots;
+//   - the certified key equals the EK public the stick sent;
+//   - the AK is a restricted, fixedTPM ECC P-256 signing key.
+func Enrol(req *attest.Enrolment, roots *x509.CertPool) (*Challenge, *PendingEnrolment, error) {
+	if req == nil || roots == nil {
+		return nil, nil, fmt.Errorf("%w: missing request or CA roots", ErrEnrol)
+	}
+	cert, err := x509.ParseCertificate(req.EKCert)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: EK certificate: %v", ErrEnrol, err)
+	}
+	// EK certificates carry TCG-specific critical extensions and key
+	// usages Go does not know; the chain is what matters here.
+	cert.UnhandledCriticalExtensions = nil
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, nil, fmt.Errorf("%w: EK certificate does not chain to the CA: %v", ErrEnrol, err)
+	}
+	ekPub, err := tpm2.Unmarshal[tpm2.TPMTPublic](req.EKPublic)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: EK public: %v", ErrEnrol, err)
+	}
+	ekKey, err := tpm2.Pub(*ekPub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: EK public: %v", ErrEnrol, err)
+	}
+	certKey, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok || !certKey.Equal(ekKey) {
+		return nil, nil, fmt.Errorf("%w: EK certificate certifies another key", ErrEnrol)
+	}
+	if !bytes.Equal(tpm2.Marshal(*ekPub), tpm2.Marshal(attestEKWithUnique(ekPub))) {
+		return nil, nil, fmt.Errorf("%w: EK not made from the standard template", ErrEnrol)
+	}
+	akPub, err := parseAK(req.AKPublic)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrEnrol, err)
+	}
+	name, err := tpm2.ObjectName(akPub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: AK name: %v", ErrEnrol, err)
+	}
+	kem, err := tpm2.ImportEncapsulationKey(ekPub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: EK: %v", ErrEnrol, err)
+	}
+	secret := make([]byte, 32)
+	if _, err := io.ReadFull(rand.Reader, secret); err != nil {
+		return nil, nil, err
+	}
+	blob, enc, err := tpm2.CreateCredential(rand.Reader, kem, name.Buffer, secret)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: make credential: %v", ErrEnrol, err)
+	}
+	return &Challenge{CredentialBlob: blob, EncryptedSecret: enc},
+		&PendingEnrolment{secret: secret, akPublic: bytes.Clone(req.AKPublic)}, nil
+}
+
+// attestEKWithUnique is the standard EK template with ek's unique field: an
+// EK made from the template differs from it only there.
+func attestEKWithUnique(ek *tpm2.TPMTPublic) tpm2.TPMTPublic {
+	t := attest.EKTemplate
+	t.Unique = ek.Unique
+	return t
+}
+
+// Finish checks the secret the stick recovered and returns the AK public
+// area (TPMT_PUBLIC) now trusted to be resident in the certified TPM.
+func (p *PendingEnrolment) Finish(activated []byte) ([]byte, error) {
+	if p == nil || subtle.ConstantTimeCompare(p.secret, activated) != 1 {
+		return nil, fmt.Errorf("%w: credential activation returned the wrong secret", ErrEnrol)
+	}
+	return p.akPublic, nil
+}
+
+func parseAK(b []byte) (*tpm2.TPMTPublic, error) {
+	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](b)
+	if err != nil {
+		return nil, fmt.Errorf("AK public: %w", err)
+	}
+	a := pub.ObjectAttributes
+	if pub.Type != tpm2.TPMAlgECC || pub.NameAlg != tpm2.TPMAlgSHA256 || !a.Restricted || !a.SignEncrypt || !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin || a.Decrypt {
+		return nil, errors.New("AK is not a restricted fixedTPM signing key")
+	}
+	parms, err := pub.Parameters.ECCDetail()
+	if err != nil || parms.CurveID != tpm2.TPMECCNistP256 {
+		return nil, errors.New("AK is not ECC P-256")
+	}
+	return pub, nil
+}
+
+// Reference is what a release publishes and the verifier expects.
+type Reference struct {
+	// Events are the expected events on PCRs 0..8 (the fixed part of the
+	// boot), in log order; BootEvents builds them.
+	Events []eventlog.Event
+	// Actors are the actor CIDs the manifest allows on PCRs 9 and 10.
+	Actors []cid.Cid
+}
+
+// BootEvents returns the events a correct boot logs on PCRs 0..8: the image
+// (PCR 4), the hand-off separators (0-7), configuration, manifest and a
+// separator (PCR 8), exactly as package measure extends them.
+func BootEvents(imageDigest [32]byte, config, manifest []byte) []eventlog.Event {
+	sep := sha256.Sum256(eventlog.Separator)
+	ev := []eventlog.Event{{PCR: measure.PCRImage, Type: eventlog.EV_IPL, Digest: imageDigest}}
+	for _, p := range measure.HandoffPCRs {
+		ev = append(ev, eventlog.Event{PCR: p, Type: eventlog.EV_SEPARATOR, Digest: sep})
+	}
+	for _, t := range []struct {
+		tag  uint32
+		data []byte
+	}{{eventlog.TagConfig, config}, {eventlog.TagManifest, manifest}} {
+		d := eventlog.Tagged(t.tag, t.data)
+		ev = append(ev, eventlog.Event{PCR: measure.PCRConfig, Type: eventlog.EV_EVENT_TAG, Digest: sha256.Sum256(d)})
+	}
+	return append(ev, eventlog.Event{PCR: measure.PCRConfig, Type: eventlog.EV_SEPARATOR, Digest: sep})
+}
+
+// Expect is what one verification needs; every field is required.
+type Expect struct {
+	// AKPublic is the enrolled AK (from PendingEnrolment.Finish).
+	AKPublic []byte
+	// Nonce is the nonce the verifier sent for this attestation.
+	Nonce []byte
+	// ChannelKey is the PKIX DER of the channel key the verifier sees on
+	// its connection to the stick.
+	ChannelKey []byte
+	// Reference holds the release's reference measurements.
+	Reference *Reference
+}
+
+// Check is one verification step.
+type Check struct {
+	Name   string
+	Pass   bool
+	Detail string
+	// PCR and Event locate a failure: -1 when not about one PCR or event
+	// (Event is the index in the log's TCG_PCR_EVENT2 entries).
+	PCR   int
+	Event int
+}
+
+func (c Check) String() string {
+	s := "ok  "
+	if !c.Pass {
+		s = "FAIL"
+	}
+	s += " " + c.Name
+	if c.PCR >= 0 {
+		s += fmt.Sprintf(" [PCR %d", c.PCR)
+		if c.Event >= 0 {
+			s += fmt.Sprintf(" event %d", c.Event)
+		}
+		s += "]"
+	}
+	if c.Detail != "" {
+		s += ": " + c.Detail
+	}
+	return s
+}
+
+// Verdict is the result of a verification: every check, passed or not.
+type Verdict struct {
+	Checks []Check
+}
+
+// OK reports whether every check passed (and there were checks).
+func (v *Verdict) OK() bool {
+	if len(v.Checks) == 0 {
+		return false
+	}
+	for _, c := range v.Checks {
+		if !c.Pass {
+			return false
+		}
+	}
+	return true
+}
+
+// Failed returns the failed checks.
+func (v *Verdict) Failed() []Check {
+	var f []Check
+	for _, c := range v.Checks {
+		if !c.Pass {
+			f = append(f, c)
+		}
+	}
+	return f
+}
+
+func (v *Verdict) String() string {
+	var b strings.Builder
+	for _, c := range v.Checks {
+		b.WriteString(c.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (v *Verdict) add(name string, pass bool, pcr, event int, format string, args ...any) bool {
+	v.Checks = append(v.Checks, Check{Name: name, Pass: pass, PCR: pcr, Event: event, Detail: fmt.Sprintf(format, args...)})
+	return pass
+}
+
+// Check names.
+const (
+	CheckInputs       = "inputs present"
+	CheckAKTrusted    = "AK is the enrolled AK"
+	CheckSignature    = "quote signature"
+	CheckQuoteForm    = "quote structure"
+	CheckQualifying   = "nonce and channel key"
+	CheckSelection    = "PCR selection and banks"
+	CheckPCRDigest    = "PCR values match the quote"
+	CheckLogParse     = "event log parses"
+	CheckReplay       = "event log replays to the PCRs"
+	CheckReference    = "reference measurement"
+	CheckActor        = "actor allowed by the manifest"
+	CheckPlan         = "events within the PCR plan"
+	CheckBootFinished = "boot separator before serving"
+)
+
+// Verify checks evidence against exp. It never stops early: every check
+// runs (a check whose inputs are missing or unusable fails) and the
+// verdict lists them all.
+func Verify(ev *attest.Evidence, exp Expect) *Verdict {
+	v := &Verdict{}
+	if ev == nil {
+		ev = &attest.Evidence{}
+	}
+	var missing []string
+	for name, b := range map[string][]byte{"evidence AK": ev.AKPublic, "quote": ev.Quote, "signature": ev.Signature,
+		"event log": ev.EventLog, "channel key": ev.ChannelKey, "enrolled AK": exp.AKPublic, "nonce": exp.Nonce, "expected channel key": exp.ChannelKey} {
+		if len(b) == 0 {
+			missing = append(missing, name)
+		}
+	}
+	if exp.Reference == nil {
+		missing = append(missing, "reference")
+		v.add(CheckReference, false, -1, -1, "no reference measurements")
+		v.add(CheckActor, false, -1, -1, "no manifest actors")
+	}
+	slices.Sort(missing)
+	v.add(CheckInputs, len(missing) == 0, -1, -1, "%s", strings.Join(missing, ", "))
+
+	// AK trust and signature.
+	v.add(CheckAKTrusted, len(exp.AKPublic) > 0 && bytes.Equal(ev.AKPublic, exp.AKPublic), -1, -1, "")
+	var attestMsg *tpm2.TPMSAttest
+	sigOK := false
+	if ak, err := parseAK(exp.AKPublic); err != nil {
+		v.add(CheckSignature, false, -1, -1, "enrolled AK: %v", err)
+	} else if err := checkSignature(ak, ev.Quote, ev.Signature); err != nil {
+		v.add(CheckSignature, false, -1, -1, "%v", err)
+	} else {
+		sigOK = v.add(CheckSignature, true, -1, -1, "")
+	}
+	var quote *tpm2.TPMSQuoteInfo
+	if a, err := tpm2.Unmarshal[tpm2.TPMSAttest](ev.Quote); err != nil {
+		v.add(CheckQuoteForm, false, -1, -1, "%v", err)
+	} else if a.Magic != tpm2.TPMGeneratedValue || a.Type != tpm2.TPMSTAttestQuote {
+		v.add(CheckQuoteForm, false, -1, -1, "magic %#x type %#x", a.Magic, a.Type)
+	} else if q, err := a.Attested.Quote(); err != nil {
+		v.add(CheckQuoteForm, false, -1, -1, "%v", err)
+	} else {
+		attestMsg, quote = a, q
+		v.add(CheckQuoteForm, sigOK, -1, -1, "")
+	}
+
+	// Freshness and channel binding.
+	if attestMsg == nil || len(exp.Nonce) == 0 || len(exp.ChannelKey) == 0 {
+		v.add(CheckQualifying, false, -1, -1, "no quote, nonce or channel key")
+	} else {
+		want := attest.QualifyingData(exp.Nonce, exp.ChannelKey)
+		if bytes.Equal(attestMsg.ExtraData.Buffer, want) && bytes.Equal(ev.ChannelKey, exp.ChannelKey) {
+			v.add(CheckQualifying, true, -1, -1, "")
+		} else {
+			v.add(CheckQualifying, false, -1, -1, "quote extraData %x, want SHA-256(nonce || SHA-256(channel key)) %x", attestMsg.ExtraData.Buffer, want)
+		}
+	}
+
+	// PCR selection: SHA-256 PCRs 0..MaxPCR and no other bank.
+	plan := measure.PlanPCRs()
+	if quote == nil {
+		v.add(CheckSelection, false, -1, -1, "no quote")
+	} else {
+		v.add(CheckSelection, selectionIsPlan(quote.PCRSelect, plan), -1, -1, "quote selects %s, want sha256:0-%d only", fmtSelection(quote.PCRSelect), measure.MaxPCR)
+	}
+
+	// PCR values the stick reports must hash to the quoted digest.
+	pcrs := eventlog.PCRs{}
+	pcrsOK := len(ev.PCRs) == len(plan)
+	h := sha256.New()
+	for _, p := range plan {
+		val := ev.PCRs[p]
+		if len(val) != sha256.Size {
+			pcrsOK = false
+			continue
+		}
+		pcrs[p] = [sha256.Size]byte(val)
+		h.Write(val)
+	}
+	pcrsOK = pcrsOK && quote != nil && bytes.Equal(h.Sum(nil), quote.PCRDigest.Buffer)
+	v.add(CheckPCRDigest, pcrsOK, -1, -1, "")
+
+	// The log.
+	log, err := eventlog.Parse(ev.EventLog)
+	if err == nil && (len(log.Algs) != 1 || log.Algs[0].ID != eventlog.TPM_ALG_SHA256) {
+		err = fmt.Errorf("log declares banks %v: only SHA-256 is quoted, others would be unexplained", log.Algs)
+	}
+	if err != nil {
+		v.add(CheckLogParse, false, -1, -1, "%v", err)
+		log = &eventlog.Log{}
+	} else {
+		v.add(CheckLogParse, true, -1, -1, "%d events", len(log.Events))
+	}
+	events := log.Events
+
+	// Replay, per PCR, naming the last event on a PCR that does not match.
+	replay := eventlog.Replay(events)
+	replayOK := pcrsOK && err == nil
+	for _, p := range plan {
+		if !pcrsOK || replay[p] == pcrs[p] {
+			continue
+		}
+		replayOK = false
+		last := -1
+		for i, e := range events {
+			if e.PCR == p {
+				last = i
+			}
+		}
+		v.add(CheckReplay, false, int(p), last, "log replays to %x, quoted PCR is %x", replay[p], pcrs[p])
+	}
+	if replayOK {
+		v.add(CheckReplay, true, -1, -1, "")
+	} else if !pcrsOK || err != nil {
+		v.add(CheckReplay, false, -1, -1, "no authenticated PCR values or no log to replay")
+	}
+
+	// Plan: events only on PCRs 0..MaxPCR, never 16 or 23.
+	planOK := true
+	for i, e := range events {
+		if e.PCR > measure.MaxPCR {
+			planOK = v.add(CheckPlan, false, int(e.PCR), i, "%v outside the PCR plan", e.Type)
+		}
+	}
+	if planOK {
+		v.add(CheckPlan, true, -1, -1, "")
+	}
+
+	// Reference measurements for PCRs 0..8, event by event.
+	var ref []eventlog.Event
+	if exp.Reference != nil {
+		ref = exp.Reference.Events
+	}
+	refOK := exp.Reference != nil
+	for p := uint32(0); p <= measure.PCRConfig; p++ {
+		var got []int
+		for i, e := range events {
+			if e.PCR == p {
+				got = append(got, i)
+			}
+		}
+		var want []eventlog.Event
+		for _, e := range ref {
+			if e.PCR == p {
+				want = append(want, e)
+			}
+		}
+		for k := 0; k < max(len(got), len(want)); k++ {
+			switch {
+			case k >= len(want):
+				refOK = v.add(CheckReference, false, int(p), got[k], "unexpected %v %x", events[got[k]].Type, events[got[k]].Digest)
+			case k >= len(got):
+				refOK = v.add(CheckReference, false, int(p), -1, "missing %v %x (reference event %d on this PCR)", want[k].Type, want[k].Digest, k)
+			case events[got[k]].Type != want[k].Type || events[got[k]].Digest != want[k].Digest:
+				e := events[got[k]]
+				refOK = v.add(CheckReference, false, int(p), got[k], "%v %x, reference %v %x", e.Type, e.Digest, want[k].Type, want[k].Digest)
+			}
+		}
+	}
+	if refOK {
+		v.add(CheckReference, true, -1, -1, "PCRs 0-%d", measure.PCRConfig)
+	}
+
+	// Actors on PCRs 9 and 10: bound data, allowed CIDs; PCR 9 ends with
+	// one separator before the stick serves, PCR 10 has no separator.
+	actorOK, sep9 := exp.Reference != nil, 0
+	for i, e := range events {
+		if e.PCR != measure.PCRBootActors && e.PCR != measure.PCRRuntime {
+			continue
+		}
+		if e.Type == eventlog.EV_SEPARATOR && e.PCR == measure.PCRBootActors && e.Digest == sha256.Sum256(eventlog.Separator) && sep9 == 0 {
+			sep9++
+			continue
+		}
+		if e.PCR == measure.PCRBootActors && sep9 > 0 {
+			actorOK = v.add(CheckActor, false, int(e.PCR), i, "boot actor measured after the separator")
+			continue
+		}
+		if msg := checkActorEvent(e, exp.Reference); msg != "" {
+			actorOK = v.add(CheckActor, false, int(e.PCR), i, "%s", msg)
+		}
+	}
+	if actorOK {
+		v.add(CheckActor, true, -1, -1, "")
+	}
+	v.add(CheckBootFinished, sep9 == 1, measure.PCRBootActors, -1, "%d separators on PCR %d", sep9, measure.PCRBootActors)
+	return v
+}
+
+func checkActorEvent(e eventlog.Event, ref *Reference) string {
+	if e.Type != eventlog.EV_EVENT_TAG {
+		return fmt.Sprintf("%v is not an actor event", e.Type)
+	}
+	if sha256.Sum256(e.Data) != e.Digest {
+		return "event data does not hash to the extended digest"
+	}
+	tag, payload, err := eventlog.ParseTagged(e.Data)
+	if err != nil || tag != eventlog.TagActor {
+		return fmt.Sprintf("not a tagged actor event (tag %#x, %v)", tag, err)
+	}
+	var a measure.Actor
+	if err := a.UnmarshalBinary(payload); err != nil {
+		return err.Error()
+	}
+	if ref == nil || !slices.ContainsFunc(ref.Actors, a.CID.Equals) {
+		return fmt.Sprintf("actor %q CID %s is not in the manifest", a.Name, a.CID)
+	}
+	return ""
+}
+
+func selectionIsPlan(sel tpm2.TPMLPCRSelection, plan []uint32) bool {
+	if len(sel.PCRSelections) != 1 || sel.PCRSelections[0].Hash != tpm2.TPMAlgSHA256 {
+		return false
+	}
+	idx := make([]uint, len(plan))
+	for i, p := range plan {
+		idx[i] = uint(p)
+	}
+	want := tpm2.PCClientCompatible.PCRs(idx...)
+	got := sel.PCRSelections[0].PCRSelect
+	for len(got) > len(want) && got[len(got)-1] == 0 {
+		got = got[:len(got)-1]
+	}
+	for len(want) > len(got) && want[len(want)-1] == 0 {
+		want = want[:len(want)-1]
+	}
+	return bytes.Equal(got, want)
+}
+
+func fmtSelection(sel tpm2.TPMLPCRSelection) string {
+	var parts []string
+	for _, s := range sel.PCRSelections {
+		var idx []string
+		for i, b := range s.PCRSelect {
+			for bit := 0; bit < 8; bit++ {
+				if b&(1<<bit) != 0 {
+					idx = append(idx, fmt.Sprint(i*8+bit))
+				}
+			}
+		}
+		parts = append(parts, fmt.Sprintf("alg %#x:%s", uint16(s.Hash), strings.Join(idx, ",")))
+	}
+	return strings.Join(parts, " ")
+}
+
+func checkSignature(ak *tpm2.TPMTPublic, msg, sigBytes []byte) error {
+	key, err := tpm2.Pub(*ak)
+	if err != nil {
+		return err
+	}
+	pub, ok := key.(*ecdsa.PublicKey)
+	if !ok {
+		return errors.New("AK is not ECDSA")
+	}
+	sig, err := tpm2.Unmarshal[tpm2.TPMTSignature](sigBytes)
+	if err != nil {
+		return fmt.Errorf("signature: %w", err)
+	}
+	e, err := sig.Signature.ECDSA()
+	if err != nil || sig.SigAlg != tpm2.TPMAlgECDSA || e.Hash != tpm2.TPMAlgSHA256 {
+		return errors.New("signature is not ECDSA/SHA-256")
+	}
+	d := sha256.Sum256(msg)
+	r, s := new(big.Int).SetBytes(e.SignatureR.Buffer), new(big.Int).SetBytes(e.SignatureS.Buffer)
+	if !ecdsa.Verify(pub, d[:], r, s) {
+		return errors.New("signature does not verify with the enrolled AK")
+	}
+	return nil
+}

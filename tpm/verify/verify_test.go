@@ -1,0 +1,424 @@
+package verify
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multihash"
+
+	"github.com/teastick/teastick/tpm/attest"
+	"github.com/teastick/teastick/tpm/eventlog"
+	"github.com/teastick/teastick/tpm/measure"
+	"github.com/teastick/teastick/tpm/swtpmtest"
+)
+
+func testCID(t testing.TB, s string) cid.Cid {
+	h, err := multihash.Sum([]byte(s), multihash.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cid.NewCidV1(cid.Raw, h)
+}
+
+// stick is one provisioned swtpm booted the way stage 0 and the stick do.
+type stick struct {
+	sw    *swtpmtest.Server
+	tpm   transport.TPM
+	m     *measure.Measurer
+	att   *attest.Attester
+	roots *x509.CertPool
+}
+
+var (
+	testConfig   = []byte("box=10.0.0.2")
+	testManifest = []byte("manifest v1")
+)
+
+func bootStick(t testing.TB, caDir string, image []byte, actors ...string) *stick {
+	t.Helper()
+	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: caDir})
+	tpm := sw.OpenT(t)
+	s0, err := measure.New(tpm, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s0.MeasureImage(image, "teastick test"))
+	must(s0.Separator(measure.HandoffPCRs...))
+	h, err := s0.Handoff()
+	must(err)
+	m, err := measure.Resume(tpm, h, nil)
+	must(err)
+	must(m.MeasureConfig(testConfig))
+	must(m.MeasureManifest(testManifest))
+	must(m.Separator(measure.PCRConfig))
+	for _, a := range actors {
+		must(m.MeasureActor(measure.PCRBootActors, measure.Actor{Name: a, CID: testCID(t, a), Capabilities: []string{"log"}}))
+	}
+	must(m.Separator(measure.PCRBootActors))
+	bundle, err := sw.CABundle()
+	must(err)
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(bundle) {
+		t.Fatal("no CA certificates")
+	}
+	return &stick{sw: sw, tpm: tpm, m: m, att: &attest.Attester{TPM: tpm}, roots: roots}
+}
+
+// enrol runs the enrolment protocol and returns the trusted AK.
+func enrol(t testing.TB, s *stick) []byte {
+	t.Helper()
+	req, err := s.att.Enrol()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, pending, err := Enrol(req, s.roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := s.att.ActivateCredential(ch.CredentialBlob, ch.EncryptedSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, err := pending.Finish(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ak
+}
+
+func channelKey(t testing.TB) []byte {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func reference(image []byte, actors ...string) *Reference {
+	r := &Reference{Events: BootEvents(sha256.Sum256(image), testConfig, testManifest)}
+	for _, a := range actors {
+		h, _ := multihash.Sum([]byte(a), multihash.SHA2_256, -1)
+		r.Actors = append(r.Actors, cid.NewCidV1(cid.Raw, h))
+	}
+	return r
+}
+
+func TestEnrolment(t *testing.T) {
+	ca := t.TempDir()
+	s := bootStick(t, ca, []byte("image"))
+	other := bootStick(t, t.TempDir(), []byte("image"))
+	req, err := s.att.Enrol()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherReq, err := other.att.Enrol()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		req   *attest.Enrolment
+		roots *x509.CertPool
+		ok    bool
+	}{
+		{"genuine", req, s.roots, true},
+		{"EK certificate from an unknown CA", otherReq, s.roots, false},
+		{"EK public of another TPM", &attest.Enrolment{EKCert: req.EKCert, EKPublic: otherReq.EKPublic, AKPublic: req.AKPublic}, s.roots, false},
+		{"AK not a restricted key", &attest.Enrolment{EKCert: req.EKCert, EKPublic: req.EKPublic, AKPublic: req.EKPublic}, s.roots, false},
+		{"missing EK certificate", &attest.Enrolment{EKPublic: req.EKPublic, AKPublic: req.AKPublic}, s.roots, false},
+		{"missing roots", req, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := Enrol(tc.req, tc.roots)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Enrol = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+	t.Run("credential for an AK in another TPM", func(t *testing.T) {
+		// The stick claims other's AK: the credential is bound to that
+		// name, and activating it needs that key loaded in this TPM.
+		forged := &attest.Enrolment{EKCert: req.EKCert, EKPublic: req.EKPublic, AKPublic: otherReq.AKPublic}
+		ch, pending, err := Enrol(forged, s.roots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret, err := s.att.ActivateCredential(ch.CredentialBlob, ch.EncryptedSecret)
+		if err == nil {
+			if _, err := pending.Finish(secret); err == nil {
+				t.Fatal("enrolled an AK that is not in the TPM")
+			}
+		}
+	})
+	t.Run("wrong secret", func(t *testing.T) {
+		_, pending, err := Enrol(req, s.roots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pending.Finish(make([]byte, 32)); err == nil {
+			t.Fatal("accepted a wrong secret")
+		}
+	})
+}
+
+func failedNames(v *Verdict) []string {
+	var n []string
+	for _, c := range v.Failed() {
+		n = append(n, c.String())
+	}
+	return n
+}
+
+func TestVerify(t *testing.T) {
+	ca := t.TempDir()
+	image := []byte("stick image")
+	s := bootStick(t, ca, image, "echo", "kv")
+	ak := enrol(t, s)
+	ck := channelKey(t)
+	nonce := []byte("nonce-0123456789")
+	ev, err := s.att.Attest(nonce, ck, s.m.Log())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "kv")}
+
+	// Evidence from a second stick under the same CA, and a stick whose
+	// image differs by one byte.
+	other := bootStick(t, ca, image, "echo", "kv")
+	otherAK := enrol(t, other)
+	otherEv, err := other.att.Attest(nonce, ck, other.m.Log())
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := append(bytes.Clone(image[:len(image)-1]), image[len(image)-1]^1)
+	bad := bootStick(t, ca, changed, "echo", "kv")
+	badAK := enrol(t, bad)
+	badEv, err := bad.att.Attest(nonce, ck, bad.m.Log())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldEv, err := s.att.Attest([]byte("old nonce"), ck, s.m.Log())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	log, err := eventlog.Parse(ev.EventLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withLog := func(f func([]eventlog.Event) []eventlog.Event) *attest.Evidence {
+		e := *ev
+		e.EventLog = eventlog.Encode(f(append([]eventlog.Event(nil), log.Events...)))
+		return &e
+	}
+	type loc struct{ pcr, event int }
+	for _, tc := range []struct {
+		name string
+		ev   *attest.Evidence
+		exp  Expect
+		want map[string]loc // failed checks that must appear, with PCR/event (-2: any)
+	}{
+		{name: "genuine", ev: ev, exp: good},
+		{name: "tampered event digest", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
+			e[9].Digest[0] ^= 1 // PCR 8 config
+			return e
+		}), exp: good, want: map[string]loc{CheckReplay: {8, 11}, CheckReference: {8, 9}}},
+		{name: "tampered actor data", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
+			e[12].Data = bytes.Clone(e[12].Data)
+			e[12].Data[len(e[12].Data)-1] ^= 1
+			return e
+		}), exp: good, want: map[string]loc{CheckActor: {9, 12}}},
+		{name: "reordered events", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
+			e[9], e[10] = e[10], e[9]
+			return e
+		}), exp: good, want: map[string]loc{CheckReplay: {8, 11}, CheckReference: {8, 9}}},
+		{name: "event dropped", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
+			return append(e[:12], e[13:]...)
+		}), exp: good, want: map[string]loc{CheckReplay: {9, 13}}},
+		{name: "replayed old nonce", ev: oldEv, exp: good, want: map[string]loc{CheckQualifying: {-1, -1}}},
+		{name: "relayed to another channel key", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: channelKey(t), Reference: good.Reference},
+			want: map[string]loc{CheckQualifying: {-1, -1}}},
+		{name: "quote from another TPM", ev: otherEv, exp: good, want: map[string]loc{CheckAKTrusted: {-1, -1}, CheckSignature: {-1, -1}}},
+		{name: "wrong AK enrolled", ev: ev, exp: Expect{AKPublic: otherAK, Nonce: nonce, ChannelKey: ck, Reference: good.Reference},
+			want: map[string]loc{CheckAKTrusted: {-1, -1}, CheckSignature: {-1, -1}}},
+		{name: "AK swapped in evidence", ev: func() *attest.Evidence { e := *ev; e.AKPublic = otherAK; return &e }(), exp: good,
+			want: map[string]loc{CheckAKTrusted: {-1, -1}}},
+		{name: "image changed by one byte", ev: badEv, exp: Expect{AKPublic: badAK, Nonce: nonce, ChannelKey: ck, Reference: good.Reference},
+			want: map[string]loc{CheckReference: {4, 0}}},
+		{name: "actor not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo")},
+			want: map[string]loc{CheckActor: {9, 13}}},
+		{name: "PCR values forged", ev: func() *attest.Evidence {
+			e := *ev
+			e.PCRs = maps.Clone(ev.PCRs)
+			e.PCRs[4] = make([]byte, 32)
+			return &e
+		}(), exp: good, want: map[string]loc{CheckPCRDigest: {-1, -1}}},
+		{name: "missing nonce", ev: ev, exp: Expect{AKPublic: ak, ChannelKey: ck, Reference: good.Reference},
+			want: map[string]loc{CheckInputs: {-1, -1}, CheckQualifying: {-1, -1}}},
+		{name: "missing reference", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck},
+			want: map[string]loc{CheckInputs: {-1, -1}, CheckReference: {-2, -2}, CheckActor: {-1, -1}}},
+		{name: "missing log", ev: func() *attest.Evidence { e := *ev; e.EventLog = nil; return &e }(), exp: good,
+			want: map[string]loc{CheckInputs: {-1, -1}, CheckLogParse: {-1, -1}, CheckReplay: {-2, -2}}},
+		{name: "no evidence", ev: nil, exp: good,
+			want: map[string]loc{CheckInputs: {-1, -1}, CheckSignature: {-1, -1}, CheckAKTrusted: {-1, -1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Verify(tc.ev, tc.exp)
+			if tc.want == nil {
+				if !v.OK() {
+					t.Fatalf("verdict fails:\n%s", v)
+				}
+				return
+			}
+			if v.OK() {
+				t.Fatalf("verdict passes:\n%s", v)
+			}
+			for name, l := range tc.want {
+				found := false
+				for _, c := range v.Failed() {
+					if c.Name == name && (l.pcr == -2 || c.PCR == l.pcr) && (l.event == -2 || c.Event == l.event) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no failed check %q at PCR %d event %d in:\n%s", name, l.pcr, l.event, v)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckQuote has tpm2_checkquote (tpm2-tools) verify a quote
+// independently: AK as PEM, the TPMS_ATTEST message, the TPMT_SIGNATURE,
+// the PCR values and the qualifying data.
+func TestCheckQuote(t *testing.T) {
+	if _, err := exec.LookPath("tpm2_checkquote"); err != nil {
+		t.Fatalf("tpm2_checkquote not found (Debian package tpm2-tools; `make tpm-prep`): %v", err)
+	}
+	s := bootStick(t, "", []byte("image"), "echo")
+	ck := channelKey(t)
+	nonce := []byte("checkquote nonce")
+	ev, err := s.att.Attest(nonce, ck, s.m.Log())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](ev.AKPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tpm2.Pub(*pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values [][]byte
+	for _, p := range measure.PlanPCRs() {
+		values = append(values, ev.PCRs[p])
+	}
+	pcrs := serializedPCRs(measure.PlanPCRs(), values)
+	files := map[string][]byte{
+		"ak.pem":    pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}),
+		"quote.msg": ev.Quote,
+		"quote.sig": ev.Signature,
+		"pcrs.bin":  pcrs,
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(qual []byte, pcrFile string) error {
+		cmd := exec.Command("tpm2_checkquote", "-u", "ak.pem", "-m", "quote.msg", "-s", "quote.sig",
+			"-f", pcrFile, "-g", "sha256", "-q", hex.EncodeToString(qual))
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	values[4] = bytes.Clone(values[4])
+	values[4][0] ^= 1
+	bad := serializedPCRs(measure.PlanPCRs(), values)
+	if err := os.WriteFile(filepath.Join(dir, "bad.bin"), bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		qual []byte
+		pcrs string
+		ok   bool
+	}{
+		{"genuine", attest.QualifyingData(nonce, ck), "pcrs.bin", true},
+		{"other nonce", attest.QualifyingData([]byte("other"), ck), "pcrs.bin", false},
+		{"PCR 4 changed", attest.QualifyingData(nonce, ck), "bad.bin", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run(tc.qual, tc.pcrs)
+			if (err == nil) != tc.ok {
+				t.Fatalf("tpm2_checkquote: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// serializedPCRs is tpm2-tools' "serialized" PCR file (what tpm2_quote -o
+// writes by default): the in-memory C structures TPML_PCR_SELECTION (16
+// TPMS_PCR_SELECTION of 8 bytes with padding), a uint32 count, then count
+// TPML_DIGEST of up to 8 TPM2B_DIGEST (2 + 64 bytes) each, little-endian.
+func serializedPCRs(pcrs []uint32, values [][]byte) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, 1)
+	sel := make([]byte, 8)
+	binary.LittleEndian.PutUint16(sel, uint16(tpm2.TPMAlgSHA256))
+	sel[2] = 3
+	for _, p := range pcrs {
+		sel[3+p/8] |= 1 << (p % 8)
+	}
+	b = append(b, sel...)
+	b = append(b, make([]byte, 15*8)...)
+	n := (len(values) + 7) / 8
+	b = binary.LittleEndian.AppendUint32(b, uint32(n))
+	for i := 0; i < n; i++ {
+		chunk := values[i*8 : min(i*8+8, len(values))]
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(chunk)))
+		for j := 0; j < 8; j++ {
+			d := make([]byte, 66)
+			if j < len(chunk) {
+				binary.LittleEndian.PutUint16(d, uint16(len(chunk[j])))
+				copy(d[2:], chunk[j])
+			}
+			b = append(b, d...)
+		}
+	}
+	return b
+}
