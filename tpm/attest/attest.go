@@ -8,10 +8,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
 )
 
@@ -70,9 +72,38 @@ func QualifyingData(nonce, channelKeyDER []byte) []byte {
 	return h.Sum(nil)
 }
 
-// Attester talks to the stick's TPM.
+// Attester talks to the stick's TPM. It keeps the AK loaded between
+// attestations (one of swtpm's three transient object slots); Close
+// unloads it.
 type Attester struct {
 	TPM transport.TPM
+
+	mu sync.Mutex
+	ak *Key
+}
+
+// loadedAK returns the AK, loading it on first use.
+func (a *Attester) loadedAK() (*Key, error) {
+	if a.ak == nil {
+		ak, err := a.primary(AKTemplate, "AK")
+		if err != nil {
+			return nil, err
+		}
+		a.ak = ak
+	}
+	return a.ak, nil
+}
+
+// Close unloads the AK if it is loaded.
+func (a *Attester) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ak == nil {
+		return nil
+	}
+	err := a.ak.Flush()
+	a.ak = nil
+	return err
 }
 
 // tpm is the TPM with commands the TPM asks to retry resent.
@@ -116,11 +147,12 @@ func (a *Attester) EK() (*Key, error) { return a.primary(EKTemplate, "EK") }
 
 // AKPublic returns the AK's public area (TPMT_PUBLIC bytes).
 func (a *Attester) AKPublic() ([]byte, error) {
-	ak, err := a.AK()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ak, err := a.loadedAK()
 	if err != nil {
 		return nil, err
 	}
-	defer ak.Flush()
 	return tpm2.Marshal(ak.Public), nil
 }
 
@@ -189,11 +221,12 @@ func (a *Attester) ActivateCredential(credentialBlob, encryptedSecret []byte) ([
 		return nil, err
 	}
 	defer ek.Flush()
-	ak, err := a.AK()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ak, err := a.loadedAK()
 	if err != nil {
 		return nil, err
 	}
-	defer ak.Flush()
 	policy := func(t transport.TPM, h tpm2.TPMISHPolicy, nonceTPM tpm2.TPM2BNonce) error {
 		_, err := tpm2.PolicySecret{AuthHandle: tpm2.TPMRHEndorsement, PolicySession: h, NonceTPM: nonceTPM}.Execute(t)
 		return err
@@ -222,11 +255,12 @@ type Evidence struct {
 
 // Quote quotes the SHA-256 PCRs with the given qualifying data.
 func (a *Attester) Quote(qualifying []byte, pcrs []uint32) (quoted, sig []byte, err error) {
-	ak, err := a.AK()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ak, err := a.loadedAK()
 	if err != nil {
 		return nil, nil, err
 	}
-	defer ak.Flush()
 	return a.quoteWith(ak, qualifying, pcrs)
 }
 
@@ -249,28 +283,37 @@ func (a *Attester) quoteWith(ak *Key, qualifying []byte, pcrs []uint32) ([]byte,
 }
 
 // Attest answers a verifier's nonce: a quote over PCRs 0..measure.MaxPCR
-// bound to nonce and channel key, the PCR values and the event log.
-func (a *Attester) Attest(nonce, channelKeyDER, eventLog []byte) (*Evidence, error) {
+// bound to nonce and channel key, the PCR values and the event log. pcrs
+// are the values to send (Measurer.PCRs, saving two TPM2_PCR_Read); nil
+// reads them from the TPM after the quote.
+func (a *Attester) Attest(nonce, channelKeyDER, eventLog []byte, pcrs eventlog.PCRs) (*Evidence, error) {
 	if len(nonce) == 0 || len(channelKeyDER) == 0 {
 		return nil, errors.New("attest: nonce and channel key are required")
 	}
-	ak, err := a.AK()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ak, err := a.loadedAK()
 	if err != nil {
 		return nil, err
 	}
-	defer ak.Flush()
-	pcrs := measure.PlanPCRs()
-	quoted, sig, err := a.quoteWith(ak, QualifyingData(nonce, channelKeyDER), pcrs)
+	plan := measure.PlanPCRs()
+	quoted, sig, err := a.quoteWith(ak, QualifyingData(nonce, channelKeyDER), plan)
 	if err != nil {
 		return nil, err
 	}
-	vals, err := measure.ReadPCRs(a.tpm(), pcrs)
-	if err != nil {
-		return nil, err
+	vals := pcrs
+	if vals == nil {
+		if vals, err = measure.ReadPCRs(a.tpm(), plan); err != nil {
+			return nil, err
+		}
 	}
 	ev := &Evidence{AKPublic: tpm2.Marshal(ak.Public), Quote: quoted, Signature: sig,
 		PCRs: map[uint32][]byte{}, EventLog: eventLog, ChannelKey: channelKeyDER}
-	for p, v := range vals {
+	for _, p := range plan {
+		v, ok := vals[p]
+		if !ok {
+			return nil, fmt.Errorf("attest: no value for PCR %d", p)
+		}
 		ev.PCRs[p] = v[:]
 	}
 	return ev, nil

@@ -142,6 +142,7 @@ type Measurer struct {
 	mu     sync.Mutex
 	raw    []byte
 	events []eventlog.Event
+	pcrs   eventlog.PCRs // the replay of events, kept as extends happen
 	err    error
 }
 
@@ -158,7 +159,7 @@ func New(tpm transport.TPM, log *slog.Logger) (*Measurer, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Measurer{tpm: tpm, log: log.With("component", "tpm"), raw: eventlog.Header()}, nil
+	return &Measurer{tpm: tpm, log: log.With("component", "tpm"), raw: eventlog.Header(), pcrs: eventlog.PCRs{}}, nil
 }
 
 // Resume continues the log stage 0 handed over: it parses the hand-off
@@ -187,7 +188,7 @@ func Resume(tpm transport.TPM, handoff []byte, log *slog.Logger) (*Measurer, err
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Measurer{tpm: tpm, log: log.With("component", "tpm"), raw: raw, events: parsed.Events}, nil
+	return &Measurer{tpm: tpm, log: log.With("component", "tpm"), raw: raw, events: parsed.Events, pcrs: eventlog.Replay(parsed.Events)}, nil
 }
 
 func checkReplay(tpm transport.TPM, events []eventlog.Event) error {
@@ -249,6 +250,8 @@ func (m *Measurer) Extend(pcr uint32, typ eventlog.EventType, digest [sha256.Siz
 	e := eventlog.Event{PCR: pcr, Type: typ, Digest: digest, Data: bytes.Clone(data)}
 	m.events = append(m.events, e)
 	m.raw = eventlog.AppendEvent(m.raw, e)
+	v := m.pcrs[pcr]
+	m.pcrs[pcr] = sha256.Sum256(append(v[:], digest[:]...))
 	m.log.Debug("measured", "pcr", pcr, "type", typ.String(), "digest", fmt.Sprintf("%x", digest[:8]))
 	return nil
 }
@@ -312,6 +315,20 @@ func (m *Measurer) Events() []eventlog.Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]eventlog.Event(nil), m.events...)
+}
+
+// PCRs returns PCRs 0..MaxPCR as the log replays them, which equal the
+// TPM's while this Measurer is the only one extending (Resume checked the
+// start). An attester can send them without reading the TPM; a verifier
+// trusts them only if they hash to the quoted digest.
+func (m *Measurer) PCRs() eventlog.PCRs {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := eventlog.PCRs{}
+	for _, p := range PlanPCRs() {
+		out[p] = m.pcrs[p]
+	}
+	return out
 }
 
 // Handoff returns the hand-off block carrying the log to the stick.

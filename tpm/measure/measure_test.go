@@ -86,9 +86,10 @@ func TestBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	replay := eventlog.Replay(log.Events)
+	kept := m.PCRs()
 	for _, p := range PlanPCRs() {
-		if pcrs[p] != replay[p] {
-			t.Errorf("PCR %d: TPM %x replay %x", p, pcrs[p], replay[p])
+		if pcrs[p] != replay[p] || kept[p] != pcrs[p] {
+			t.Errorf("PCR %d: TPM %x replay %x Measurer %x", p, pcrs[p], replay[p], kept[p])
 		}
 	}
 	if want := sha256.Sum256(append(make([]byte, 32), func() []byte { d := sha256.Sum256([]byte("image")); return d[:] }()...)); replay[PCRImage] == want {

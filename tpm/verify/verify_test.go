@@ -83,7 +83,9 @@ func bootStick(t testing.TB, caDir string, image []byte, actors ...string) *stic
 	if !roots.AppendCertsFromPEM(bundle) {
 		t.Fatal("no CA certificates")
 	}
-	return &stick{sw: sw, tpm: tpm, m: m, att: &attest.Attester{TPM: tpm}, roots: roots}
+	att := &attest.Attester{TPM: tpm}
+	t.Cleanup(func() { att.Close() })
+	return &stick{sw: sw, tpm: tpm, m: m, att: att, roots: roots}
 }
 
 // enrol runs the enrolment protocol and returns the trusted AK.
@@ -202,7 +204,7 @@ func TestVerify(t *testing.T) {
 	ak := enrol(t, s)
 	ck := channelKey(t)
 	nonce := []byte("nonce-0123456789")
-	ev, err := s.att.Attest(nonce, ck, s.m.Log())
+	ev, err := s.att.Attest(nonce, ck, s.m.Log(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,18 +214,18 @@ func TestVerify(t *testing.T) {
 	// image differs by one byte.
 	other := bootStick(t, ca, image, "echo", "kv")
 	otherAK := enrol(t, other)
-	otherEv, err := other.att.Attest(nonce, ck, other.m.Log())
+	otherEv, err := other.att.Attest(nonce, ck, other.m.Log(), other.m.PCRs())
 	if err != nil {
 		t.Fatal(err)
 	}
 	changed := append(bytes.Clone(image[:len(image)-1]), image[len(image)-1]^1)
 	bad := bootStick(t, ca, changed, "echo", "kv")
 	badAK := enrol(t, bad)
-	badEv, err := bad.att.Attest(nonce, ck, bad.m.Log())
+	badEv, err := bad.att.Attest(nonce, ck, bad.m.Log(), bad.m.PCRs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldEv, err := s.att.Attest([]byte("old nonce"), ck, s.m.Log())
+	oldEv, err := s.att.Attest([]byte("old nonce"), ck, s.m.Log(), s.m.PCRs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +326,7 @@ func TestCheckQuote(t *testing.T) {
 	s := bootStick(t, "", []byte("image"), "echo")
 	ck := channelKey(t)
 	nonce := []byte("checkquote nonce")
-	ev, err := s.att.Attest(nonce, ck, s.m.Log())
+	ev, err := s.att.Attest(nonce, ck, s.m.Log(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
