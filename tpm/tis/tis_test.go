@@ -3,6 +3,7 @@ package tis
 import (
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -191,7 +192,8 @@ func FuzzResponse(f *testing.F) {
 	f.Add([]byte{0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, rsp []byte) {
-		d := &TIS{Regs: newModel(replayTPM(rsp)), TimeoutScale: 0.001, CommandTimeout: time.Millisecond}
+		d := &TIS{Regs: newModel(replayTPM(rsp)), TimeoutScale: 0.001, CommandTimeout: time.Millisecond,
+			Log: slog.New(slog.DiscardHandler)}
 		if err := d.Init(); err != nil {
 			t.Fatal(err)
 		}
