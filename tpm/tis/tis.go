@@ -89,10 +89,11 @@ type TIS struct {
 	// Log receives driver events (default slog.Default()).
 	Log *slog.Logger
 
-	mu     sync.Mutex
-	didVID uint32
-	rid    uint8
-	inited bool
+	mu      sync.Mutex
+	didVID  uint32
+	intfCap uint32
+	rid     uint8
+	inited  bool
 }
 
 var _ transport.TPM = (*TIS)(nil)
@@ -148,15 +149,22 @@ func (t *TIS) Init() error {
 		t.releaseLocality()
 		return fmt.Errorf("%w: TPM_STS %#08x: tpmFamily %d is not TPM 2.0", ErrNoTPM, sts, fam)
 	}
+	t.intfCap = t.Regs.Read32(t.reg(TPM_INTF_CAPABILITY))
 	t.releaseLocality()
 	t.rid = t.Regs.Read8(t.reg(TPM_RID))
 	t.inited = true
-	t.Log.Debug("TIS TPM found", "did_vid", fmt.Sprintf("%#08x", t.didVID), "rid", t.rid, "locality", t.Locality)
+	t.Log.Debug("TIS TPM found", "did_vid", fmt.Sprintf("%#08x", t.didVID), "rid", t.rid,
+		"intf_capability", fmt.Sprintf("%#08x", t.intfCap), "locality", t.Locality)
 	return nil
 }
 
 // DIDVID returns TPM_DID_VID as read by Init (vendor in the low 16 bits).
 func (t *TIS) DIDVID() uint32 { return t.didVID }
+
+// InterfaceCapability returns TPM_INTF_CAPABILITY as read by Init (PTP
+// 6.5.2.7: interface version, data transfer sizes, static burst count).
+// The driver needs none of it: it polls and writes byte-wide.
+func (t *TIS) InterfaceCapability() uint32 { return t.intfCap }
 
 func (t *TIS) probe() error {
 	id := t.Regs.Read32(t.reg(TPM_DID_VID))
