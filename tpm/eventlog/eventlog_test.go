@@ -1,23 +1,19 @@
 package eventlog
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/teastick/teastick/tpm/swtpmtest"
+	"github.com/teastick/teastick/tpm/tpmtest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -92,56 +88,12 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// toolPCRs runs tpm2_eventlog (Debian tpm2-tools) on a log file and
-// returns the SHA-256 PCR values it replays.
-func toolPCRs(t *testing.T, path string) PCRs {
-	t.Helper()
-	if _, err := exec.LookPath("tpm2_eventlog"); err != nil {
-		t.Fatalf("tpm2_eventlog not found (Debian package tpm2-tools; `make tpm-prep`): %v", err)
-	}
-	out, err := exec.Command("tpm2_eventlog", path).Output()
-	if err != nil {
-		t.Fatalf("tpm2_eventlog: %v\n%s", err, out)
-	}
-	pcrs := PCRs{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	inSHA256 := false
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.TrimSpace(line) == "sha256:":
-			inSHA256 = true
-		case inSHA256 && strings.HasPrefix(line, "    "):
-			idx, val, ok := strings.Cut(strings.TrimSpace(line), ":")
-			if !ok {
-				t.Fatalf("tpm2_eventlog line %q", line)
-			}
-			n, err := strconv.Atoi(strings.TrimSpace(idx))
-			v, err2 := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(val), "0x"))
-			if err != nil || err2 != nil || len(v) != DigestSize {
-				t.Fatalf("tpm2_eventlog line %q", line)
-			}
-			pcrs[uint32(n)] = [DigestSize]byte(v)
-		default:
-			inSHA256 = false
-		}
-	}
-	if len(pcrs) == 0 {
-		t.Fatalf("tpm2_eventlog printed no SHA-256 PCRs:\n%s", out)
-	}
-	return pcrs
-}
-
 // TestToolAndTPMAgree writes the boot log, has tpm2_eventlog parse and
 // replay it, extends the same digests into a real TPM (swtpm, SHA-256 bank
 // only) and checks the three agree.
 func TestToolAndTPMAgree(t *testing.T) {
 	events := bootEvents()
-	path := filepath.Join(t.TempDir(), "boot.eventlog")
-	if err := os.WriteFile(path, Encode(events), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tool := toolPCRs(t, path)
+	tool := tpmtest.ToolPCRs(t, Encode(events))
 	ours := Replay(events)
 
 	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true})
@@ -159,7 +111,7 @@ func TestToolAndTPMAgree(t *testing.T) {
 		t.Fatalf("tpm2_eventlog replays %d PCRs, we %d", len(tool), len(ours))
 	}
 	for pcr, want := range ours {
-		if tool[pcr] != want {
+		if PCRs(tool)[pcr] != want {
 			t.Errorf("PCR %d: tpm2_eventlog %x, replay %x", pcr, tool[pcr], want)
 		}
 		rsp, err := tpm2.PCRRead{PCRSelectionIn: tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{

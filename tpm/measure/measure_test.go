@@ -15,6 +15,7 @@ import (
 
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/swtpmtest"
+	"github.com/teastick/teastick/tpm/tpmtest"
 )
 
 func testCID(t testing.TB, s string) cid.Cid {
@@ -87,9 +88,10 @@ func TestBoot(t *testing.T) {
 	}
 	replay := eventlog.Replay(log.Events)
 	kept := m.PCRs()
+	tool := tpmtest.ToolPCRs(t, m.Log())
 	for _, p := range PlanPCRs() {
-		if pcrs[p] != replay[p] || kept[p] != pcrs[p] {
-			t.Errorf("PCR %d: TPM %x replay %x Measurer %x", p, pcrs[p], replay[p], kept[p])
+		if pcrs[p] != replay[p] || kept[p] != pcrs[p] || tool[p] != pcrs[p] {
+			t.Errorf("PCR %d: TPM %x replay %x Measurer %x tpm2_eventlog %x", p, pcrs[p], replay[p], kept[p], tool[p])
 		}
 	}
 	if want := sha256.Sum256(append(make([]byte, 32), func() []byte { d := sha256.Sum256([]byte("image")); return d[:] }()...)); replay[PCRImage] == want {
