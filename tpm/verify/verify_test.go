@@ -201,6 +201,10 @@ func TestVerify(t *testing.T) {
 	ca := t.TempDir()
 	image := []byte("stick image")
 	s := bootStick(t, ca, image, "echo", "kv")
+	// A run-time upgrade after the stick started serving.
+	if err := s.m.MeasureActor(measure.PCRRuntime, measure.Actor{Name: "echo", CID: testCID(t, "echo v2"), Capabilities: []string{"log"}}); err != nil {
+		t.Fatal(err)
+	}
 	ak := enrol(t, s)
 	ck := channelKey(t)
 	nonce := []byte("nonce-0123456789")
@@ -208,7 +212,7 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "kv")}
+	good := Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "kv", "echo v2")}
 
 	// Evidence from a second stick under the same CA, and a stick whose
 	// image differs by one byte.
@@ -273,8 +277,12 @@ func TestVerify(t *testing.T) {
 			want: map[string]loc{CheckAKTrusted: {-1, -1}}},
 		{name: "image changed by one byte", ev: badEv, exp: Expect{AKPublic: badAK, Nonce: nonce, ChannelKey: ck, Reference: good.Reference},
 			want: map[string]loc{CheckReference: {4, 0}}},
-		{name: "actor not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo")},
+		{name: "boot actor not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "echo v2")},
 			want: map[string]loc{CheckActor: {9, 13}}},
+		{name: "run-time upgrade not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "kv")},
+			want: map[string]loc{CheckActor: {10, 15}}},
+		{name: "run-time event hidden from the log", ev: withLog(func(e []eventlog.Event) []eventlog.Event { return e[:15] }), exp: good,
+			want: map[string]loc{CheckReplay: {10, -1}}},
 		{name: "PCR values forged", ev: func() *attest.Evidence {
 			e := *ev
 			e.PCRs = maps.Clone(ev.PCRs)
@@ -301,6 +309,7 @@ func TestVerify(t *testing.T) {
 			if v.OK() {
 				t.Fatalf("verdict passes:\n%s", v)
 			}
+			t.Logf("verdict:\n%s", v)
 			for name, l := range tc.want {
 				found := false
 				for _, c := range v.Failed() {
