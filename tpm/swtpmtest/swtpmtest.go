@@ -50,12 +50,16 @@ func Provision(stateDir, caDir string) error {
 	if _, err := exec.LookPath("swtpm_setup"); err != nil {
 		return fmt.Errorf("%w: %v", ErrMissingTool, err)
 	}
+	localca, err := exec.LookPath("swtpm_localca")
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMissingTool, err)
+	}
 	for _, d := range []string{stateDir, caDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("swtpmtest: provision: %w", err)
 		}
 	}
-	caDir, err := filepath.Abs(caDir)
+	caDir, err = filepath.Abs(caDir)
 	if err != nil {
 		return fmt.Errorf("swtpmtest: provision: %w", err)
 	}
@@ -67,7 +71,7 @@ func Provision(stateDir, caDir string) error {
 	files := map[string]string{
 		"swtpm-localca.conf":    fmt.Sprintf("statedir = %[1]s\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", caDir),
 		"swtpm-localca.options": "--platform-manufacturer teastick\n--platform-version 2.1\n--platform-model swtpm\n",
-		"swtpm_setup.conf":      fmt.Sprintf("create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %[1]s/swtpm-localca.conf\ncreate_certs_tool_options = %[1]s/swtpm-localca.options\nactive_pcr_banks = sha256\n", cfgDir),
+		"swtpm_setup.conf":      fmt.Sprintf("create_certs_tool = %[2]s\ncreate_certs_tool_config = %[1]s/swtpm-localca.conf\ncreate_certs_tool_options = %[1]s/swtpm-localca.options\nactive_pcr_banks = sha256\n", cfgDir, localca),
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(cfgDir, name), []byte(body), 0o600); err != nil {
