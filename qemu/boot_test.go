@@ -13,7 +13,20 @@ import (
 	"time"
 
 	"github.com/teastick/teastick/image/bootimg"
+	"github.com/teastick/teastick/tpm/eventlog"
 )
+
+// startTPM runs a software TPM for one machine: provisioned (SHA-256 bank
+// only, EK certificates) or fresh (four banks).
+func startTPM(t *testing.T, provision bool) *SWTPM {
+	t.Helper()
+	tpm := &SWTPM{Dir: t.TempDir(), Provision: provision}
+	if err := tpm.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tpm.Stop)
+	return tpm
+}
 
 const root = ".."
 
@@ -95,6 +108,13 @@ func TestBoot(t *testing.T) {
 	sum := sha256.Sum256(elf)
 	digest := hex.EncodeToString(sum[:])
 
+	// PCR 4 after stage 0: the image's digest, then the separator
+	pcr4 := func() string {
+		sep := sha256.Sum256(eventlog.Separator)
+		p := eventlog.Replay([]eventlog.Event{{PCR: 4, Digest: sum}, {PCR: 4, Digest: sep}})[4]
+		return hex.EncodeToString(p[:])
+	}()
+
 	corrupt := append([]byte(nil), elf...)
 	corrupt[1] = 'X' // ELF magic
 	notARM := bootimg.Wrap(corrupt)
@@ -153,22 +173,44 @@ func TestBoot(t *testing.T) {
 			reject:   []string{`^teastick boot-test`},
 		},
 		{
-			name: "starts the TIS TPM",
+			name: "stick without stage 0 is not measured",
 			machine: func(t *testing.T) Machine {
-				tpm := &SWTPM{Dir: t.TempDir()}
-				if err := tpm.Start(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(tpm.Stop)
-				return Machine{Kernel: img.stick, TPM: tpm}
+				return Machine{Kernel: img.stick, TPM: startTPM(t, true)}
 			},
 			exitCode: 0,
 			want: []string{
 				`^tpm: TIS at 0xc000000 did_vid 0x00011014$`,
-				`^tpm: started, PCR 4 sha256 0{64}$`,
+				`^tpm: NOT MEASURED: no measured-boot hand-off from stage 0: .*: serving no actors$`,
 				`^heartbeat 2 uptime`,
 			},
-			reject: []string{`FAILED`, `no TIS TPM`},
+			reject: []string{`^tpm: measured boot`},
+		},
+		{
+			name: "measured boot: stage 0 measures the stick and the stick resumes the log",
+			machine: func(t *testing.T) Machine {
+				return Machine{Kernel: img.stage0, StickImage: img.container, TPM: startTPM(t, true)}
+			},
+			exitCode: 0,
+			want: []string{
+				`^stage0: measured the stick into PCR 4, separators on PCRs 0-7, \d+-byte event log handed over$`,
+				`^tpm: measured boot: 10 events replay to the TPM's PCRs$`,
+				`^tpm: PCR 4 sha256 ` + pcr4 + `$`,
+				`^tpm: PCR 8 sha256 [0-9a-f]{64}$`,
+				`^heartbeat 2 uptime`,
+			},
+			reject: []string{`NOT MEASURED`, `FATAL`},
+		},
+		{
+			name: "measured boot fails closed on a TPM with extra PCR banks",
+			machine: func(t *testing.T) Machine {
+				return Machine{Kernel: img.stage0, StickImage: img.container, TPM: startTPM(t, false)}
+			},
+			exitCode: 0,
+			want: []string{
+				`^stage0: NOT MEASURED: measure: PCR banks other than SHA-256 are active.*: the stick will serve no actors$`,
+				`^tpm: NOT MEASURED: no measured-boot hand-off from stage 0`,
+			},
+			reject: []string{`^tpm: measured boot`},
 		},
 		{
 			name: "answers on the serial console",

@@ -104,7 +104,7 @@ func (m Machine) Args() []string {
 	}
 	args = append(args, "-kernel", m.Kernel)
 	if m.StickImage != "" {
-		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", m.StickImage, StickImageAddr))
+		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(m.StickImage), StickImageAddr))
 	}
 	return append(args, m.Extra...)
 }
@@ -228,3 +228,6 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 	}
 	return res, nil
 }
+
+// qemuEscape doubles commas, QEMU's escape inside option values.
+func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }

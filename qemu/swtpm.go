@@ -7,7 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/teastick/teastick/tpm/swtpmtest"
 )
 
 // SWTPM is a software TPM 2.0 (swtpm) serving one QEMU machine through a
@@ -15,6 +18,11 @@ import (
 // endorsement key and NV contents live there).
 type SWTPM struct {
 	Dir string
+	// Provision runs swtpm_setup on a new state: SHA-256 bank only, EK
+	// certificates from a local CA in CADir (default Dir/ca), as the
+	// stick's measured boot expects.
+	Provision bool
+	CADir     string
 
 	cmd  *exec.Cmd
 	done chan error
@@ -29,8 +37,22 @@ func (s *SWTPM) Start(ctx context.Context) error {
 	if _, err := exec.LookPath("swtpm"); err != nil {
 		return fmt.Errorf("qemu: swtpm not found (Debian package swtpm; `make deps` installs it): %w", err)
 	}
+	if strings.ContainsRune(s.Dir, ',') {
+		return fmt.Errorf("qemu: swtpm state directory %q: swtpm's options cannot carry a comma in a path", s.Dir)
+	}
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("qemu: swtpm state: %w", err)
+	}
+	if s.Provision {
+		if _, err := os.Stat(filepath.Join(s.Dir, "tpm2-00.permall")); os.IsNotExist(err) {
+			ca := s.CADir
+			if ca == "" {
+				ca = filepath.Join(s.Dir, "ca")
+			}
+			if err := swtpmtest.Provision(s.Dir, ca); err != nil {
+				return fmt.Errorf("qemu: %w", err)
+			}
+		}
 	}
 	os.Remove(s.Socket())
 	s.cmd = exec.CommandContext(ctx, "swtpm", "socket", "--tpm2",
@@ -75,7 +97,7 @@ func (s *SWTPM) Stop() {
 // dynamic device).
 func (s *SWTPM) Args() []string {
 	return []string{
-		"-chardev", "socket,id=chrtpm,path=" + s.Socket(),
+		"-chardev", "socket,id=chrtpm,path=" + qemuEscape(s.Socket()),
 		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
 		"-device", "tpm-tis-device,tpmdev=tpm0",
 	}

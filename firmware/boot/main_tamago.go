@@ -18,6 +18,8 @@ import (
 	"github.com/teastick/teastick/board/mmio"
 	"github.com/teastick/teastick/board/qemu/virt"
 	"github.com/teastick/teastick/image/bootimg"
+	"github.com/teastick/teastick/tpm/measure"
+	"github.com/teastick/teastick/tpm/tis"
 )
 
 // Version is stamped at build time.
@@ -39,6 +41,30 @@ func window(addr, size uint32) []byte {
 	return unsafe.Slice((*byte)(mmio.Pointer(addr)), size)
 }
 
+// measureStick starts the TPM, extends the stick image's digest into PCR 4
+// with its event, closes the pre-OS PCRs with separators and returns the
+// hand-off block for the stick.
+func measureStick(image []byte) ([]byte, error) {
+	if _, err := virt.ProbeTPM(); err != nil {
+		return nil, err
+	}
+	t := &tis.TIS{Regs: virt.TPM}
+	if err := t.Init(); err != nil {
+		return nil, err
+	}
+	m, err := measure.New(t, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.MeasureImage(image, "teastick stick "+Version); err != nil {
+		return nil, err
+	}
+	if err := m.Separator(measure.HandoffPCRs...); err != nil {
+		return nil, err
+	}
+	return m.Handoff()
+}
+
 func main() {
 	fmt.Printf("teastick stage0 %s\n", Version)
 
@@ -58,6 +84,20 @@ func main() {
 		fatal(exitBadImage, "stick image rejected: %v", err)
 	}
 	fmt.Printf("stage0: stick image %d bytes sha256:%x\n", len(payload), digest)
+
+	// The hand-off area is cleared first: a stick that finds no block was
+	// not measured, whatever an earlier boot left there.
+	handoff := window(virt.HANDOFF_BASE, virt.HANDOFF_SIZE)
+	clear(handoff[:measure.HandoffHeaderSize])
+	if block, err := measureStick(payload); err != nil {
+		fmt.Printf("stage0: NOT MEASURED: %v: the stick will serve no actors\n", err)
+	} else if len(block) > len(handoff) {
+		fmt.Printf("stage0: NOT MEASURED: hand-off block of %d bytes exceeds %d\n", len(block), len(handoff))
+	} else {
+		copy(handoff, block)
+		fmt.Printf("stage0: measured the stick into PCR %d, separators on PCRs 0-7, %d-byte event log handed over\n",
+			measure.PCRImage, len(block)-measure.HandoffHeaderSize)
+	}
 
 	for _, s := range plan.Segments {
 		dst := window(uint32(s.Addr), uint32(uint64(len(s.File))+s.Zero))

@@ -13,10 +13,13 @@ import (
 	"runtime"
 	"strconv"
 	"time"
+	"unsafe"
 
-	"github.com/google/go-tpm/tpm2"
+	"github.com/usbarmory/tamago/arm"
 
+	"github.com/teastick/teastick/board/mmio"
 	"github.com/teastick/teastick/board/qemu/virt"
+	"github.com/teastick/teastick/tpm/measure"
 	"github.com/teastick/teastick/tpm/tis"
 )
 
@@ -45,7 +48,7 @@ func main() {
 	}
 	if id, err := virt.ProbeTPM(); err == nil {
 		fmt.Printf("tpm: TIS at %#x did_vid %#08x\n", virt.TPM_BASE, id)
-		checkTPM()
+		reportTPM()
 	} else {
 		fmt.Printf("tpm: %v\n", err)
 	}
@@ -97,29 +100,39 @@ func checkLink() {
 	fmt.Printf("net: gateway %s is at %s\n", qemuGateway, net.HardwareAddr(hw[:]))
 }
 
-// checkTPM starts the TPM through the TIS driver and reads a PCR: the
-// TPM works from bare metal.
-func checkTPM() {
+// checkTPM resumes measured boot from stage 0's hand-off: the event log
+// must replay to the TPM's PCRs. Then it measures the stick's
+// configuration into PCR 8. Any failure leaves the stick unmeasured, which
+// it says: it will serve no actors.
+func checkTPM() (*measure.Measurer, error) {
 	t := &tis.TIS{Regs: virt.TPM}
 	if err := t.Init(); err != nil {
-		fmt.Printf("tpm: FAILED: %v\n", err)
-		return
+		return nil, err
 	}
-	_, err := tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(t)
-	if err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
-		fmt.Printf("tpm: FAILED: startup: %v\n", err)
-		return
-	}
-	rsp, err := tpm2.PCRRead{PCRSelectionIn: tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{
-		{Hash: tpm2.TPMAlgSHA256, PCRSelect: tpm2.PCClientCompatible.PCRs(4)},
-	}}}.Execute(t)
+	virt.ARM.ConfigureMMU(virt.HANDOFF_BASE, virt.HANDOFF_BASE+virt.HANDOFF_SIZE, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
+	area := unsafe.Slice((*byte)(mmio.Pointer(virt.HANDOFF_BASE)), virt.HANDOFF_SIZE)
+	n, err := measure.HandoffSize(area)
 	if err != nil {
-		fmt.Printf("tpm: FAILED: PCR read: %v\n", err)
+		return nil, fmt.Errorf("no measured-boot hand-off from stage 0: %w", err)
+	}
+	m, err := measure.Resume(t, area[:n], nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.MeasureConfig([]byte("version=" + Version + "\nboard=" + virt.Name + "\n")); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func reportTPM() {
+	m, err := checkTPM()
+	if err != nil {
+		fmt.Printf("tpm: NOT MEASURED: %v: serving no actors\n", err)
 		return
 	}
-	if len(rsp.PCRValues.Digests) != 1 {
-		fmt.Printf("tpm: FAILED: PCR read returned %d digests\n", len(rsp.PCRValues.Digests))
-		return
-	}
-	fmt.Printf("tpm: started, PCR 4 sha256 %x\n", rsp.PCRValues.Digests[0].Buffer)
+	pcrs := m.PCRs()
+	fmt.Printf("tpm: measured boot: %d events replay to the TPM's PCRs\n", len(m.Events()))
+	fmt.Printf("tpm: PCR %d sha256 %x\n", measure.PCRImage, pcrs[measure.PCRImage])
+	fmt.Printf("tpm: PCR %d sha256 %x\n", measure.PCRConfig, pcrs[measure.PCRConfig])
 }
