@@ -136,7 +136,7 @@ func TestFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newModel(sw.OpenT(t))
 			tc.setup(m)
-			d := &TIS{Regs: m, TimeoutScale: 0.05, CommandTimeout: 100 * time.Millisecond}
+			d := &TIS{Regs: m, TimeoutScale: 0.05, CommandTimeout: 100 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}
 			err := d.Init()
 			if tc.initErr != nil || err != nil {
 				if !errors.Is(err, tc.initErr) || tc.initErr == nil {
