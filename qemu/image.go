@@ -21,6 +21,8 @@ type Build struct {
 	Version string
 	// ExitAfter makes a test build exit after that many heartbeats.
 	ExitAfter int
+	// GovernanceKey is the hex Ed25519 public key built into the stick.
+	GovernanceKey string
 }
 
 // CompilerMissing reports why the TamaGo compiler is unavailable, or "" when
@@ -47,6 +49,9 @@ func (b Build) Image(ctx context.Context) (string, error) {
 	}
 	args := []string{"-s", "--no-print-directory", "-C", b.Root, "image", "BUILD_DIR=" + dir,
 		"EXIT_AFTER=" + strconv.Itoa(b.ExitAfter)}
+	if b.GovernanceKey != "" {
+		args = append(args, "GOVERNANCE_KEY="+b.GovernanceKey)
+	}
 	if b.Version != "" {
 		args = append(args, "VERSION="+b.Version)
 	}

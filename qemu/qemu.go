@@ -69,6 +69,10 @@ type Machine struct {
 	// InputAfter is empty.
 	Input      string
 	InputAfter string
+	// Interact, when set, sees every console line as it arrives and
+	// returns what to type in answer ("" for nothing): a conversation with
+	// the stick's operator console.
+	Interact func(line string) string
 	// Extra arguments appended to the command line.
 	Extra []string
 }
@@ -169,7 +173,7 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	var stdin io.WriteCloser
-	if m.Input != "" {
+	if m.Input != "" || m.Interact != nil {
 		if stdin, err = cmd.StdinPipe(); err != nil {
 			return nil, err
 		}
@@ -178,10 +182,11 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("qemu: start: %w", err)
 	}
+	typed := false
 	typeInput := func() {
-		if stdin != nil {
+		if stdin != nil && !typed && m.Input != "" {
 			io.WriteString(stdin, m.Input)
-			stdin = nil // the pipe stays open: closing it would end QEMU's stdio chardev
+			typed = true // the pipe stays open: closing it would end QEMU's stdio chardev
 		}
 	}
 	if m.InputAfter == "" {
@@ -205,6 +210,11 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 			}
 			if m.InputAfter != "" && strings.Contains(text, m.InputAfter) {
 				typeInput()
+			}
+			if m.Interact != nil {
+				if answer := m.Interact(text); answer != "" {
+					io.WriteString(stdin, answer)
+				}
 			}
 		}
 	}()

@@ -8,6 +8,9 @@ import (
 	"strings"
 )
 
+// maxLine bounds a console line: enough for a base64 manifest.
+const maxLine = 1 << 20
+
 // command is one operator console command.
 type command struct {
 	help string
@@ -18,7 +21,7 @@ type command struct {
 // the stick's operator console on its serial port.
 func console(r io.Reader, w io.Writer, cmds map[string]command) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 256), 256)
+	sc.Buffer(make([]byte, 4096), maxLine)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) == 0 {

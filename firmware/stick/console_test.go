@@ -21,7 +21,7 @@ func TestConsole(t *testing.T) {
 		{"blank lines ignored", "\n\n   \nuptime\n", []string{"console: uptime 42 ms args="}},
 		{"unknown command", "reboot now\n", []string{`console: unknown command "reboot" (try help)`}},
 		{"help lists commands", "help\n", []string{"console: commands: help", "console:   uptime   time since reset"}},
-		{"overlong line ends the console with an error", strings.Repeat("x", 300) + "\nuptime\n", []string{"console: input: bufio.Scanner: token too long"}},
+		{"overlong line ends the console with an error", strings.Repeat("x", maxLine+1) + "\nuptime\n", []string{"console: input: bufio.Scanner: token too long"}},
 		{"last line without newline", "uptime", []string{"console: uptime 42 ms"}},
 	}
 	for _, tc := range tests {

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/usbarmory/tamago/arm"
 
 	"github.com/teastick/teastick/board/mmio"
@@ -46,15 +47,21 @@ func main() {
 	} else {
 		fmt.Println("irq: FAILED: no timer interrupt within 1 s")
 	}
-	if id, err := virt.ProbeTPM(); err == nil {
-		fmt.Printf("tpm: TIS at %#x did_vid %#08x\n", virt.TPM_BASE, id)
-		reportTPM()
-	} else {
-		fmt.Printf("tpm: %v\n", err)
+	tpmDev, measurer, why := bringUpTPM()
+	gov, err := parseGovernanceKey(governanceKey)
+	if err != nil {
+		fmt.Printf("manifest: %v: accepting no manifest\n", err)
 	}
+	tr, err := newTrust(tpmDev, measurer, why, gov)
+	if err != nil {
+		fmt.Printf("channel: FAILED: %v\n", err)
+		virt.Exit(1)
+	}
+	fmt.Printf("channel: key sha256:%x\n", tr.channelKeyDigest())
 	checkLink()
 
-	go console(virt.UART0, os.Stdout, map[string]command{
+	cmds := tr.commands()
+	for name, c := range map[string]command{
 		"uptime": {help: "time since reset", run: func(w io.Writer, _ []string) {
 			fmt.Fprintf(w, "console: uptime %d ms\n", uptime().Milliseconds())
 		}},
@@ -62,7 +69,14 @@ func main() {
 			fmt.Fprintf(w, "console: teastick %s on %s, %d devices, %d entropy reseed failures\n",
 				Version, virt.Name, len(devs), virt.ReseedFailures)
 		}},
-	})
+		"halt": {help: "stop the stick (under QEMU: exit with status 0)", run: func(w io.Writer, _ []string) {
+			fmt.Fprintln(w, "halt: stopping")
+			virt.Exit(0)
+		}},
+	} {
+		cmds[name] = c
+	}
+	go console(virt.UART0, os.Stdout, cmds)
 
 	n, _ := strconv.Atoi(exitAfter)
 	heartbeat(os.Stdout, n, time.Second, uptime)
@@ -104,11 +118,7 @@ func checkLink() {
 // must replay to the TPM's PCRs. Then it measures the stick's
 // configuration into PCR 8. Any failure leaves the stick unmeasured, which
 // it says: it will serve no actors.
-func checkTPM() (*measure.Measurer, error) {
-	t := &tis.TIS{Regs: virt.TPM}
-	if err := t.Init(); err != nil {
-		return nil, err
-	}
+func checkTPM(t *tis.TIS) (*measure.Measurer, error) {
 	virt.ARM.ConfigureMMU(virt.HANDOFF_BASE, virt.HANDOFF_BASE+virt.HANDOFF_SIZE, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
 	area := unsafe.Slice((*byte)(mmio.Pointer(virt.HANDOFF_BASE)), virt.HANDOFF_SIZE)
 	n, err := measure.HandoffSize(area)
@@ -125,14 +135,28 @@ func checkTPM() (*measure.Measurer, error) {
 	return m, nil
 }
 
-func reportTPM() {
-	m, err := checkTPM()
+// bringUpTPM finds the TPM and resumes measured boot; it returns the TPM
+// (nil without one), the Measurer (nil when not measured) and why not.
+func bringUpTPM() (transport.TPM, *measure.Measurer, error) {
+	id, err := virt.ProbeTPM()
+	if err != nil {
+		fmt.Printf("tpm: %v\n", err)
+		return nil, nil, err
+	}
+	fmt.Printf("tpm: TIS at %#x did_vid %#08x\n", virt.TPM_BASE, id)
+	t := &tis.TIS{Regs: virt.TPM}
+	if err := t.Init(); err != nil {
+		fmt.Printf("tpm: NOT MEASURED: %v: serving no actors\n", err)
+		return nil, nil, err
+	}
+	m, err := checkTPM(t)
 	if err != nil {
 		fmt.Printf("tpm: NOT MEASURED: %v: serving no actors\n", err)
-		return
+		return t, nil, err
 	}
 	pcrs := m.PCRs()
 	fmt.Printf("tpm: measured boot: %d events replay to the TPM's PCRs\n", len(m.Events()))
 	fmt.Printf("tpm: PCR %d sha256 %x\n", measure.PCRImage, pcrs[measure.PCRImage])
 	fmt.Printf("tpm: PCR %d sha256 %x\n", measure.PCRConfig, pcrs[measure.PCRConfig])
+	return t, m, nil
 }
