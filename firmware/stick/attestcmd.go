@@ -19,6 +19,7 @@ import (
 
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/tpm/attest"
+	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
 )
 
@@ -140,6 +141,10 @@ func (t *trust) cmdManifest(w io.Writer, args []string) {
 		fmt.Fprintf(w, "manifest: refused: %v\n", err)
 		return
 	}
+	if running, ok := t.imageDigest(); !ok || hex.EncodeToString(running[:]) != m.Firmware.Stick {
+		fmt.Fprintf(w, "manifest: refused: this stick runs image sha256:%x, the manifest allows sha256:%s\n", running, m.Firmware.Stick)
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.manifest != nil {
@@ -170,6 +175,17 @@ func (t *trust) cmdManifest(w io.Writer, args []string) {
 		return
 	}
 	fmt.Fprintf(w, "manifest: boot measurements closed (separator on PCR %d)\n", measure.PCRBootActors)
+}
+
+// imageDigest is the stick image digest stage 0 measured (the EV_IPL event
+// on PCR 4).
+func (t *trust) imageDigest() (d [32]byte, ok bool) {
+	for _, e := range t.m.Events() {
+		if e.PCR == measure.PCRImage && e.Type == eventlog.EV_IPL {
+			return e.Digest, true
+		}
+	}
+	return d, false
 }
 
 func (t *trust) cmdEnrol(w io.Writer, _ []string) {
