@@ -29,11 +29,14 @@ GOOSPKG := github.com/usbarmory/tamago
 TEXT_START := 0x40110000
 # stage 0 runs from its own RAM above the stick's (board/qemu/virt/mem.go)
 STAGE0_TEXT_START := 0x60010000
-BUILD_TAGS :=
+BUILD_TAGS ?=
 QEMU_BIN := qemu-system-arm
 else
 $(error unsupported TARGET=$(TARGET): supported targets are qemu (USB armory Mk II and RISC-V boards are not supported yet))
 endif
+
+# BUILD_TAGS: nomeasure builds images that measure nothing, to price
+# measured boot in benchmarks only (the build warns loudly).
 
 # Test builds exit through semihosting after this many heartbeats (0: never).
 EXIT_AFTER ?= 0
@@ -69,8 +72,11 @@ tamago-present:
 
 image: $(IMAGE) $(STAGE0)
 
+WEAKENING_TAGS := $(filter nomeasure,$(BUILD_TAGS))
+
 $(IMAGE): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
+	@if [ -n "$(WEAKENING_TAGS)" ]; then echo "teastick: WARNING: building with security-weakening tags: $(WEAKENING_TAGS). This image must never be flashed or released." >&2; fi
 	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(BUILD_TAGS)" -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 

@@ -23,6 +23,9 @@ type Build struct {
 	ExitAfter int
 	// GovernanceKey is the hex Ed25519 public key built into the stick.
 	GovernanceKey string
+	// Tags are extra build tags (BUILD_TAGS), e.g. nomeasure for the
+	// measured boot benchmark.
+	Tags string
 }
 
 // CompilerMissing reports why the TamaGo compiler is unavailable, or "" when
@@ -49,6 +52,9 @@ func (b Build) Image(ctx context.Context) (string, error) {
 	}
 	args := []string{"-s", "--no-print-directory", "-C", b.Root, "image", "BUILD_DIR=" + dir,
 		"EXIT_AFTER=" + strconv.Itoa(b.ExitAfter)}
+	if b.Tags != "" {
+		args = append(args, "BUILD_TAGS="+b.Tags)
+	}
 	if b.GovernanceKey != "" {
 		args = append(args, "GOVERNANCE_KEY="+b.GovernanceKey)
 	}

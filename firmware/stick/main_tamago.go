@@ -149,6 +149,10 @@ func bringUpTPM() (transport.TPM, *measure.Measurer, error) {
 		fmt.Printf("tpm: NOT MEASURED: %v: serving no actors\n", err)
 		return nil, nil, err
 	}
+	if !measurement {
+		fmt.Println("tpm: WARNING: measurement disabled (nomeasure build, for benchmarks only): serving no actors")
+		return t, nil, errors.New("measurement disabled in this build")
+	}
 	m, err := checkTPM(t)
 	if err != nil {
 		fmt.Printf("tpm: NOT MEASURED: %v: serving no actors\n", err)
