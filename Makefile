@@ -54,11 +54,18 @@ TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) 
 
 # Packages built for the bare-metal target by `make test` and vetted by
 # `make check`.
-TAMAGO_PKGS := ./board/... ./firmware/...
+TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
+	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest
 
 DEB_PACKAGES := qemu-system-arm swtpm swtpm-tools tpm2-tools wabt
 
 .PHONY: all image qemu test test-host test-tamago check deps tamago-present FORCE
+
+# Each part's own preparation (packages, tools, fixtures): part/part.mk
+# defines part-prep.
+PARTS_MK := $(wildcard tpm/tpm.mk runtime/runtime.mk netstack/netstack.mk)
+include $(PARTS_MK)
+PREP_TARGETS := $(patsubst %.mk,%-prep,$(notdir $(PARTS_MK)))
 
 all: image
 
@@ -101,7 +108,7 @@ deps:
 	  fi; \
 	fi
 
-test: deps test-tamago test-host
+test: deps $(PREP_TARGETS) test-tamago test-host
 
 test-host:
 	$(GO) test -race -count=1 -timeout 30m ./...
