@@ -6,18 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/teastick/teastick/image/manifest"
-	"github.com/teastick/teastick/tpm/attest"
 	"github.com/teastick/teastick/tpm/swtpmtest"
 	"github.com/teastick/teastick/tpm/verify"
 )
@@ -74,83 +69,17 @@ type conversation struct {
 	res            *Result
 }
 
-// converse boots the machine and, over the stick's serial console, does
-// what an operator's verifier does: hand it a signed manifest, enrol its
-// TPM (EK certificate chained to roots, credential activation for the AK),
-// ask for a quote on a fresh nonce and verify it against ref; the same
-// evidence is also checked against a replayed nonce.
+// converse boots the machine and runs a ConsoleVerifier over its console.
 func converse(t *testing.T, ctx context.Context, m Machine, signed []byte, roots *x509.CertPool, ref *verify.Reference) *conversation {
 	t.Helper()
-	c := &conversation{}
-	var (
-		channelDigest string
-		pending       *verify.PendingEnrolment
-		akPublic      []byte
-		nonce         = sha256.Sum256([]byte(t.Name() + time.Now().String()))
-	)
-	decode := func(line, prefix string, v any) error {
-		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, prefix))
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(raw, v)
-	}
-	fail := func(format string, args ...any) string {
-		c.problems = append(c.problems, fmt.Sprintf(format, args...))
-		return "halt\n"
-	}
-	m.Interact = func(line string) string {
-		switch {
-		case strings.Contains(line, "FAILED") || strings.Contains(line, "refused") || strings.Contains(line, "NOT MEASURED"):
-			return fail("stick: %s", line)
-		case strings.HasPrefix(line, "channel: key sha256:"):
-			channelDigest = strings.TrimPrefix(line, "channel: key sha256:")
-			return "manifest " + base64.StdEncoding.EncodeToString(signed) + "\n"
-		case strings.HasPrefix(line, "manifest: boot measurements closed"):
-			return "enrol\n"
-		case strings.HasPrefix(line, "enrol: "):
-			var req attest.Enrolment
-			if err := decode(line, "enrol: ", &req); err != nil {
-				return fail("enrol: %v", err)
-			}
-			ch, p, err := verify.Enrol(&req, roots)
-			if err != nil {
-				return fail("verify.Enrol: %v", err)
-			}
-			pending = p
-			js, _ := json.Marshal(ch)
-			return "activate " + base64.StdEncoding.EncodeToString(js) + "\n"
-		case strings.HasPrefix(line, "activate: "):
-			secret, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, "activate: "))
-			if err != nil {
-				return fail("activate: %v", err)
-			}
-			if akPublic, err = pending.Finish(secret); err != nil {
-				return fail("Finish: %v", err)
-			}
-			return "attest " + hex.EncodeToString(nonce[:]) + "\n"
-		case strings.HasPrefix(line, "attest: "):
-			var ev attest.Evidence
-			if err := decode(line, "attest: ", &ev); err != nil {
-				return fail("attest: %v", err)
-			}
-			if d := sha256.Sum256(ev.ChannelKey); hex.EncodeToString(d[:]) != channelDigest {
-				return fail("evidence carries channel key %x, the stick announced %s", d, channelDigest)
-			}
-			exp := verify.Expect{AKPublic: akPublic, Nonce: nonce[:], ChannelKey: ev.ChannelKey, Reference: ref}
-			c.verdict = verify.Verify(&ev, exp)
-			exp.Nonce = []byte("an older nonce, replayed")
-			c.stale = verify.Verify(&ev, exp)
-			return "halt\n"
-		}
-		return ""
-	}
+	nonce := sha256.Sum256([]byte(t.Name() + time.Now().String()))
+	v := &ConsoleVerifier{Manifest: signed, Roots: roots, Reference: ref, Nonce: nonce[:]}
+	m.Interact = v.Line
 	res, err := m.Run(ctx, 3*time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.res = res
-	return c
+	return &conversation{verdict: v.Verdict, stale: v.Stale, problems: v.Problems, res: res}
 }
 
 func provisionedTPM(t *testing.T, ctx context.Context) (*SWTPM, *x509.CertPool) {
