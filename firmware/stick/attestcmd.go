@@ -50,6 +50,14 @@ type trust struct {
 	manifest *manifest.Manifest
 }
 
+// stickConfig is the configuration the stick measures into PCR 8.
+func stickConfig(board string) []byte {
+	return []byte("version=" + Version + "\nboard=" + board + "\n")
+}
+
+// imageDigest is the measurement of a stick image.
+func imageDigest(image []byte) [32]byte { return sha256.Sum256(image) }
+
 func parseGovernanceKey(s string) ([]ed25519.PublicKey, error) {
 	if s == "" {
 		return nil, nil

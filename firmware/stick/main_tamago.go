@@ -129,7 +129,7 @@ func checkTPM(t *tis.TIS) (*measure.Measurer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.MeasureConfig([]byte("version=" + Version + "\nboard=" + virt.Name + "\n")); err != nil {
+	if err := m.MeasureConfig(stickConfig(virt.Name)); err != nil {
 		return nil, err
 	}
 	return m, nil
