@@ -28,6 +28,7 @@ func main() {
 	stage0 := flag.String("stage0", "build/boot-qemu.elf", "stage 0 image (ELF)")
 	stick := flag.String("stick", "build/stick-qemu.elf", "stick image (ELF), loaded and measured by stage 0")
 	mem := flag.Int("m", 1024, "guest RAM in MiB")
+	tpmState := flag.String("tpm-state", "build/tpm", "software TPM state directory, one per stick (provisioned on first use); empty: no TPM")
 	dry := flag.Bool("n", false, "print the QEMU command line and exit")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: teastick-qemu [-stage0 ELF -stick ELF | -kernel ELF] [-m MiB] [-n] [-- extra QEMU args]\n\n")
@@ -59,6 +60,9 @@ func main() {
 		os.Exit(2)
 	}
 	if *dry {
+		if *tpmState != "" {
+			m.TPM = &qemu.SWTPM{Dir: *tpmState}
+		}
 		fmt.Println("qemu-system-arm " + strings.Join(m.Args(), " "))
 		if m.StickImage != "" {
 			os.RemoveAll(filepath.Dir(m.StickImage))
@@ -67,12 +71,30 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *tpmState != "" {
+		dir, err := filepath.Abs(*tpmState)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "teastick-qemu: software TPM state in %s\n", dir)
+		tpm := &qemu.SWTPM{Dir: dir, Provision: true}
+		if err := tpm.Start(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
+			os.Exit(1)
+		}
+		defer tpm.Stop()
+		m.TPM = tpm
+	}
 	cmd := m.Command(ctx)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	fmt.Fprintf(os.Stderr, "teastick-qemu: booting %s (Ctrl-A X quits)\n", m.Kernel)
 	err := cmd.Run()
 	if m.StickImage != "" {
 		os.RemoveAll(filepath.Dir(m.StickImage))
+	}
+	if m.TPM != nil {
+		m.TPM.Stop()
 	}
 	var exitErr *exec.ExitError
 	switch {
