@@ -42,6 +42,19 @@ func window(addr, size uint32) []byte {
 	return unsafe.Slice((*byte)(mmio.Pointer(addr)), size)
 }
 
+// startTPM only starts the TPM: what a boot without measurement still does,
+// since the stick uses the TPM for its keys.
+func startTPM() error {
+	if _, err := virt.ProbeTPM(); err != nil {
+		return err
+	}
+	t := &tis.TIS{Regs: virt.TPM}
+	if err := t.Init(); err != nil {
+		return err
+	}
+	return measure.Startup(t)
+}
+
 // measureStick starts the TPM, extends the stick image's digest into PCR 4
 // with its event, closes the pre-OS PCRs with separators and returns the
 // hand-off block for the stick.
@@ -94,6 +107,9 @@ func main() {
 	clear(handoff[:measure.HandoffHeaderSize])
 	if !measurement {
 		fmt.Println("stage0: WARNING: measurement disabled (nomeasure build, for benchmarks only)")
+		if err := startTPM(); err != nil {
+			fmt.Printf("stage0: TPM: %v\n", err)
+		}
 	} else if block, err := measureStick(digest); err != nil {
 		fmt.Printf("stage0: NOT MEASURED: %v: the stick will serve no actors\n", err)
 	} else if len(block) > len(handoff) {
