@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,8 +96,7 @@ var stickBanner = []string{
 	`^boot: banner at \d+ ms$`,
 	`^irq: timer interrupt \d+ us after its deadline$`,
 	`^tpm: virt: no TIS TPM described by the device tree`,
-	`^net: virtio-net slot \d+ mac 52:54:00:12:34:56 link up$`,
-	`^net: gateway 10\.0\.2\.2 is at 52:55:0a:00:02:02$`,
+	`^net: virtio-net slot \d+ mac 52:54:00:12:34:56, 10\.0\.2\.15/24 via 10\.0\.2\.2, http on :80$`,
 	`^heartbeat 1 uptime \d+ ms$`,
 	`^heartbeat 2 uptime \d+ ms$`,
 	`^teastick: test build, exiting$`,
@@ -271,6 +274,59 @@ func TestBoot(t *testing.T) {
 				t.Logf("console:\n%s", res.Console)
 			}
 		})
+	}
+}
+
+// TestHTTPThroughHostForward reaches the stick's HTTP endpoint from the
+// host through QEMU's hostfwd rule: frames cross virtio-net, the gVisor
+// stack and net/http on bare metal.
+func TestHTTPThroughHostForward(t *testing.T) {
+	img := testImages(t)
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		status map[string]any
+		err    error
+	}
+	got := make(chan result, 1)
+	m := Machine{Kernel: img.stick, HTTPPort: port, Interact: func(line string) string {
+		if strings.Contains(line, "http on :80") {
+			go func() {
+				var r result
+				c := &http.Client{Timeout: 5 * time.Second}
+				for i := 0; i < 20; i++ {
+					resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", port))
+					if err != nil {
+						r.err = err
+						time.Sleep(100 * time.Millisecond)
+						continue
+					}
+					r.err = json.NewDecoder(resp.Body).Decode(&r.status)
+					resp.Body.Close()
+					break
+				}
+				got <- r
+			}()
+		}
+		return ""
+	}}
+	res, err := m.Run(context.Background(), 90*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("GET /v1/status: %v; console:\n%s", r.err, res.Console)
+		}
+		if r.status["version"] != "boot-test" || r.status["board"] != "qemu-virt-arm" || r.status["measured"] != false {
+			t.Fatalf("status %v", r.status)
+		}
+		t.Logf("status from the stick: %v", r.status)
+	default:
+		t.Fatalf("the stick never said it serves HTTP; console:\n%s", res.Console)
 	}
 }
 

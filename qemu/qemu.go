@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +60,9 @@ type Machine struct {
 	// QEMU user networking with restrict=on: nothing leaves the guest
 	// except what forwarding rules allow.
 	NoNet bool
+	// HTTPPort, when not zero, forwards 127.0.0.1:HTTPPort on the host to
+	// the stick's HTTP port (80): the only way into the guest.
+	HTTPPort int
 	// LegacyVirtio keeps QEMU's default legacy (version 1) virtio-mmio
 	// transport, which the stick refuses.
 	LegacyVirtio bool
@@ -101,7 +105,11 @@ func (m Machine) Args() []string {
 		args = append(args, "-device", "virtio-rng-device")
 	}
 	if !m.NoNet {
-		args = append(args, "-netdev", "user,id=net0,restrict=on", "-device", "virtio-net-device,netdev=net0")
+		netdev := "user,id=net0,restrict=on"
+		if m.HTTPPort != 0 {
+			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-10.0.2.15:80", m.HTTPPort)
+		}
+		args = append(args, "-netdev", netdev, "-device", "virtio-net-device,netdev=net0")
 	}
 	if m.TPM != nil {
 		args = append(args, m.TPM.Args()...)
@@ -241,3 +249,13 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 
 // qemuEscape doubles commas, QEMU's escape inside option values.
 func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// FreePort returns a TCP port free on the host's loopback.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

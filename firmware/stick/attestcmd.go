@@ -185,6 +185,16 @@ func (t *trust) cmdManifest(w io.Writer, args []string) {
 	fmt.Fprintf(w, "manifest: boot measurements closed (separator on PCR %d)\n", measure.PCRBootActors)
 }
 
+// manifestVersion is the running manifest's version, 0 before one.
+func (t *trust) manifestVersion() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.manifest == nil {
+		return 0
+	}
+	return t.manifest.Version
+}
+
 // imageDigest is the stick image digest stage 0 measured (the EV_IPL event
 // on PCR 4).
 func (t *trust) imageDigest() (d [32]byte, ok bool) {

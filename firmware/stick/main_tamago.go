@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"context"
+	"encoding/json"
 	"net"
-	"net/netip"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/teastick/teastick/board/mmio"
 	"github.com/teastick/teastick/board/qemu/virt"
+	"github.com/teastick/teastick/netstack"
 	"github.com/teastick/teastick/tpm/measure"
 	"github.com/teastick/teastick/tpm/tis"
 )
@@ -58,7 +61,16 @@ func main() {
 		virt.Exit(1)
 	}
 	fmt.Printf("channel: key sha256:%x\n", tr.channelKeyDigest())
-	checkLink()
+	startNetwork(func() any {
+		st := map[string]any{"version": Version, "board": virt.Name, "measured": measurer != nil, "uptime_ms": uptime().Milliseconds()}
+		if why != nil {
+			st["not_measured"] = why.Error()
+		}
+		if v := tr.manifestVersion(); v != 0 {
+			st["manifest_version"] = v
+		}
+		return st
+	})
 
 	cmds := tr.commands()
 	for name, c := range map[string]command{
@@ -86,15 +98,10 @@ func main() {
 	}
 }
 
-// QEMU user networking's addresses for the guest and its gateway.
-var (
-	qemuGuest   = netip.MustParseAddr("10.0.2.15")
-	qemuGateway = netip.MustParseAddr("10.0.2.2")
-)
-
-// checkLink brings up the network device and checks the link with an ARP
-// probe of the gateway.
-func checkLink() {
+// startNetwork brings up virtio-net, the TCP/IP stack on QEMU user
+// networking's addresses, the net package on top of it, and the stick's
+// HTTP endpoint (status only, until the API lands).
+func startNetwork(status func() any) {
 	nic, dev, err := virt.OpenNet()
 	if errors.Is(err, virt.ErrNoNet) {
 		fmt.Println("net: no network device")
@@ -105,13 +112,26 @@ func checkLink() {
 		return
 	}
 	mac := nic.MAC()
-	fmt.Printf("net: virtio-net slot %d mac %s link %s\n", dev.Slot, net.HardwareAddr(mac[:]), map[bool]string{true: "up", false: "down"}[nic.LinkUp()])
-	hw, err := arpProbe(nic, mac, qemuGuest, qemuGateway, 2*time.Second)
+	st, err := netstack.New(nic, netstack.QEMUUser)
 	if err != nil {
-		fmt.Printf("net: gateway %s: %v\n", qemuGateway, err)
+		fmt.Printf("net: FAILED: %v\n", err)
 		return
 	}
-	fmt.Printf("net: gateway %s is at %s\n", qemuGateway, net.HardwareAddr(hw[:]))
+	go st.Run(context.Background())
+	net.SocketFunc = st.Socket
+	l, err := net.Listen("tcp", ":80")
+	if err != nil {
+		fmt.Printf("net: FAILED: listen: %v\n", err)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(status())
+	})
+	go http.Serve(l, mux)
+	fmt.Printf("net: virtio-net slot %d mac %s, %v via %v, http on :80\n", dev.Slot, net.HardwareAddr(mac[:]),
+		netstack.QEMUUser.Address, netstack.QEMUUser.Gateway)
 }
 
 // checkTPM resumes measured boot from stage 0's hand-off: the event log
