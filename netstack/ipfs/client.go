@@ -1,0 +1,310 @@
+package ipfs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// Client talks to the box's IPFS node: its trustless gateway for reads and
+// its RPC API for writes.
+type Client struct {
+	// Gateway is the gateway's base URL, e.g. http://10.0.0.2:8080.
+	Gateway string
+	// API is the RPC API's base URL, e.g. http://10.0.0.2:5001.
+	API string
+	// HTTP is the HTTP client (default: one with no overall timeout; each
+	// fetch is bounded by Timeout).
+	HTTP *http.Client
+	// Limits bound each fetch (default DefaultLimits).
+	Limits Limits
+	// Timeout bounds one fetch or put, retries included (default 2 min).
+	Timeout time.Duration
+	// Retries on connection faults (default 3), with exponential backoff
+	// from Backoff (default 200 ms).
+	Retries int
+	Backoff time.Duration
+	Log     *slog.Logger
+}
+
+// BlockStore is what the actor runtime needs from the box: verified blocks
+// in and out.
+type BlockStore interface {
+	Get(ctx context.Context, c cid.Cid) ([]byte, error)
+	Put(ctx context.Context, codec uint64, data []byte) (cid.Cid, error)
+}
+
+var _ BlockStore = (*Client)(nil)
+
+func (cl *Client) limits() Limits {
+	if cl.Limits == (Limits{}) {
+		return DefaultLimits
+	}
+	return cl.Limits
+}
+
+func (cl *Client) http() *http.Client {
+	if cl.HTTP != nil {
+		return cl.HTTP
+	}
+	return http.DefaultClient
+}
+
+func (cl *Client) log() *slog.Logger {
+	if cl.Log != nil {
+		return cl.Log
+	}
+	return slog.Default().With("component", "net")
+}
+
+// retryable reports connection faults worth another try; verification
+// failures and refusals are final.
+func retryable(err error) bool {
+	var cf connFault
+	return errors.As(err, &cf)
+}
+
+// connFault marks an error reaching the node (connection refused, reset,
+// closed before an answer): worth a retry, unlike an answer that failed
+// verification.
+type connFault struct{ err error }
+
+func (c connFault) Error() string { return c.err.Error() }
+func (c connFault) Unwrap() error { return c.err }
+
+// withRetry runs f, retrying connection faults with backoff.
+func (cl *Client) withRetry(ctx context.Context, what string, f func(ctx context.Context) error) error {
+	timeout := cl.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	retries, backoff := cl.Retries, cl.Backoff
+	if retries == 0 {
+		retries = 3
+	}
+	if backoff == 0 {
+		backoff = 200 * time.Millisecond
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = f(ctx)
+		if err == nil || !retryable(err) || attempt == retries || ctx.Err() != nil {
+			break
+		}
+		cl.log().Warn("retrying", "what", what, "attempt", attempt+1, "err", err)
+		select {
+		case <-time.After(backoff << attempt):
+		case <-ctx.Done():
+		}
+	}
+	if ctx.Err() != nil && err != nil && !errors.Is(err, ErrMismatch) {
+		return fmt.Errorf("%w: %s: %v", ErrLimit, what, err)
+	}
+	return err
+}
+
+// car fetches the CAR of c's whole DAG and returns its verified blocks.
+func (cl *Client) car(ctx context.Context, c cid.Cid) (map[cid.Cid][]byte, error) {
+	lim := cl.limits()
+	var blocks map[cid.Cid][]byte
+	err := cl.withRetry(ctx, "fetch "+c.String(), func(ctx context.Context) error {
+		u := strings.TrimRight(cl.Gateway, "/") + "/ipfs/" + c.String() + "?format=car&dag-scope=all"
+		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Accept", "application/vnd.ipld.car;version=1;order=dfs;dups=n")
+		resp, err := cl.http().Do(req)
+		if err != nil {
+			return connFault{err}
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return fmt.Errorf("%w: %s: %s: %s", ErrGateway, c, resp.Status, bytes.TrimSpace(msg))
+		}
+		cr, err := NewCARReader(resp.Body, lim)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c, err)
+		}
+		if len(cr.Roots) != 1 || !cr.Roots[0].Equals(c) {
+			return fmt.Errorf("%w: %s: CAR roots %v", ErrMalformed, c, cr.Roots)
+		}
+		blocks = map[cid.Cid][]byte{}
+		var total int64
+		for {
+			bc, data, err := cr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("fetch %s: %w", c, err)
+			}
+			total += int64(len(data))
+			if total > lim.MaxBytes+int64(lim.MaxBlocks)*1024 {
+				return fmt.Errorf("%w: fetch %s: response over %d bytes", ErrLimit, c, lim.MaxBytes)
+			}
+			blocks[bc] = data
+		}
+	})
+	return blocks, err
+}
+
+// Fetch returns the content c names: the block itself for a raw CID, the
+// reassembled file for a UnixFS file. Every block is verified against its
+// CID before its bytes are used, and nothing is returned unless all of it
+// verified.
+func (cl *Client) Fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
+	blocks, err := cl.car(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := assemble(c, blocks, &out, cl.limits(), 0); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// assemble writes the file under c, walking links in order.
+func assemble(c cid.Cid, blocks map[cid.Cid][]byte, out *bytes.Buffer, lim Limits, depth int) error {
+	if depth > 32 {
+		return fmt.Errorf("%w: %s: DAG deeper than 32", ErrLimit, c)
+	}
+	data, ok := blocks[c]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrMissing, c)
+	}
+	switch c.Type() {
+	case CodecRaw:
+		if int64(out.Len()+len(data)) > lim.MaxBytes {
+			return fmt.Errorf("%w: %s: file over %d bytes", ErrLimit, c, lim.MaxBytes)
+		}
+		out.Write(data)
+		return nil
+	case CodecDagPB:
+		n, err := decodePBNode(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c, err)
+		}
+		u, err := decodeUnixFS(n.Data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c, err)
+		}
+		if u.Type != unixfsFile && u.Type != unixfsRaw {
+			return fmt.Errorf("%w: %s is UnixFS type %d", ErrNotFile, c, u.Type)
+		}
+		start := out.Len()
+		if int64(out.Len()+len(u.Data)) > lim.MaxBytes {
+			return fmt.Errorf("%w: %s: file over %d bytes", ErrLimit, c, lim.MaxBytes)
+		}
+		out.Write(u.Data)
+		for _, l := range n.Links {
+			if err := assemble(l.Hash, blocks, out, lim, depth+1); err != nil {
+				return err
+			}
+		}
+		if u.HasSize && uint64(out.Len()-start) != u.FileSize {
+			return fmt.Errorf("%w: %s: file size %d, content %d", ErrMalformed, c, u.FileSize, out.Len()-start)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %s has codec %#x", ErrCodec, c, c.Type())
+}
+
+// Get returns the verified block c.
+func (cl *Client) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	var data []byte
+	err := cl.withRetry(ctx, "get "+c.String(), func(ctx context.Context) error {
+		u := strings.TrimRight(cl.Gateway, "/") + "/ipfs/" + c.String() + "?format=raw"
+		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Accept", "application/vnd.ipld.raw")
+		resp, err := cl.http().Do(req)
+		if err != nil {
+			return connFault{err}
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%w: %s: %s", ErrGateway, c, resp.Status)
+		}
+		max := cl.limits().MaxBlockSize
+		b, err := io.ReadAll(io.LimitReader(resp.Body, int64(max)+1))
+		if err != nil {
+			return err
+		}
+		if len(b) > max {
+			return fmt.Errorf("%w: block %s over %d bytes", ErrLimit, c, max)
+		}
+		if err := Verify(c, b); err != nil {
+			return err
+		}
+		data = b
+		return nil
+	})
+	return data, err
+}
+
+// Put stores data as one block with the given codec on the node and
+// returns its CID, after checking the node stored it under the CID
+// computed here.
+func (cl *Client) Put(ctx context.Context, codec uint64, data []byte) (cid.Cid, error) {
+	want := sumCID(codec, data)
+	if len(data) > cl.limits().MaxBlockSize {
+		return cid.Undef, fmt.Errorf("%w: block of %d bytes", ErrLimit, len(data))
+	}
+	codecName := map[uint64]string{CodecRaw: "raw", CodecDagPB: "dag-pb"}[codec]
+	if codecName == "" {
+		return cid.Undef, fmt.Errorf("%w: %#x", ErrCodec, codec)
+	}
+	err := cl.withRetry(ctx, "put "+want.String(), func(ctx context.Context) error {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		fw, _ := mw.CreateFormFile("file", "block")
+		fw.Write(data)
+		mw.Close()
+		u := strings.TrimRight(cl.API, "/") + "/api/v0/block/put?cid-codec=" + url.QueryEscape(codecName) + "&mhtype=sha2-256&pin=false"
+		req, err := http.NewRequestWithContext(ctx, "POST", u, &body)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		resp, err := cl.http().Do(req)
+		if err != nil {
+			return connFault{err}
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return fmt.Errorf("%w: put: %s: %s", ErrGateway, resp.Status, bytes.TrimSpace(msg))
+		}
+		var r struct{ Key string }
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&r); err != nil {
+			return fmt.Errorf("%w: put answer: %v", ErrGateway, err)
+		}
+		got, err := cid.Decode(r.Key)
+		if err != nil || !got.Equals(want) {
+			return fmt.Errorf("%w: computed %s, node says %q", ErrCIDChanged, want, r.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return cid.Undef, err
+	}
+	return want, nil
+}

@@ -1,0 +1,216 @@
+package ipfs
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multihash"
+)
+
+// carBytes encodes a CARv1 with the given root and blocks.
+func carBytes(root cid.Cid, blocks []Block) []byte {
+	// dag-cbor header {"roots": [root], "version": 1}
+	var h []byte
+	h = append(h, 0xa2)
+	h = append(h, 0x65)
+	h = append(h, "roots"...)
+	h = append(h, 0x81, 0xd8, 0x2a)
+	cb := append([]byte{0}, root.Bytes()...)
+	h = append(h, 0x58, byte(len(cb)))
+	h = append(h, cb...)
+	h = append(h, 0x67)
+	h = append(h, "version"...)
+	h = append(h, 0x01)
+	var out []byte
+	out = binary.AppendUvarint(out, uint64(len(h)))
+	out = append(out, h...)
+	for _, b := range blocks {
+		sec := append(b.CID.Bytes(), b.Data...)
+		out = binary.AppendUvarint(out, uint64(len(sec)))
+		out = append(out, sec...)
+	}
+	return out
+}
+
+func testFile(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*31 + i/977)
+	}
+	return b
+}
+
+// hostileGateway serves CARs that a fault function may corrupt.
+func hostileGateway(t *testing.T, serve func(w http.ResponseWriter, r *http.Request)) *Client {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(serve))
+	t.Cleanup(srv.Close)
+	return &Client{Gateway: srv.URL, Timeout: 3 * time.Second, Backoff: time.Millisecond,
+		Limits: Limits{MaxBytes: 4 << 20, MaxBlockSize: 1 << 20, MaxBlocks: 64}}
+}
+
+func TestFetchFromHostileGateway(t *testing.T) {
+	file := testFile(3*ChunkSize + 1000) // 4 leaves and a root
+	root, blocks := Add(file)
+	sha512 := func() cid.Cid {
+		h, _ := multihash.Sum(file[:100], multihash.SHA2_512, -1)
+		return cid.NewCidV1(cid.Raw, h)
+	}()
+	cbor := func() cid.Cid {
+		h, _ := multihash.Sum([]byte{0xa0}, multihash.SHA2_256, -1)
+		return cid.NewCidV1(cid.DagCBOR, h)
+	}()
+	tests := []struct {
+		name string
+		root cid.Cid
+		body func() []byte
+		want error
+	}{
+		{"honest", root, func() []byte { return carBytes(root, blocks) }, nil},
+		{"tampered leaf", root, func() []byte {
+			bad := append([]Block(nil), blocks...)
+			d := append([]byte(nil), bad[1].Data...)
+			d[10] ^= 1
+			bad[1] = Block{bad[1].CID, d}
+			return carBytes(root, bad)
+		}, ErrMismatch},
+		{"missing leaf", root, func() []byte {
+			return carBytes(root, append(append([]Block(nil), blocks[:2]...), blocks[3:]...))
+		}, ErrMissing},
+		{"truncated CAR", root, func() []byte {
+			b := carBytes(root, blocks)
+			return b[:len(b)-500]
+		}, ErrMalformed},
+		{"wrong root", root, func() []byte { return carBytes(blocks[0].CID, blocks) }, ErrMalformed},
+		{"unknown codec", cbor, func() []byte { return carBytes(cbor, []Block{{cbor, []byte{0xa0}}}) }, ErrCodec},
+		{"other hash function", sha512, func() []byte { return carBytes(sha512, []Block{{sha512, file[:100]}}) }, ErrHash},
+		{"block over the size limit", root, func() []byte {
+			big := testFile(2 << 20)
+			c := sumCID(cid.Raw, big)
+			return carBytes(root, []Block{{c, big}})
+		}, ErrLimit},
+		{"endless response", root, func() []byte {
+			var many []Block
+			for i := 0; i < 100; i++ {
+				d := []byte{byte(i), byte(i >> 8)}
+				many = append(many, Block{sumCID(cid.Raw, d), d})
+			}
+			return carBytes(root, many)
+		}, ErrLimit},
+		{"not a CAR", root, func() []byte { return []byte("<html>hello</html>") }, ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := tc.body()
+			cl := hostileGateway(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/vnd.ipld.car")
+				w.Write(body)
+			})
+			got, err := cl.Fetch(context.Background(), tc.root)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Fetch = %v, want %v", err, tc.want)
+			}
+			if err == nil && !bytes.Equal(got, file) {
+				t.Fatal("reassembled file differs")
+			}
+			if err != nil && got != nil {
+				t.Fatal("bytes handed out with an error")
+			}
+			if err != nil && tc.want != ErrMalformed && !bytes.Contains([]byte(err.Error()), []byte("baf")) {
+				t.Fatalf("error names no CID: %v", err)
+			}
+		})
+	}
+}
+
+func TestFetchStall(t *testing.T) {
+	root, blocks := Add(testFile(100))
+	cl := hostileGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		b := carBytes(root, blocks)
+		w.Write(b[:20])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	cl.Timeout = 500 * time.Millisecond
+	start := time.Now()
+	if _, err := cl.Fetch(context.Background(), root); err == nil {
+		t.Fatal("a stalled response was accepted")
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("stall noticed after %v", time.Since(start))
+	}
+}
+
+func TestFetchRetriesConnectionFaults(t *testing.T) {
+	file := testFile(1000)
+	root, blocks := Add(file)
+	var calls atomic.Int32
+	cl := hostileGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close() // the box drops the first connection
+			return
+		}
+		w.Write(carBytes(root, blocks))
+	})
+	got, err := cl.Fetch(context.Background(), root)
+	if err != nil {
+		t.Fatalf("Fetch after a dropped connection: %v", err)
+	}
+	if !bytes.Equal(got, file) || calls.Load() != 2 {
+		t.Fatalf("calls %d", calls.Load())
+	}
+}
+
+func TestGatewayRefuses(t *testing.T) {
+	root, _ := Add(testFile(10))
+	cl := hostileGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "not found", http.StatusNotFound)
+	})
+	if _, err := cl.Fetch(context.Background(), root); !errors.Is(err, ErrGateway) {
+		t.Fatalf("Fetch = %v, want ErrGateway", err)
+	}
+}
+
+func FuzzCAR(f *testing.F) {
+	root, blocks := Add(testFile(ChunkSize + 10))
+	f.Add(carBytes(root, blocks))
+	f.Add([]byte{0x01, 0xa0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cr, err := NewCARReader(bytes.NewReader(b), Limits{MaxBytes: 1 << 20, MaxBlockSize: 1 << 16, MaxBlocks: 16})
+		if err != nil {
+			return
+		}
+		for i := 0; i < 32; i++ {
+			c, data, err := cr.Next()
+			if err != nil {
+				return
+			}
+			if Verify(c, data) != nil {
+				t.Fatal("Next returned an unverified block")
+			}
+		}
+	})
+}
+
+func FuzzDagPB(f *testing.F) {
+	_, blocks := Add(testFile(3 * ChunkSize))
+	f.Add(blocks[len(blocks)-1].Data)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := decodePBNode(b)
+		if err != nil {
+			return
+		}
+		if n.Data != nil {
+			decodeUnixFS(n.Data)
+		}
+	})
+}

@@ -1,0 +1,122 @@
+package ipfs_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/netstack/ipfs"
+	"github.com/teastick/teastick/netstack/ipfs/kubotest"
+)
+
+func content(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*131 + i/4099)
+	}
+	return b
+}
+
+// kuboAdd adds data through the node's RPC API as `ipfs add --cid-version
+// 1 --raw-leaves` does and returns the CID kubo computed.
+func kuboAdd(t testing.TB, node *kubotest.Node, data []byte) cid.Cid {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("file", "data")
+	fw.Write(data)
+	mw.Close()
+	resp, err := http.Post(node.API+"/api/v0/add?cid-version=1&raw-leaves=true&pin=false&quieter=true", mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct{ Hash string }
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	c, err := cid.Decode(r.Hash)
+	if err != nil {
+		t.Fatalf("kubo answered %q: %v", r.Hash, err)
+	}
+	return c
+}
+
+func TestCIDsMatchKubo(t *testing.T) {
+	node := kubotest.Start(t)
+	for _, n := range []int{0, 1, ipfs.ChunkSize, ipfs.ChunkSize + 1, 5*ipfs.ChunkSize + 7, ipfs.MaxLinks*ipfs.ChunkSize + 1} {
+		data := content(n)
+		want := kuboAdd(t, node, data)
+		got, _ := ipfs.Add(data)
+		if !got.Equals(want) {
+			t.Errorf("%d bytes: computed %s, kubo %s", n, got, want)
+		} else {
+			t.Logf("%d bytes: %s", n, got)
+		}
+	}
+}
+
+func TestFetchAndPutWithKubo(t *testing.T) {
+	node := kubotest.Start(t)
+	cl := &ipfs.Client{Gateway: node.Gateway, API: node.API}
+	ctx := context.Background()
+	for _, n := range []int{10, ipfs.ChunkSize, 3*ipfs.ChunkSize + 5} {
+		data := content(n)
+		c := kuboAdd(t, node, data)
+		got, err := cl.Fetch(ctx, c)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: fetched content differs", n)
+		}
+	}
+	block := []byte("a result the stick computed")
+	c, err := cl.Put(ctx, ipfs.CodecRaw, block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cl.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, block) {
+		t.Fatalf("Get after Put: %q, %v", got, err)
+	}
+}
+
+// BenchmarkVerifiedFetch compares fetching a 16 MiB file as a verified CAR
+// with downloading the same bytes plainly from the same gateway.
+func BenchmarkVerifiedFetch(b *testing.B) {
+	node := kubotest.Start(b)
+	data := content(16 << 20)
+	c := kuboAdd(b, node, data)
+	cl := &ipfs.Client{Gateway: node.Gateway, API: node.API}
+	ctx := context.Background()
+	var verified, plain time.Duration
+	for b.Loop() {
+		start := time.Now()
+		got, err := cl.Fetch(ctx, c)
+		verified += time.Since(start)
+		if err != nil || len(got) != len(data) {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		resp, err := http.Get(node.Gateway + "/ipfs/" + c.String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		plain += time.Since(start)
+		if err != nil || n != int64(len(data)) {
+			b.Fatalf("plain download: %d bytes, %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(verified)/float64(plain), "verified/plain")
+	b.ReportMetric(float64(len(data))*float64(b.N)/verified.Seconds()/1e6, "verified-MB/s")
+}
