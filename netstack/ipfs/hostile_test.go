@@ -53,7 +53,7 @@ func hostileGateway(t *testing.T, serve func(w http.ResponseWriter, r *http.Requ
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(serve))
 	t.Cleanup(srv.Close)
-	return &Client{Gateway: srv.URL, Timeout: 3 * time.Second, Backoff: time.Millisecond,
+	return &Client{Gateway: srv.URL, Timeout: 3 * time.Second, Backoff: time.Millisecond, CAR: true,
 		Limits: Limits{MaxBytes: 4 << 20, MaxBlockSize: 1 << 20, MaxBlocks: 64}}
 }
 
@@ -126,6 +126,74 @@ func TestFetchFromHostileGateway(t *testing.T) {
 			}
 			if err != nil && tc.want != ErrMalformed && !bytes.Contains([]byte(err.Error()), []byte("baf")) {
 				t.Fatalf("error names no CID: %v", err)
+			}
+		})
+	}
+}
+
+// blockGateway serves blocks one by one (application/vnd.ipld.raw), from a
+// store a fault function may corrupt.
+func blockGateway(t *testing.T, store map[string][]byte) *Client {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.URL.Path[len("/ipfs/"):]
+		b, ok := store[key]
+		if !ok {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		w.Write(b)
+	}))
+	t.Cleanup(srv.Close)
+	return &Client{Gateway: srv.URL, Timeout: 3 * time.Second, Backoff: time.Millisecond,
+		Limits: Limits{MaxBytes: 4 << 20, MaxBlockSize: 1 << 20, MaxBlocks: 64}}
+}
+
+func TestFetchBlockByBlock(t *testing.T) {
+	file := testFile(3*ChunkSize + 1000)
+	root, blocks := Add(file)
+	honest := func() map[string][]byte {
+		m := map[string][]byte{}
+		for _, b := range blocks {
+			m[b.CID.String()] = b.Data
+		}
+		return m
+	}
+	tests := []struct {
+		name  string
+		store func() map[string][]byte
+		want  error
+	}{
+		{"honest", honest, nil},
+		{"tampered leaf", func() map[string][]byte {
+			m := honest()
+			d := append([]byte(nil), m[blocks[2].CID.String()]...)
+			d[0] ^= 0x80
+			m[blocks[2].CID.String()] = d
+			return m
+		}, ErrMismatch},
+		{"tampered root", func() map[string][]byte {
+			m := honest()
+			m[root.String()] = append([]byte{0x0a, 0x00}, m[root.String()]...)
+			return m
+		}, ErrMismatch},
+		{"missing leaf", func() map[string][]byte {
+			m := honest()
+			delete(m, blocks[1].CID.String())
+			return m
+		}, ErrMissing},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := blockGateway(t, tc.store()).Fetch(context.Background(), root)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Fetch = %v, want %v", err, tc.want)
+			}
+			if err == nil && !bytes.Equal(got, file) {
+				t.Fatal("reassembled file differs")
+			}
+			if err != nil && got != nil {
+				t.Fatal("bytes handed out with an error")
 			}
 		})
 	}
