@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/teastick/teastick/image/bootimg"
+	"github.com/teastick/teastick/netstack/ipfs"
+	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/tpm/eventlog"
 )
 
@@ -327,6 +329,39 @@ func TestHTTPThroughHostForward(t *testing.T) {
 		t.Logf("status from the stick: %v", r.status)
 	default:
 		t.Fatalf("the stick never said it serves HTTP; console:\n%s", res.Console)
+	}
+}
+
+// TestFetchFromKubo has the stick fetch a multi-block file from a real kubo
+// node through QEMU's guestfwd rule, verifying every block on bare metal,
+// and compares what it got with the file's digest.
+func TestFetchFromKubo(t *testing.T) {
+	img := testImages(t)
+	node := kubotest.Start(t)
+	data := make([]byte, 3*ipfs.ChunkSize+12345)
+	for i := range data {
+		data[i] = byte(i*7 + i/1000)
+	}
+	c, blocks := ipfs.Add(data)
+	cl := &ipfs.Client{API: node.API, Gateway: node.Gateway}
+	for _, b := range blocks {
+		if _, err := cl.Put(context.Background(), b.CID.Type(), b.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := sha256.Sum256(data)
+	gw := strings.TrimPrefix(node.Gateway, "http://")
+	res, err := Machine{Kernel: img.stick, BoxGateway: gw, InputAfter: "http on :80",
+		Input: "fetch " + c.String() + "\nfetch bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyk\n"}.Run(context.Background(), 90*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`^fetch: %s %d bytes sha256:%x in \d+ ms$`, c, len(data), sum)
+	if !matchLine(res, want) {
+		t.Fatalf("no line matching %q; console:\n%s", want, res.Console)
+	}
+	if !matchLine(res, `^fetch: bad CID`) {
+		t.Errorf("a malformed CID was not refused; console:\n%s", res.Console)
 	}
 }
 

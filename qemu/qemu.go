@@ -26,6 +26,9 @@ import (
 // (board/qemu/virt STICK_IMAGE_BASE).
 const StickImageAddr = 0x68000000
 
+// BoxAddr is where the stick finds its box's IPFS gateway under QEMU.
+const BoxAddr = "10.0.2.100:8080"
+
 // WrapStick writes the stick ELF at elfPath into a container in dir and
 // returns the container's path.
 func WrapStick(elfPath, dir string) (string, error) {
@@ -63,6 +66,11 @@ type Machine struct {
 	// HTTPPort, when not zero, forwards 127.0.0.1:HTTPPort on the host to
 	// the stick's HTTP port (80): the only way into the guest.
 	HTTPPort int
+	// BoxGateway, when set (host:port on the host's loopback), is reachable
+	// from the stick at BoxAddr (guestfwd): the IPFS node's gateway. QEMU
+	// connects one stream for it at start, so the stick makes one
+	// connection at a time (a CAR fetch).
+	BoxGateway string
 	// LegacyVirtio keeps QEMU's default legacy (version 1) virtio-mmio
 	// transport, which the stick refuses.
 	LegacyVirtio bool
@@ -108,6 +116,9 @@ func (m Machine) Args() []string {
 		netdev := "user,id=net0,restrict=on"
 		if m.HTTPPort != 0 {
 			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-10.0.2.15:80", m.HTTPPort)
+		}
+		if m.BoxGateway != "" {
+			netdev += fmt.Sprintf(",guestfwd=tcp:%s-tcp:%s", BoxAddr, m.BoxGateway)
 		}
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-device,netdev=net0")
 	}

@@ -4,11 +4,12 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"context"
-	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -20,9 +21,12 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/usbarmory/tamago/arm"
 
+	"github.com/ipfs/go-cid"
 	"github.com/teastick/teastick/board/mmio"
 	"github.com/teastick/teastick/board/qemu/virt"
+
 	"github.com/teastick/teastick/netstack"
+	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/tpm/measure"
 	"github.com/teastick/teastick/tpm/tis"
 )
@@ -73,6 +77,9 @@ func main() {
 	})
 
 	cmds := tr.commands()
+	for name, c := range cmdsExtra {
+		cmds[name] = c
+	}
 	for name, c := range map[string]command{
 		"uptime": {help: "time since reset", run: func(w io.Writer, _ []string) {
 			fmt.Fprintf(w, "console: uptime %d ms\n", uptime().Milliseconds())
@@ -96,6 +103,33 @@ func main() {
 		fmt.Println("teastick: test build, exiting")
 		virt.Exit(0)
 	}
+}
+
+// boxGateway is the box's IPFS gateway as QEMU forwards it (qemu.BoxAddr).
+const boxGateway = "http://10.0.2.100:8080"
+
+// cmdsExtra are console commands that exist once the network is up.
+var cmdsExtra = map[string]command{}
+
+// fetchCmd fetches a CID from the box, verifying every block.
+func fetchCmd(w io.Writer, args []string) {
+	if len(args) != 1 {
+		fmt.Fprintln(w, "fetch: usage: fetch CID")
+		return
+	}
+	c, err := cid.Decode(args[0])
+	if err != nil {
+		fmt.Fprintf(w, "fetch: bad CID: %v\n", err)
+		return
+	}
+	cl := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute}
+	start := time.Now()
+	b, err := cl.Fetch(context.Background(), c)
+	if err != nil {
+		fmt.Fprintf(w, "fetch: FAILED: %v\n", err)
+		return
+	}
+	fmt.Fprintf(w, "fetch: %s %d bytes sha256:%x in %d ms\n", c, len(b), sha256.Sum256(b), time.Since(start).Milliseconds())
 }
 
 // startNetwork brings up virtio-net, the TCP/IP stack on QEMU user
@@ -130,6 +164,7 @@ func startNetwork(status func() any) {
 		json.NewEncoder(w).Encode(status())
 	})
 	go http.Serve(l, mux)
+	cmdsExtra["fetch"] = command{help: "CID: fetch and verify content from the box's IPFS gateway (" + boxGateway + ")", run: fetchCmd}
 	fmt.Printf("net: virtio-net slot %d mac %s, %v via %v, http on :80\n", dev.Slot, net.HardwareAddr(mac[:]),
 		netstack.QEMUUser.Address, netstack.QEMUUser.Gateway)
 }
