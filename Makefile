@@ -57,7 +57,7 @@ TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) 
 TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
 	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest
 
-DEB_PACKAGES := qemu-system-arm swtpm swtpm-tools tpm2-tools wabt
+DEB_PACKAGES := qemu-system-arm swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping
 
 .PHONY: all image qemu test test-host test-tamago check deps tamago-present FORCE
 
