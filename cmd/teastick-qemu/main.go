@@ -5,8 +5,12 @@
 //	teastick-qemu -kernel build/stick-qemu.elf   (the stick alone)
 //
 // QEMU gets the arm virt machine (secure world, Cortex-A7), a virtio entropy
-// device and semihosting, so the stick's exit status becomes this command's.
-// Press Ctrl-A X to stop QEMU.
+// device, virtio-net on user networking (restrict=on), semihosting (the
+// stick's exit status becomes this command's), a software TPM whose state
+// is kept per stick, and an offline kubo node on loopback as the box: the
+// stick reaches its gateway at 10.0.2.100:8080, the host reaches the
+// stick's HTTP port at 127.0.0.1:8480. Everything stops with QEMU. Press
+// Ctrl-A X to stop QEMU.
 package main
 
 import (
@@ -20,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/qemu"
 )
 
@@ -29,6 +34,8 @@ func main() {
 	stick := flag.String("stick", "build/stick-qemu.elf", "stick image (ELF), loaded and measured by stage 0")
 	mem := flag.Int("m", 1024, "guest RAM in MiB")
 	tpmState := flag.String("tpm-state", "build/tpm", "software TPM state directory, one per stick (provisioned on first use); empty: no TPM")
+	kuboRepo := flag.String("kubo-repo", "build/kubo", "repository of the IPFS node standing in for the box (offline, loopback; created on first use); empty: no box")
+	httpPort := flag.Int("http-port", 8480, "host loopback port forwarded to the stick's HTTP port; 0: none")
 	dry := flag.Bool("n", false, "print the QEMU command line and exit")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: teastick-qemu [-stage0 ELF -stick ELF | -kernel ELF] [-m MiB] [-n] [-- extra QEMU args]\n\n")
@@ -36,7 +43,7 @@ func main() {
 	}
 	flag.Parse()
 
-	m := qemu.Machine{Kernel: *kernel, MemoryMiB: *mem, Extra: flag.Args()}
+	m := qemu.Machine{Kernel: *kernel, MemoryMiB: *mem, HTTPPort: *httpPort, Extra: flag.Args()}
 	if *kernel == "" {
 		for _, p := range []string{*stage0, *stick} {
 			if _, err := os.Stat(p); err != nil {
@@ -85,6 +92,26 @@ func main() {
 		}
 		defer tpm.Stop()
 		m.TPM = tpm
+	}
+	if *kuboRepo != "" {
+		repo, err := filepath.Abs(*kuboRepo)
+		if err == nil {
+			err = os.MkdirAll(repo, 0o755)
+		}
+		var node *kubotest.Node
+		if err == nil {
+			node, err = kubotest.Run(ctx, repo)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "teastick-qemu: IPFS node: %v\n", err)
+			os.Exit(1)
+		}
+		defer node.Stop()
+		m.BoxGateway = strings.TrimPrefix(node.Gateway, "http://")
+		fmt.Fprintf(os.Stderr, "teastick-qemu: IPFS node (the box): RPC %s, gateway %s, seen by the stick at %s\n", node.API, node.Gateway, qemu.BoxAddr)
+	}
+	if *httpPort != 0 {
+		fmt.Fprintf(os.Stderr, "teastick-qemu: the stick's HTTP API: http://127.0.0.1:%d/v1/status\n", *httpPort)
 	}
 	cmd := m.Command(ctx)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
