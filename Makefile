@@ -92,7 +92,7 @@ $(STAGE0): tamago-present FORCE
 	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(BUILD_TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
-qemu: $(IMAGE) $(STAGE0)
+qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
 	$(GO) run ./cmd/teastick-qemu -stage0 $(STAGE0) -stick $(IMAGE)
 
 deps:
