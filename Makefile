@@ -40,6 +40,9 @@ endif
 
 # Test builds exit through semihosting after this many heartbeats (0: never).
 EXIT_AFTER ?= 0
+# NET=dhcp makes the stick ask for its address with DHCP instead of the
+# static one.
+NET ?= static
 # Hex Ed25519 public key whose signatures the stick accepts on release
 # manifests (teactl key public prints it). Empty: the stick accepts none.
 GOVERNANCE_KEY ?=
@@ -48,7 +51,8 @@ IMAGE := $(BUILD_DIR)/stick-$(TARGET).elf
 STAGE0 := $(BUILD_DIR)/boot-$(TARGET).elf
 GOFLAGS_TAMAGO := -trimpath -buildvcs=false
 LDFLAGS_TAMAGO := -s -w -buildid= -T $(TEXT_START) -R 0x1000 \
-	-X main.Version=$(VERSION) -X main.exitAfter=$(EXIT_AFTER) -X main.governanceKey=$(GOVERNANCE_KEY)
+	-X main.Version=$(VERSION) -X main.exitAfter=$(EXIT_AFTER) -X main.governanceKey=$(GOVERNANCE_KEY) \
+	-X main.netMode=$(NET)
 LDFLAGS_STAGE0 := -s -w -buildid= -T $(STAGE0_TEXT_START) -R 0x1000 -X main.Version=$(VERSION)
 TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) GOOSPKG=$(GOOSPKG)
 

@@ -44,7 +44,8 @@ type NIC interface {
 
 // Config is the stick's address on its link.
 type Config struct {
-	// Address is the stick's address and prefix, e.g. 10.0.0.1/24.
+	// Address is the stick's address and prefix, e.g. 10.0.0.1/24. Zero:
+	// no address until Stack.DHCP obtains one.
 	Address netip.Prefix
 	// Gateway, if valid, is the default route (the box).
 	Gateway netip.Addr
@@ -85,7 +86,7 @@ type Stack struct {
 // New builds a stack for nic with cfg's address and routes. Call Run to
 // move frames.
 func New(nic NIC, cfg Config) (*Stack, error) {
-	if !cfg.Address.Addr().Is4() {
+	if cfg.Address.IsValid() && !cfg.Address.Addr().Is4() {
 		return nil, fmt.Errorf("%w: address %v", ErrNotIPv4, cfg.Address)
 	}
 	if cfg.MTU == 0 {
@@ -106,27 +107,25 @@ func New(nic NIC, cfg Config) (*Stack, error) {
 	if err := s.CreateNIC(nicID, ethernet.New(ep)); err != nil {
 		return nil, fmt.Errorf("netstack: create NIC: %s", err)
 	}
-	addr := tcpip.AddrFrom4(cfg.Address.Addr().As4())
-	if err := s.AddProtocolAddress(nicID, tcpip.ProtocolAddress{
-		Protocol:          ipv4.ProtocolNumber,
-		AddressWithPrefix: tcpip.AddressWithPrefix{Address: addr, PrefixLen: cfg.Address.Bits()},
-	}, stack.AddressProperties{}); err != nil {
-		return nil, fmt.Errorf("netstack: add address %v: %s", cfg.Address, err)
-	}
-	subnet, err := tcpip.NewSubnet(tcpip.AddrFrom4(cfg.Address.Masked().Addr().As4()),
-		tcpip.MaskFromBytes(net.CIDRMask(cfg.Address.Bits(), 32)))
-	if err != nil {
-		return nil, fmt.Errorf("netstack: subnet: %w", err)
-	}
-	routes := []tcpip.Route{{Destination: subnet, NIC: nicID}}
-	if cfg.Gateway.IsValid() {
-		if !cfg.Gateway.Is4() {
-			return nil, fmt.Errorf("%w: gateway %v", ErrNotIPv4, cfg.Gateway)
+	st := &Stack{s: s, ep: ep, nic: nic, cfg: cfg, log: cfg.Log.With("component", "net")}
+	if !cfg.Address.IsValid() {
+		// no address yet (DHCP): send from 0.0.0.0, take every frame
+		s.SetPromiscuousMode(nicID, true)
+		s.SetSpoofing(nicID, true)
+		if err := s.AddProtocolAddress(nicID, tcpip.ProtocolAddress{
+			Protocol:          ipv4.ProtocolNumber,
+			AddressWithPrefix: tcpip.AddressWithPrefix{Address: header.IPv4Any, PrefixLen: 0},
+		}, stack.AddressProperties{}); err != nil {
+			return nil, fmt.Errorf("netstack: add 0.0.0.0 for DHCP: %s", err)
 		}
-		routes = append(routes, tcpip.Route{Destination: header.IPv4EmptySubnet, Gateway: tcpip.AddrFrom4(cfg.Gateway.As4()), NIC: nicID})
+		s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: nicID}})
+		return st, nil
 	}
-	s.SetRouteTable(routes)
-	return &Stack{s: s, ep: ep, nic: nic, cfg: cfg, log: cfg.Log.With("component", "net")}, nil
+	if err := st.configure(cfg.Address, cfg.Gateway); err != nil {
+		return nil, err
+	}
+	return st, nil
+
 }
 
 // Run moves frames between the NIC and the stack until ctx ends: received

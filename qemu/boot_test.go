@@ -365,6 +365,35 @@ func TestFetchFromKubo(t *testing.T) {
 	}
 }
 
+// TestDHCP builds a stick that asks QEMU user networking's DHCP server for
+// its address and checks the lease and the network coming up with it.
+func TestDHCP(t *testing.T) {
+	if why := CompilerMissing(root); why != "" {
+		t.Skipf("QEMU DHCP test SKIPPED: %s", why)
+	}
+	dir := t.TempDir()
+	stick, err := Build{Root: root, Dir: dir, Version: "dhcp-test", Net: "dhcp", ExitAfter: 2}.Image(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Machine{Kernel: stick}.Run(context.Background(), 90*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{
+		// restrict=on: QEMU's DHCP server offers no router
+		`^net: dhcp lease 10\.0\.2\.15/24 no gateway from 10\.0\.2\.2 for 24h0m0s$`,
+		`^net: virtio-net slot \d+ mac 52:54:00:12:34:56, 10\.0\.2\.15/24 no gateway, http on :80$`,
+	} {
+		if !matchLine(res, w) {
+			t.Errorf("console has no line matching %q", w)
+		}
+	}
+	if t.Failed() {
+		t.Logf("console:\n%s", res.Console)
+	}
+}
+
 func matchLine(res *Result, pattern string) bool {
 	re := regexp.MustCompile(pattern)
 	for _, l := range res.Lines {

@@ -23,6 +23,8 @@ type Build struct {
 	ExitAfter int
 	// GovernanceKey is the hex Ed25519 public key built into the stick.
 	GovernanceKey string
+	// Net is the stick's address configuration: "" (static) or "dhcp".
+	Net string
 	// Tags are extra build tags (BUILD_TAGS), e.g. nomeasure for the
 	// measured boot benchmark.
 	Tags string
@@ -52,6 +54,9 @@ func (b Build) Image(ctx context.Context) (string, error) {
 	}
 	args := []string{"-s", "--no-print-directory", "-C", b.Root, "image", "BUILD_DIR=" + dir,
 		"EXIT_AFTER=" + strconv.Itoa(b.ExitAfter)}
+	if b.Net != "" {
+		args = append(args, "NET="+b.Net)
+	}
 	if b.Tags != "" {
 		args = append(args, "BUILD_TAGS="+b.Tags)
 	}

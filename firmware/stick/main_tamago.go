@@ -105,6 +105,11 @@ func main() {
 	}
 }
 
+// netMode is how the stick gets its address: static (QEMU user
+// networking's 10.0.2.15/24) unless built with -X main.netMode=dhcp
+// (make NET=dhcp).
+var netMode string
+
 // boxGateway is the box's IPFS gateway as QEMU forwards it (qemu.BoxAddr).
 const boxGateway = "http://10.0.2.100:8080"
 
@@ -146,12 +151,31 @@ func startNetwork(status func() any) {
 		return
 	}
 	mac := nic.MAC()
-	st, err := netstack.New(nic, netstack.QEMUUser)
+	cfg := netstack.QEMUUser
+	if netMode == "dhcp" {
+		cfg = netstack.Config{}
+	}
+	st, err := netstack.New(nic, cfg)
 	if err != nil {
 		fmt.Printf("net: FAILED: %v\n", err)
 		return
 	}
 	go st.Run(context.Background())
+	if netMode == "dhcp" {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		lease, err := st.DHCP(ctx)
+		cancel()
+		if err != nil {
+			fmt.Printf("net: FAILED: %v\n", err)
+			return
+		}
+		cfg.Address, cfg.Gateway = lease.Address, lease.Gateway
+		gw := "no gateway"
+		if lease.Gateway.IsValid() {
+			gw = "via " + lease.Gateway.String()
+		}
+		fmt.Printf("net: dhcp lease %v %s from %v for %v\n", lease.Address, gw, lease.Server, lease.Duration)
+	}
 	net.SocketFunc = st.Socket
 	l, err := net.Listen("tcp", ":80")
 	if err != nil {
@@ -165,8 +189,11 @@ func startNetwork(status func() any) {
 	})
 	go http.Serve(l, mux)
 	cmdsExtra["fetch"] = command{help: "CID: fetch and verify content from the box's IPFS gateway (" + boxGateway + ")", run: fetchCmd}
-	fmt.Printf("net: virtio-net slot %d mac %s, %v via %v, http on :80\n", dev.Slot, net.HardwareAddr(mac[:]),
-		netstack.QEMUUser.Address, netstack.QEMUUser.Gateway)
+	route := "no gateway"
+	if cfg.Gateway.IsValid() {
+		route = "via " + cfg.Gateway.String()
+	}
+	fmt.Printf("net: virtio-net slot %d mac %s, %v %s, http on :80\n", dev.Slot, net.HardwareAddr(mac[:]), cfg.Address, route)
 }
 
 // checkTPM resumes measured boot from stage 0's hand-off: the event log
