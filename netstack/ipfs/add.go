@@ -33,17 +33,25 @@ type dagNode struct {
 // returns the root CID and every block (leaves first, root last).
 func Add(data []byte) (cid.Cid, []Block) {
 	var blocks []Block
-	var level []dagNode
+	var leaves []dagNode
 	for off := 0; off < len(data) || off == 0; off += ChunkSize {
 		end := min(off+ChunkSize, len(data))
 		chunk := data[off:end]
 		c := sumCID(CodecRaw, chunk)
 		blocks = append(blocks, Block{c, chunk})
-		level = append(level, dagNode{c: c, fileSize: uint64(len(chunk)), dagSize: uint64(len(chunk))})
+		leaves = append(leaves, dagNode{c: c, fileSize: uint64(len(chunk)), dagSize: uint64(len(chunk))})
 		if end == len(data) {
 			break
 		}
 	}
+	root, parents := buildTree(leaves)
+	return root, append(blocks, parents...)
+}
+
+// buildTree builds the balanced dag-pb tree over the leaves and returns the
+// root and the parent blocks.
+func buildTree(level []dagNode) (cid.Cid, []Block) {
+	var blocks []Block
 	for len(level) > 1 {
 		var next []dagNode
 		for i := 0; i < len(level); i += MaxLinks {

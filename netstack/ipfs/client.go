@@ -175,6 +175,18 @@ func (cl *Client) car(ctx context.Context, c cid.Cid) (map[cid.Cid][]byte, error
 // CID before its bytes are used, and nothing is returned unless all of it
 // verified.
 func (cl *Client) Fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if !cl.CAR {
+		// Most content on the box was added as `ipfs add --cid-version 1
+		// --raw-leaves` (teactl publishes so): download the bytes plainly
+		// and rebuild that DAG; if its root is c, every block is what c
+		// names. Otherwise (other chunking, or tampering) walk the DAG
+		// block by block, which verifies each block on its own.
+		if data, err := cl.fetchRebuilt(ctx, c); err == nil {
+			return data, nil
+		} else if !errors.Is(err, errRebuildMismatch) {
+			return nil, err
+		}
+	}
 	var blocks map[cid.Cid][]byte
 	var err error
 	if cl.CAR {
@@ -193,6 +205,59 @@ func (cl *Client) Fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
 		return nil, err
 	}
 	return out.Bytes(), nil
+}
+
+// errRebuildMismatch means the plainly downloaded bytes do not rebuild to
+// the CID asked for; Fetch then verifies block by block.
+var errRebuildMismatch = errors.New("ipfs: content does not rebuild to its CID with ipfs add's defaults")
+
+// fetchRebuilt downloads c's content plainly and checks that the DAG `ipfs
+// add --cid-version 1 --raw-leaves` builds from it has root c.
+func (cl *Client) fetchRebuilt(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if c.Type() != CodecRaw && c.Type() != CodecDagPB || c.Prefix().Version != 1 {
+		return nil, errRebuildMismatch
+	}
+	lim := cl.limits()
+	var data []byte
+	err := cl.withRetry(ctx, "fetch "+c.String(), func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(cl.Gateway, "/")+"/ipfs/"+c.String(), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := cl.http().Do(req)
+		if err != nil {
+			return connFault{err}
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			// not a file the gateway renders (e.g. a directory): let the
+			// block walk say what it is
+			return errRebuildMismatch
+		}
+		if resp.ContentLength > lim.MaxBytes {
+			return fmt.Errorf("%w: fetch %s: %d bytes, limit %d", ErrLimit, c, resp.ContentLength, lim.MaxBytes)
+		}
+		var buf bytes.Buffer
+		if resp.ContentLength > 0 {
+			buf.Grow(int(resp.ContentLength))
+		}
+		n, err := buf.ReadFrom(io.LimitReader(resp.Body, lim.MaxBytes+1))
+		if err != nil {
+			return connFault{err}
+		}
+		if n > lim.MaxBytes {
+			return fmt.Errorf("%w: fetch %s: over %d bytes", ErrLimit, c, lim.MaxBytes)
+		}
+		data = buf.Bytes()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if root, _ := Add(data); !root.Equals(c) {
+		return nil, errRebuildMismatch
+	}
+	return data, nil
 }
 
 // walk fetches c's DAG level by level, each level's blocks in parallel,

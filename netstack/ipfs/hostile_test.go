@@ -282,3 +282,59 @@ func FuzzDagPB(f *testing.F) {
 		}
 	})
 }
+
+// TestFetchRebuilt covers the plain-download path: content whose rebuilt
+// DAG has the requested root is taken in one request; content that does
+// not rebuild (tampered, or chunked otherwise) is never returned as such:
+// the fetch falls back to verifying block by block.
+func TestFetchRebuilt(t *testing.T) {
+	file := testFile(3*ChunkSize + 1000)
+	root, blocks := Add(file)
+	store := map[string][]byte{}
+	for _, b := range blocks {
+		store[b.CID.String()] = b.Data
+	}
+	tampered := append([]byte(nil), file...)
+	tampered[12345] ^= 1
+	tests := []struct {
+		name      string
+		plain     []byte // what the gateway renders for /ipfs/root
+		blocks    bool   // whether it serves honest blocks too
+		want      error
+		wantCalls int32
+	}{
+		{"honest plain file: one request", file, true, nil, 1},
+		{"tampered plain file, honest blocks: falls back", tampered, true, nil, 1 + int32(len(blocks))},
+		{"tampered plain file, no blocks", tampered, false, ErrMissing, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				key := r.URL.Path[len("/ipfs/"):]
+				if r.URL.Query().Get("format") == "" && key == root.String() {
+					w.Write(tc.plain)
+					return
+				}
+				if b, ok := store[key]; ok && tc.blocks {
+					w.Write(b)
+					return
+				}
+				http.Error(w, "not found", http.StatusNotFound)
+			}))
+			defer srv.Close()
+			cl := &Client{Gateway: srv.URL, Timeout: 3 * time.Second, Parallel: 1}
+			got, err := cl.Fetch(context.Background(), root)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Fetch = %v, want %v", err, tc.want)
+			}
+			if err == nil && !bytes.Equal(got, file) {
+				t.Fatal("returned content is not the genuine file")
+			}
+			if calls.Load() != tc.wantCalls {
+				t.Fatalf("%d requests, want %d", calls.Load(), tc.wantCalls)
+			}
+		})
+	}
+}
