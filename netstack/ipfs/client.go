@@ -123,20 +123,32 @@ func (cl *Client) withRetry(ctx context.Context, what string, f func(ctx context
 	return err
 }
 
+// gateway asks the gateway for c (query and Accept select the response
+// format). A failure to reach it is a connFault, worth a retry.
+func (cl *Client) gateway(ctx context.Context, c cid.Cid, query, accept string) (*http.Response, error) {
+	u := strings.TrimRight(cl.Gateway, "/") + "/ipfs/" + c.String() + query
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := cl.http().Do(req)
+	if err != nil {
+		return nil, connFault{err}
+	}
+	return resp, nil
+}
+
 // car fetches the CAR of c's whole DAG and returns its verified blocks.
 func (cl *Client) car(ctx context.Context, c cid.Cid) (map[cid.Cid][]byte, error) {
 	lim := cl.limits()
 	var blocks map[cid.Cid][]byte
 	err := cl.withRetry(ctx, "fetch "+c.String(), func(ctx context.Context) error {
-		u := strings.TrimRight(cl.Gateway, "/") + "/ipfs/" + c.String() + "?format=car&dag-scope=all"
-		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+		resp, err := cl.gateway(ctx, c, "?format=car&dag-scope=all", "application/vnd.ipld.car;version=1;order=dfs;dups=n")
 		if err != nil {
 			return err
-		}
-		req.Header.Set("Accept", "application/vnd.ipld.car;version=1;order=dfs;dups=n")
-		resp, err := cl.http().Do(req)
-		if err != nil {
-			return connFault{err}
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
@@ -220,13 +232,9 @@ func (cl *Client) fetchRebuilt(ctx context.Context, c cid.Cid) ([]byte, error) {
 	lim := cl.limits()
 	var data []byte
 	err := cl.withRetry(ctx, "fetch "+c.String(), func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(cl.Gateway, "/")+"/ipfs/"+c.String(), nil)
+		resp, err := cl.gateway(ctx, c, "", "")
 		if err != nil {
 			return err
-		}
-		resp, err := cl.http().Do(req)
-		if err != nil {
-			return connFault{err}
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
@@ -429,15 +437,9 @@ func assemble(c cid.Cid, blocks map[cid.Cid][]byte, out *bytes.Buffer, lim Limit
 func (cl *Client) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	var data []byte
 	err := cl.withRetry(ctx, "get "+c.String(), func(ctx context.Context) error {
-		u := strings.TrimRight(cl.Gateway, "/") + "/ipfs/" + c.String() + "?format=raw"
-		req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+		resp, err := cl.gateway(ctx, c, "?format=raw", "application/vnd.ipld.raw")
 		if err != nil {
 			return err
-		}
-		req.Header.Set("Accept", "application/vnd.ipld.raw")
-		resp, err := cl.http().Do(req)
-		if err != nil {
-			return connFault{err}
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode == http.StatusNotFound {
