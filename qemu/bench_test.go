@@ -121,7 +121,7 @@ func BenchmarkStickFetch(b *testing.B) {
 	var ms int
 	for b.Loop() {
 		res, err := Machine{Kernel: stick, BoxGateway: strings.TrimPrefix(node.Gateway, "http://"),
-			InputAfter: "http on :80", Input: "fetch " + c.String() + "\nhalt\n"}.Run(context.Background(), 3*time.Minute, nil)
+			InputAfter: "https on :80", Input: "fetch " + c.String() + "\nhalt\n"}.Run(context.Background(), 3*time.Minute, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

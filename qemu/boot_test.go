@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/teastick/teastick/image/bootimg"
+	"github.com/teastick/teastick/netstack/channel"
 	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/tpm/eventlog"
@@ -98,7 +99,7 @@ var stickBanner = []string{
 	`^boot: banner at \d+ ms$`,
 	`^irq: timer interrupt \d+ us after its deadline$`,
 	`^tpm: virt: no TIS TPM described by the device tree`,
-	`^net: virtio-net slot \d+ mac 52:54:00:12:34:56, 10\.0\.2\.15/24 via 10\.0\.2\.2, http on :80$`,
+	`^net: virtio-net slot \d+ mac 52:54:00:12:34:56, 10\.0\.2\.15/24 via 10\.0\.2\.2, https on :80$`,
 	`^heartbeat 1 uptime \d+ ms$`,
 	`^heartbeat 2 uptime \d+ ms$`,
 	`^teastick: test build, exiting$`,
@@ -279,9 +280,10 @@ func TestBoot(t *testing.T) {
 	}
 }
 
-// TestHTTPThroughHostForward reaches the stick's HTTP endpoint from the
+// TestHTTPThroughHostForward reaches the stick's HTTPS endpoint from the
 // host through QEMU's hostfwd rule: frames cross virtio-net, the gVisor
-// stack and net/http on bare metal.
+// stack, crypto/tls with the channel key and net/http on bare metal. The
+// client pins the channel key the stick announced.
 func TestHTTPThroughHostForward(t *testing.T) {
 	img := testImages(t)
 	port, err := FreePort()
@@ -293,13 +295,20 @@ func TestHTTPThroughHostForward(t *testing.T) {
 		err    error
 	}
 	got := make(chan result, 1)
+	var pinned [32]byte
 	m := Machine{Kernel: img.stick, HTTPPort: port, Interact: func(line string) string {
-		if strings.Contains(line, "http on :80") {
+		if d, ok := strings.CutPrefix(line, "channel: key sha256:"); ok {
+			b, _ := hex.DecodeString(d)
+			copy(pinned[:], b)
+		}
+		if strings.Contains(line, "https on :80") {
 			go func() {
 				var r result
-				c := &http.Client{Timeout: 5 * time.Second}
+				// trust the stick by the channel key it announced (an
+				// attestation binds it), as teactl will
+				c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: channel.ClientConfig(pinned)}}
 				for i := 0; i < 20; i++ {
-					resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", port))
+					resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/v1/status", port))
 					if err != nil {
 						r.err = err
 						time.Sleep(100 * time.Millisecond)
@@ -351,7 +360,7 @@ func TestFetchFromKubo(t *testing.T) {
 	}
 	sum := sha256.Sum256(data)
 	gw := strings.TrimPrefix(node.Gateway, "http://")
-	res, err := Machine{Kernel: img.stick, BoxGateway: gw, InputAfter: "http on :80",
+	res, err := Machine{Kernel: img.stick, BoxGateway: gw, InputAfter: "https on :80",
 		Input: "fetch " + c.String() + "\nfetch bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyk\n"}.Run(context.Background(), 90*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +392,7 @@ func TestDHCP(t *testing.T) {
 	for _, w := range []string{
 		// restrict=on: QEMU's DHCP server offers no router
 		`^net: dhcp lease 10\.0\.2\.15/24 no gateway from 10\.0\.2\.2 for 24h0m0s$`,
-		`^net: virtio-net slot \d+ mac 52:54:00:12:34:56, 10\.0\.2\.15/24 no gateway, http on :80$`,
+		`^net: virtio-net slot \d+ mac 52:54:00:12:34:56, 10\.0\.2\.15/24 no gateway, https on :80$`,
 	} {
 		if !matchLine(res, w) {
 			t.Errorf("console has no line matching %q", w)

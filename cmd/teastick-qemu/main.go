@@ -111,7 +111,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "teastick-qemu: IPFS node (the box): RPC %s, gateway %s, seen by the stick at %s\n", node.API, node.Gateway, qemu.BoxAddr)
 	}
 	if *httpPort != 0 {
-		fmt.Fprintf(os.Stderr, "teastick-qemu: the stick's HTTP API: http://127.0.0.1:%d/v1/status\n", *httpPort)
+		fmt.Fprintf(os.Stderr, "teastick-qemu: the stick's API: https://127.0.0.1:%d/v1/status (TLS with the stick's channel key: pin it, or curl -k)\n", *httpPort)
 	}
 	cmd := m.Command(ctx)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/teastick/teastick/board/qemu/virt"
 
 	"github.com/teastick/teastick/netstack"
+	"github.com/teastick/teastick/netstack/channel"
 	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/tpm/measure"
 	"github.com/teastick/teastick/tpm/tis"
@@ -65,7 +67,12 @@ func main() {
 		virt.Exit(1)
 	}
 	fmt.Printf("channel: key sha256:%x\n", tr.channelKeyDigest())
-	startNetwork(func() any {
+	tlsCfg, err := channel.ServerConfig(tr.channel)
+	if err != nil {
+		fmt.Printf("channel: FAILED: %v\n", err)
+		virt.Exit(1)
+	}
+	startNetwork(tlsCfg, func() any {
 		st := map[string]any{"version": Version, "board": virt.Name, "measured": measurer != nil, "uptime_ms": uptime().Milliseconds()}
 		if why != nil {
 			st["not_measured"] = why.Error()
@@ -137,10 +144,10 @@ func fetchCmd(w io.Writer, args []string) {
 	fmt.Fprintf(w, "fetch: %s %d bytes sha256:%x in %d ms\n", c, len(b), sha256.Sum256(b), time.Since(start).Milliseconds())
 }
 
-// startNetwork brings up virtio-net, the TCP/IP stack on QEMU user
-// networking's addresses, the net package on top of it, and the stick's
-// HTTP endpoint (status only, until the API lands).
-func startNetwork(status func() any) {
+// startNetwork brings up virtio-net, the TCP/IP stack, the net package on
+// top of it, and the stick's HTTPS endpoint (status only, until the API
+// lands), whose TLS key is the channel key attestation binds.
+func startNetwork(tlsCfg *tls.Config, status func() any) {
 	nic, dev, err := virt.OpenNet()
 	if errors.Is(err, virt.ErrNoNet) {
 		fmt.Println("net: no network device")
@@ -187,13 +194,13 @@ func startNetwork(status func() any) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(status())
 	})
-	go http.Serve(l, mux)
+	go http.Serve(tls.NewListener(l, tlsCfg), mux)
 	cmdsExtra["fetch"] = command{help: "CID: fetch and verify content from the box's IPFS gateway (" + boxGateway + ")", run: fetchCmd}
 	route := "no gateway"
 	if cfg.Gateway.IsValid() {
 		route = "via " + cfg.Gateway.String()
 	}
-	fmt.Printf("net: virtio-net slot %d mac %s, %v %s, http on :80\n", dev.Slot, net.HardwareAddr(mac[:]), cfg.Address, route)
+	fmt.Printf("net: virtio-net slot %d mac %s, %v %s, https on :80\n", dev.Slot, net.HardwareAddr(mac[:]), cfg.Address, route)
 }
 
 // checkTPM resumes measured boot from stage 0's hand-off: the event log
