@@ -66,8 +66,13 @@ func (b Build) Image(ctx context.Context) (string, error) {
 	if b.Version != "" {
 		args = append(args, "VERSION="+b.Version)
 	}
-	cmd := exec.CommandContext(ctx, "make", args...)
-	out, err := cmd.CombinedOutput()
+	out, err := exec.CommandContext(ctx, "make", args...).CombinedOutput()
+	if err != nil && goCommandCrashed(out) {
+		// tamago-go1.26.0's go command resolves GOOSPKG from concurrent
+		// package loads and, rarely, crashes sorting go.mod's
+		// requirements (seen once here); a second run is a new process.
+		out, err = exec.CommandContext(ctx, "make", args...).CombinedOutput()
+	}
 	if err != nil {
 		return "", fmt.Errorf("qemu: building the stick image: %w\n%s", err, out)
 	}
@@ -79,4 +84,10 @@ func (b Build) Image(ctx context.Context) (string, error) {
 func (b Build) Stage0() string {
 	dir, _ := filepath.Abs(b.Dir)
 	return filepath.Join(dir, "boot-qemu.elf")
+}
+
+// goCommandCrashed recognises a crash of the go command itself (a Go panic
+// inside cmd/go), as opposed to a build error in our code.
+func goCommandCrashed(out []byte) bool {
+	return bytes.Contains(out, []byte("panic: ")) && bytes.Contains(out, []byte("cmd/go/internal/"))
 }
