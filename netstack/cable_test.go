@@ -33,6 +33,8 @@ type cable struct {
 	loss     float64 // probability a frame is dropped
 	reorder  float64 // probability a frame is delivered after the next one
 	cut      bool    // the far end vanished: nothing is delivered
+	busyEach int     // every busyEach-th transmit is refused as busy
+	sends    int
 	dropped  int
 	reversed int
 }
@@ -53,6 +55,11 @@ func (e *cableEnd) Transmit(frame []byte) error {
 	if c.cut {
 		c.mu.Unlock()
 		return nil
+	}
+	c.sends++
+	if c.busyEach > 0 && c.sends%c.busyEach == 0 {
+		c.mu.Unlock()
+		return errBusy{}
 	}
 	drop := c.rng.Float64() < c.loss
 	hold := c.rng.Float64() < c.reorder
@@ -96,6 +103,12 @@ func (e *cableEnd) Receive(buf []byte) (int, bool, error) {
 	e.queue = e.queue[1:]
 	return copy(buf, f), true, nil
 }
+
+// errBusy is what a NIC with a full transmit ring says.
+type errBusy struct{}
+
+func (errBusy) Error() string { return "transmit ring full" }
+func (errBusy) Busy() bool    { return true }
 
 var (
 	stickCfg = Config{Address: netip.MustParsePrefix("10.0.0.1/24"), Gateway: netip.MustParseAddr("10.0.0.2"), Poll: 50 * time.Microsecond}
@@ -185,6 +198,26 @@ func TestHTTPAcrossCable(t *testing.T) {
 				t.Fatalf("fault not exercised: dropped %d, reordered %d", c.dropped, c.reversed)
 			}
 		})
+	}
+}
+
+func TestBusyNICLosesNothing(t *testing.T) {
+	stick, box, c := pair(t, 0, 0)
+	c.mu.Lock()
+	c.busyEach = 3
+	c.mu.Unlock()
+	serveHTTP(t, stick, 256<<10)
+	resp, err := client(box, time.Minute).Get("http://10.0.0.1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != 256<<10 {
+		t.Fatalf("%d bytes, %v", n, err)
+	}
+	if stick.Dropped() != 0 || box.Dropped() != 0 {
+		t.Fatalf("frames dropped on a busy NIC: stick %d, box %d", stick.Dropped(), box.Dropped())
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -67,6 +67,11 @@ var (
 
 const nicID tcpip.NICID = 1
 
+// queueLen is the depth of the stack's outgoing frame queue. A full queue
+// drops frames, which TCP then retransmits after a timeout; the transmit
+// goroutine drains it as fast as the NIC takes frames.
+const queueLen = 4096
+
 // ErrNotIPv4 is returned for addresses the stack does not serve.
 var ErrNotIPv4 = errors.New("netstack: only IPv4 is supported")
 
@@ -78,10 +83,15 @@ type Stack struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	rxErr   error
-	Dropped uint64
+	dropped atomic.Uint64
 }
+
+// Dropped counts frames lost between the NIC and the stack: receive
+// errors, runts, and frames the NIC refused.
+func (st *Stack) Dropped() uint64 { return st.dropped.Load() }
+
+// busy is an error a NIC returns when its transmit queue is full for now.
+type busy interface{ Busy() bool }
 
 // New builds a stack for nic with cfg's address and routes. Call Run to
 // move frames.
@@ -103,7 +113,7 @@ func New(nic NIC, cfg Config) (*Stack, error) {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 	})
-	ep := channel.New(256, cfg.MTU, tcpip.LinkAddress(mac[:]))
+	ep := channel.New(queueLen, cfg.MTU, tcpip.LinkAddress(mac[:]))
 	if err := s.CreateNIC(nicID, ethernet.New(ep)); err != nil {
 		return nil, fmt.Errorf("netstack: create NIC: %s", err)
 	}
@@ -137,10 +147,7 @@ func (st *Stack) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		n, ok, err := st.nic.Receive(buf)
 		if err != nil {
-			st.mu.Lock()
-			st.rxErr = err
-			st.Dropped++
-			st.mu.Unlock()
+			st.dropped.Add(1)
 			st.log.Warn("receive", "err", err)
 			continue
 		}
@@ -149,9 +156,7 @@ func (st *Stack) Run(ctx context.Context) {
 			continue
 		}
 		if n < header.EthernetMinimumSize {
-			st.mu.Lock()
-			st.Dropped++
-			st.mu.Unlock()
+			st.dropped.Add(1)
 			continue
 		}
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), buf[:n]...))})
@@ -169,10 +174,15 @@ func (st *Stack) transmit(ctx context.Context) {
 		b := pkt.ToView().AsSlice()
 		frame := append([]byte(nil), b...)
 		pkt.DecRef()
-		if err := st.nic.Transmit(frame); err != nil {
-			st.mu.Lock()
-			st.Dropped++
-			st.mu.Unlock()
+		// a NIC whose ring is full gets the frame again shortly, rather
+		// than have TCP wait for a retransmission timeout
+		err := st.nic.Transmit(frame)
+		for tries := 0; err != nil && isBusy(err) && tries < 1000 && ctx.Err() == nil; tries++ {
+			time.Sleep(st.cfg.Poll)
+			err = st.nic.Transmit(frame)
+		}
+		if err != nil {
+			st.dropped.Add(1)
 			st.log.Warn("transmit", "err", err)
 		}
 	}
@@ -182,6 +192,11 @@ func (st *Stack) transmit(ctx context.Context) {
 func (st *Stack) Close() {
 	st.ep.Close()
 	st.s.Close()
+}
+
+func isBusy(err error) bool {
+	var b busy
+	return errors.As(err, &b) && b.Busy()
 }
 
 func fullAddr(a netip.AddrPort) tcpip.FullAddress {

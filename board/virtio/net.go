@@ -63,6 +63,10 @@ type Net struct {
 	RxFrames, TxFrames, RxErrors, TxErrors uint64
 }
 
+// Busy reports a transient refusal: the transmit ring is full, try again
+// once the device has sent something.
+func (e Error) Busy() bool { return e == ErrTxBusy }
+
 // NetMemory returns the DMA memory a Net with queues of size entries needs
 // for its rings and buffers.
 func NetMemory(size uint16) int {

@@ -103,8 +103,15 @@ func TestNetTransmitBusy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := n.Transmit(frame(64, 0)); !errors.Is(err, ErrTxBusy) {
+	err = n.Transmit(frame(64, 0))
+	if !errors.Is(err, ErrTxBusy) {
 		t.Fatalf("ninth frame to a silent device: %v, want ErrTxBusy", err)
+	}
+	if b, ok := err.(interface{ Busy() bool }); !ok || !b.Busy() {
+		t.Fatal("ErrTxBusy does not say it is transient")
+	}
+	if ErrFrameSize.Busy() {
+		t.Fatal("an oversized frame reads as transient")
 	}
 }
 
