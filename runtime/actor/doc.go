@@ -1,0 +1,47 @@
+// Package actor is the Go SDK for teastick actors: WebAssembly modules built
+// with the standard Go toolchain,
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o echo.wasm ./echo
+//
+// that speak waPC (runtime/ABI.md). Register handlers in init functions;
+// main is never called (a c-shared module is a WASI reactor):
+//
+//	func init() { actor.Handle("echo", func(p []byte) ([]byte, error) { return p, nil }) }
+//	func main() {}
+//
+// Capabilities are plain calls (Log, SHA256, Sign, KVGet, IPFSCat...); each
+// fails with the stick's error text when the actor's manifest entry does not
+// grant it. Outside wasip1 the package builds, and every call fails with
+// ErrNotActor, so code using it can be unit-tested natively.
+package actor
+
+import "errors"
+
+// Handler serves one operation.
+type Handler func(payload []byte) ([]byte, error)
+
+// ErrNotActor is returned by capability calls outside a WebAssembly actor.
+var ErrNotActor = errors.New("actor: not running as a teastick actor")
+
+// HostError is an error the stick returned to a capability call.
+type HostError struct {
+	Namespace, Operation, Message string
+}
+
+func (e *HostError) Error() string {
+	return e.Namespace + "." + e.Operation + ": " + e.Message
+}
+
+var handlers = map[string]Handler{}
+
+// Handle registers h for operation op. Call it from init.
+func Handle(op string, h Handler) { handlers[op] = h }
+
+// dispatch runs the handler for op.
+func dispatch(op string, payload []byte) ([]byte, error) {
+	h, ok := handlers[op]
+	if !ok {
+		return nil, errors.New("unknown operation " + op)
+	}
+	return h(payload)
+}

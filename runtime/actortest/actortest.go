@@ -1,0 +1,107 @@
+// Package actortest builds the actors tests run, with the real toolchains:
+// the example actors with Go (GOOS=wasip1), the edge-case fixtures in
+// runtime/testdata with wabt's wat2wasm, and the AssemblyScript waPC guest
+// with npm. Builds are cached for the life of the test process.
+package actortest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"sync"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/netstack/ipfs"
+)
+
+// Dir is the runtime package directory.
+func Dir() string {
+	_, file, _, _ := goruntime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+var (
+	mu    sync.Mutex
+	cache = map[string][]byte{}
+	tmp   string
+)
+
+func build(t testing.TB, key string, f func(out string) *exec.Cmd) []byte {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if b, ok := cache[key]; ok {
+		return b
+	}
+	if tmp == "" {
+		d, err := os.MkdirTemp("", "actortest-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp = d
+	}
+	out := filepath.Join(tmp, filepath.Base(key)+".wasm")
+	cmd := f(out)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("building %s: %s: %v\n%s", key, cmd, err, stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache[key] = b
+	return b
+}
+
+// Wat compiles runtime/testdata/name.wat with wat2wasm (Debian's wabt,
+// installed by `make deps`).
+func Wat(t testing.TB, name string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		t.Fatal("wat2wasm not found: install Debian's wabt (make deps)")
+	}
+	src := filepath.Join(Dir(), "testdata", name+".wat")
+	return build(t, "wat/"+name, func(out string) *exec.Cmd {
+		return exec.Command("wat2wasm", src, "-o", out)
+	})
+}
+
+// GoActor builds runtime/examples/name with the Go toolchain running the
+// tests, as a WASI reactor.
+func GoActor(t testing.TB, name string) []byte {
+	t.Helper()
+	return build(t, "go/"+name, func(out string) *exec.Cmd {
+		gobin := filepath.Join(goruntime.GOROOT(), "bin", "go")
+		cmd := exec.Command(gobin, "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./examples/"+name)
+		cmd.Dir = Dir()
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+		return cmd
+	})
+}
+
+// AssemblyScript builds the waPC guest in runtime/testdata/ascript with
+// the assemblyscript compiler and @wapc/as-guest from the npm registry.
+func AssemblyScript(t testing.TB) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Fatal("npm not found: install Node.js and npm (make deps)")
+	}
+	return build(t, "ascript", func(out string) *exec.Cmd {
+		cmd := exec.Command("sh", filepath.Join(Dir(), "testdata", "ascript", "build.sh"), out)
+		cmd.Dir = filepath.Join(Dir(), "testdata", "ascript")
+		return cmd
+	})
+}
+
+// CID returns the CID teactl publishes module under: `ipfs add
+// --cid-version 1 --raw-leaves` (raw for one block, dag-pb above).
+func CID(module []byte) cid.Cid {
+	c, _ := ipfs.Add(module)
+	return c
+}

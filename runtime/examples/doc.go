@@ -1,0 +1,14 @@
+// Package examples holds the example actors, each a main package built with
+// GOOS=wasip1 GOARCH=wasm -buildmode=c-shared (runtime/actortest builds them
+// for tests):
+//
+//   - echo: "echo" returns its payload; "print" also writes it to stdout.
+//     Grants: log.
+//   - notary: "hash" returns the SHA-256 of its payload, "notarize" a JSON
+//     statement of it signed with the stick's result key. Grants: crypto.
+//   - wordcount: "count" reads the UnixFS file whose CID is its payload
+//     through the box, every block verified, and returns its line, word and
+//     byte counts and most frequent words. Grants: ipfs.cat.
+//   - kernel: "run" runs internal/kernel, the compute benchmark also run as
+//     native Go. Grants: none.
+package examples
