@@ -79,6 +79,10 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 	if err := verifyModule(spec.CID, spec.Module); err != nil {
 		return nil, err
 	}
+	module, err := precheck(spec.Module)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
 	lim, err := spec.Limits.withDefaults()
 	if err != nil {
 		return nil, err
@@ -93,6 +97,7 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 	}
 	rc = rc.WithMemoryLimitPages(lim.MemoryPages).
 		WithCloseOnContextDone(true).
+		WithDebugInfoEnabled(false).
 		WithCoreFeatures(api.CoreFeaturesV2)
 	v := &version{
 		rt:     r,
@@ -113,7 +118,7 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 		v.wr.Close(context.Background())
 		return nil, err
 	}
-	v.compiled, err = v.wr.CompileModule(ctx, spec.Module)
+	v.compiled, err = v.wr.CompileModule(ctx, module)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %v", ErrInvalidModule, err))
 	}

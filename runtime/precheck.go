@@ -1,0 +1,307 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+)
+
+// MaxModuleSize bounds an actor module.
+const MaxModuleSize = 16 << 20
+
+// maxLocals bounds the locals of one function (V8 and SpiderMonkey use the
+// same figure).
+const maxLocals = 50000
+
+// precheck walks the structure of a WebAssembly binary before wazero
+// decodes it and returns the module without its custom sections.
+//
+// wazero's decoder sizes its allocations from counts it reads before
+// checking them against the bytes that remain: a 473-byte module whose
+// export section claims 2^31 entries makes it allocate gigabytes (found by
+// FuzzModule; the same holds for imports, locals, data segments, element
+// vectors and value type lists). Every count a decoder would allocate from
+// is checked here against the bytes that could hold it, so no module makes
+// the runtime allocate more than a small multiple of its own size.
+// Instruction bodies are left to wazero's validator.
+//
+// Custom sections carry only names and debug data; they are dropped so
+// their contents never reach a decoder (and the stick does not keep the
+// names of a Go module, often a third of its size).
+func precheck(module []byte) ([]byte, error) {
+	if len(module) > MaxModuleSize {
+		return nil, fmt.Errorf("module of %d bytes, at most %d", len(module), MaxModuleSize)
+	}
+	if len(module) < 8 || string(module[:4]) != "\x00asm" || string(module[4:8]) != "\x01\x00\x00\x00" {
+		return nil, errors.New("not a WebAssembly 1.0 binary (bad magic or version)")
+	}
+	out := make([]byte, 0, len(module))
+	out = append(out, module[:8]...)
+	r := &wreader{b: module, off: 8}
+	for r.off < len(r.b) {
+		start := r.off
+		id := r.byte()
+		size := r.u32()
+		body := r.sub(size)
+		if r.err != nil {
+			return nil, fmt.Errorf("section at offset %d: %w", start, r.err)
+		}
+		if id == 0 {
+			continue // custom
+		}
+		if err := checkSection(id, body); err != nil {
+			return nil, fmt.Errorf("section %d at offset %d: %w", id, start, err)
+		}
+		out = append(out, module[start:r.off]...)
+	}
+	return out, nil
+}
+
+func checkSection(id byte, r *wreader) error {
+	switch id {
+	case 8: // start
+		r.u32()
+		return r.done()
+	case 12: // data count
+		if n := r.u32(); r.err == nil && n > uint32(len(r.b)) {
+			// A count is no allocation, but keep it honest.
+			return errors.New("data count larger than the module")
+		}
+		return r.done()
+	}
+	n := r.count()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		switch id {
+		case 1: // type
+			if r.byte() != 0x60 {
+				return fmt.Errorf("type %d is not a function type", i)
+			}
+			r.skip(r.count()) // params
+			r.skip(r.count()) // results
+		case 2: // import
+			r.name()
+			r.name()
+			switch r.byte() {
+			case 0:
+				r.u32()
+			case 1:
+				r.byte()
+				r.limits()
+			case 2:
+				r.limits()
+			case 3:
+				r.byte()
+				r.byte()
+			case 4:
+				r.byte()
+				r.u32()
+			default:
+				return fmt.Errorf("import %d: bad kind", i)
+			}
+		case 3: // function
+			r.u32()
+		case 4: // table
+			r.byte()
+			r.limits()
+		case 5: // memory
+			r.limits()
+		case 6: // global
+			r.byte()
+			r.byte()
+			r.expr()
+		case 7: // export
+			r.name()
+			r.byte()
+			r.u32()
+		case 9: // element
+			checkElement(r)
+		case 10: // code
+			body := r.sub(r.u32())
+			var locals uint64
+			for j, m := uint32(0), body.count(); j < m && body.err == nil; j++ {
+				locals += uint64(body.u32())
+				t := body.byte()
+				if t == 0x63 || t == 0x64 { // (ref null? ht)
+					body.s33()
+				}
+			}
+			if body.err != nil {
+				return fmt.Errorf("function %d: %w", i, body.err)
+			}
+			if locals > maxLocals {
+				return fmt.Errorf("function %d declares %d locals, at most %d", i, locals, maxLocals)
+			}
+		case 11: // data
+			switch r.u32() {
+			case 0:
+				r.expr()
+			case 1:
+			case 2:
+				r.u32()
+				r.expr()
+			default:
+				return fmt.Errorf("data segment %d: bad flags", i)
+			}
+			r.skip(r.count())
+		case 13: // tag
+			r.byte()
+			r.u32()
+		default:
+			return fmt.Errorf("unknown section id")
+		}
+	}
+	return r.done()
+}
+
+func checkElement(r *wreader) {
+	flags := r.u32()
+	if flags > 7 {
+		r.fail("bad element flags %d", flags)
+		return
+	}
+	if flags&1 == 0 { // active
+		if flags&2 != 0 {
+			r.u32() // table index
+		}
+		r.expr() // offset
+	}
+	exprs := flags&4 != 0
+	if flags&3 != 0 {
+		r.byte() // elemkind or reftype
+	}
+	for j, m := uint32(0), r.count(); j < m && r.err == nil; j++ {
+		if exprs {
+			r.expr()
+		} else {
+			r.u32()
+		}
+	}
+}
+
+// wreader reads LEB128 and vectors from a bounded slice; the first error
+// sticks.
+type wreader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *wreader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf(format, args...)
+	}
+}
+
+func (r *wreader) byte() byte {
+	if r.err != nil || r.off >= len(r.b) {
+		r.fail("unexpected end")
+		return 0
+	}
+	c := r.b[r.off]
+	r.off++
+	return c
+}
+
+func (r *wreader) leb(maxBits uint) uint64 {
+	var v uint64
+	for shift := uint(0); ; shift += 7 {
+		if shift >= maxBits+7 {
+			r.fail("LEB128 too long")
+			return 0
+		}
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= uint64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			return v
+		}
+	}
+}
+
+func (r *wreader) u32() uint32 {
+	v := r.leb(32)
+	if v > 1<<32-1 {
+		r.fail("u32 out of range")
+	}
+	return uint32(v)
+}
+
+func (r *wreader) s33() { r.leb(33) }
+
+// count reads a vector length and checks that the bytes left could hold
+// that many entries of at least one byte.
+func (r *wreader) count() uint32 {
+	n := r.u32()
+	if r.err == nil && int64(n) > int64(len(r.b)-r.off) {
+		r.fail("vector of %d entries in %d bytes", n, len(r.b)-r.off)
+		return 0
+	}
+	return n
+}
+
+func (r *wreader) skip(n uint32) {
+	if r.err == nil && int64(n) > int64(len(r.b)-r.off) {
+		r.fail("%d bytes past the end", n)
+		return
+	}
+	r.off += int(n)
+}
+
+func (r *wreader) sub(n uint32) *wreader {
+	start := r.off
+	r.skip(n)
+	if r.err != nil {
+		return &wreader{err: r.err}
+	}
+	return &wreader{b: r.b[start:r.off]}
+}
+
+func (r *wreader) name() { r.skip(r.count()) }
+
+func (r *wreader) limits() {
+	switch flags := r.byte(); flags {
+	case 0, 4:
+		r.leb(64)
+	case 1, 2, 3, 5, 6, 7:
+		r.leb(64)
+		r.leb(64)
+	default:
+		r.fail("bad limits flags %#x", flags)
+	}
+}
+
+// expr skips a constant expression up to its end opcode.
+func (r *wreader) expr() {
+	for r.err == nil {
+		switch op := r.byte(); op {
+		case 0x0b: // end
+			return
+		case 0x41, 0x23, 0xd2: // i32.const, global.get, ref.func
+			r.leb(64)
+		case 0x42: // i64.const
+			r.leb(64)
+		case 0x43:
+			r.skip(4)
+		case 0x44:
+			r.skip(8)
+		case 0xd0: // ref.null
+			r.s33()
+		case 0x6a, 0x6b, 0x6c, 0x7c, 0x7d, 0x7e: // extended constant arithmetic
+		case 0xfd: // v128.const
+			if r.u32() != 12 {
+				r.fail("bad constant expression")
+			}
+			r.skip(16)
+		default:
+			r.fail("opcode %#x in a constant expression", op)
+		}
+	}
+}
+
+func (r *wreader) done() error {
+	if r.err == nil && r.off != len(r.b) {
+		r.fail("%d bytes left over", len(r.b)-r.off)
+	}
+	return r.err
+}
