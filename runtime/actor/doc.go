@@ -9,6 +9,9 @@
 //	func init() { actor.Handle("echo", func(p []byte) ([]byte, error) { return p, nil }) }
 //	func main() {}
 //
+// A handler's payload is valid until it returns (the SDK reuses the buffer
+// from call to call); copy what outlives the call.
+//
 // Capabilities are plain calls (Log, SHA256, Sign, KVGet, IPFSCat...); each
 // fails with the stick's error text when the actor's manifest entry does not
 // grant it. Outside wasip1 the package builds, and every call fails with

@@ -9,6 +9,6 @@
 //   - wordcount: "count" reads the UnixFS file whose CID is its payload
 //     through the box, every block verified, and returns its line, word and
 //     byte counts and most frequent words. Grants: ipfs.cat.
-//   - kernel: "run" runs internal/kernel, the compute benchmark also run as
+//   - kernel: "run" runs runtime/internal/kernel, the compute benchmark also run as
 //     native Go. Grants: none.
 package examples

@@ -9,7 +9,7 @@ import (
 	"errors"
 
 	"github.com/teastick/teastick/runtime/actor"
-	"github.com/teastick/teastick/runtime/examples/internal/kernel"
+	"github.com/teastick/teastick/runtime/internal/kernel"
 )
 
 func init() {

@@ -1,0 +1,123 @@
+package runtime_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/teastick/teastick/runtime"
+	"github.com/teastick/teastick/runtime/actortest"
+	"github.com/teastick/teastick/runtime/internal/kernel"
+)
+
+var benchEngines = []runtime.Engine{runtime.EngineInterpreter, runtime.EngineCompiler}
+
+// The cost of a call that does nothing: the runtime's own overhead
+// (pool, deadline, waPC request and response).
+func BenchmarkInvokeEmpty(b *testing.B) {
+	for _, e := range benchEngines {
+		b.Run(e.String(), func(b *testing.B) {
+			r, _ := newRuntime(b, runtime.Config{Engine: e})
+			load(b, r, "edge", actortest.Wat(b, "edge"), nil, runtime.Limits{})
+			for b.Loop() {
+				if _, err := invoke(r, "edge", "nothing", nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// ratioRun times native() and actor() alternately in one run and reports
+// both and their ratio.
+func ratioRun(b *testing.B, native func(), actor func()) {
+	var tn, ta time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		native()
+		t1 := time.Now()
+		actor()
+		ta += time.Since(t1)
+		tn += t1.Sub(t0)
+	}
+	b.ReportMetric(float64(tn.Nanoseconds())/float64(b.N), "native-ns/op")
+	b.ReportMetric(float64(ta.Nanoseconds())/float64(b.N), "actor-ns/op")
+	b.ReportMetric(float64(ta)/float64(tn), "x-native")
+}
+
+// The compute kernel (internal/kernel) as native Go and as the kernel
+// actor, in the same run.
+func BenchmarkKernel(b *testing.B) {
+	const n, rounds = 48, 2
+	p := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, n), rounds)
+	want := kernel.Run(n, rounds)
+	for _, e := range benchEngines {
+		b.Run(e.String(), func(b *testing.B) {
+			r, _ := newRuntime(b, runtime.Config{Engine: e})
+			load(b, r, "kernel", actortest.GoActor(b, "kernel"), nil, runtime.Limits{Timeout: time.Minute})
+			ratioRun(b, func() {
+				if kernel.Run(n, rounds) != want {
+					b.Fatal("native kernel changed its answer")
+				}
+			}, func() {
+				out, err := invoke(r, "kernel", "run", p)
+				if err != nil || binary.BigEndian.Uint64(out) != want {
+					b.Fatalf("actor kernel: %x %v", out, err)
+				}
+			})
+		})
+	}
+}
+
+// SHA-256 of 1 MiB through the crypto capability (the notary's "hash")
+// against native Go.
+func BenchmarkSHA256MiB(b *testing.B) {
+	data := bytes.Repeat([]byte("teastick"), 1<<17)
+	want := sha256.Sum256(data)
+	for _, e := range benchEngines {
+		b.Run(e.String(), func(b *testing.B) {
+			r, _ := newRuntime(b, runtime.Config{Engine: e})
+			load(b, r, "notary", actortest.GoActor(b, "notary"), []string{"crypto.sha256"}, runtime.Limits{MaxRequest: 2 << 20, MemoryPages: 512})
+			b.SetBytes(int64(len(data)))
+			ratioRun(b, func() {
+				if sha256.Sum256(data) != want {
+					b.Fatal("bad digest")
+				}
+			}, func() {
+				out, err := invoke(r, "notary", "hash", data)
+				if err != nil || !bytes.Equal(out, want[:]) {
+					b.Fatalf("actor hash: %x %v", out, err)
+				}
+			})
+		})
+	}
+}
+
+// Cold start of each example: CID check, compile, instantiate (Go runtime
+// initialization included) and a first call.
+func BenchmarkColdStart(b *testing.B) {
+	for _, e := range benchEngines {
+		for _, name := range []string{"echo", "notary", "wordcount"} {
+			b.Run(e.String()+"/"+name, func(b *testing.B) {
+				m := actortest.GoActor(b, name)
+				c := actortest.CID(m)
+				for b.Loop() {
+					r := runtime.New(runtime.Config{Engine: e, Log: quiet})
+					if err := r.Load(context.Background(), runtime.Spec{Name: name, CID: c, Module: m}); err != nil {
+						b.Fatal(err)
+					}
+					// Every example answers an unknown operation with an
+					// actor error: a full call through the guest.
+					if _, err := r.Invoke(context.Background(), name, "first-call", nil); err == nil {
+						b.Fatal("unknown operation succeeded")
+					}
+					r.Close()
+				}
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/start")
+			})
+		}
+	}
+}
