@@ -21,6 +21,7 @@ package runtime
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,6 +31,8 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/tetratelabs/wazero"
+
+	"github.com/teastick/teastick/image/manifest"
 )
 
 // Engine selects how wazero runs modules.
@@ -211,26 +214,54 @@ func (r *Runtime) Load(ctx context.Context, spec Spec) error {
 // is closed when the last of them returns. On any error the old version, if
 // any, keeps serving.
 func (r *Runtime) Upgrade(ctx context.Context, spec Spec) error {
+	p, err := r.Prepare(ctx, spec)
+	if err != nil {
+		return err
+	}
+	return p.Commit()
+}
+
+// Pending is an actor version verified, compiled and started, not yet
+// serving: the stick measures it between Prepare and Commit, so the event
+// log names exactly the actors that served.
+type Pending struct {
+	r    *Runtime
+	v    *version
+	done bool
+}
+
+// Prepare does everything Upgrade does short of serving spec.
+func (r *Runtime) Prepare(ctx context.Context, spec Spec) (*Pending, error) {
 	r.mu.Lock()
 	closed := r.closed
 	r.mu.Unlock()
 	if closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	v, err := r.newVersion(ctx, spec)
 	if err != nil {
-		return fmt.Errorf("load %s (%s): %w", spec.Name, spec.CID, err)
+		return nil, fmt.Errorf("load %s (%s): %w", spec.Name, spec.CID, err)
 	}
+	return &Pending{r: r, v: v}, nil
+}
+
+// Commit makes the prepared version serve, replacing any other.
+func (p *Pending) Commit() error {
+	if p.done {
+		return errors.New("runtime: pending version already committed or aborted")
+	}
+	p.done = true
+	r, v := p.r, p.v
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		v.retire()
 		return ErrClosed
 	}
-	s := r.actors[spec.Name]
+	s := r.actors[v.name]
 	if s == nil {
 		s = &slot{}
-		r.actors[spec.Name] = s
+		r.actors[v.name] = s
 	}
 	r.mu.Unlock()
 	s.mu.Lock()
@@ -238,12 +269,20 @@ func (r *Runtime) Upgrade(ctx context.Context, spec Spec) error {
 	s.cur = v
 	s.mu.Unlock()
 	if old != nil {
-		r.log.Info("actor upgraded", "actor", spec.Name, "from", old.cid.String(), "to", spec.CID.String())
+		r.log.Info("actor upgraded", "actor", v.name, "from", old.cid.String(), "to", v.cid.String())
 		old.retire()
 	} else {
-		r.log.Info("actor loaded", "actor", spec.Name, "cid", spec.CID.String(), "grants", spec.Grants)
+		r.log.Info("actor loaded", "actor", v.name, "cid", v.cid.String(), "grants", v.grants)
 	}
 	return nil
+}
+
+// Abort discards the prepared version.
+func (p *Pending) Abort() {
+	if !p.done {
+		p.done = true
+		p.v.retire()
+	}
 }
 
 // Unload stops serving an actor; calls in flight finish first.
@@ -357,4 +396,25 @@ func (r *Runtime) Close() error {
 		}
 	}
 	return nil
+}
+
+// SpecFrom turns a manifest entry and its fetched module into a Spec.
+func SpecFrom(a manifest.Actor, module []byte) (Spec, error) {
+	c, err := cid.Decode(a.CID)
+	if err != nil {
+		return Spec{}, fmt.Errorf("%w: actor %q: CID %q: %v", ErrCIDMismatch, a.Name, a.CID, err)
+	}
+	return Spec{
+		Name:   a.Name,
+		CID:    c,
+		Grants: a.Grants,
+		Limits: Limits{
+			MemoryPages:   a.Limits.MemoryPages,
+			Timeout:       time.Duration(a.Limits.TimeoutMillis) * time.Millisecond,
+			MaxRequest:    a.Limits.MaxRequest,
+			MaxResponse:   a.Limits.MaxResponse,
+			MaxConcurrent: a.Limits.MaxConcurrent,
+		},
+		Module: module,
+	}, nil
 }

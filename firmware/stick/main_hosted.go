@@ -22,6 +22,8 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 
+	"github.com/teastick/teastick/netstack/ipfs"
+	actorruntime "github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
 )
@@ -63,6 +65,7 @@ func measureSelf(tpm transport.TPM) (*measure.Measurer, [32]byte, error) {
 func main() {
 	tpmPath := flag.String("tpm", "", "Unix socket of the software TPM (swtpm socket --server type=unixio,path=...)")
 	gk := flag.String("governance-key", governanceKey, "hex Ed25519 public key whose manifests the stick accepts")
+	box := flag.String("box", "", "the box's IPFS gateway (e.g. http://127.0.0.1:8080): enables the actor commands")
 	flag.Parse()
 
 	uptime := func() time.Duration { return time.Since(start) }
@@ -109,6 +112,13 @@ func main() {
 	fmt.Printf("channel: key sha256:%x\n", tr.channelKeyDigest())
 
 	cmds := tr.commands()
+	if *box != "" {
+		cl := &ipfs.Client{Gateway: *box, Timeout: time.Minute}
+		rt := actorruntime.New(actorruntime.Config{Files: cl, Blocks: cl})
+		for name, c := range (&actors{rt: rt, t: tr, fetch: cl.Fetch}).commands() {
+			cmds[name] = c
+		}
+	}
 	cmds["uptime"] = command{help: "time since start", run: func(w io.Writer, _ []string) {
 		fmt.Fprintf(w, "console: uptime %d ms\n", uptime().Milliseconds())
 	}}

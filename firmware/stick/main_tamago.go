@@ -29,6 +29,7 @@ import (
 	"github.com/teastick/teastick/netstack"
 	"github.com/teastick/teastick/netstack/channel"
 	"github.com/teastick/teastick/netstack/ipfs"
+	actorruntime "github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/tpm/measure"
 	"github.com/teastick/teastick/tpm/tis"
 )
@@ -84,6 +85,13 @@ func main() {
 	})
 
 	cmds := tr.commands()
+	if boxClient != nil {
+		// wazero's interpreter: it has no compiler for 32-bit ARM.
+		rt := actorruntime.New(actorruntime.Config{Files: boxClient, Blocks: boxClient})
+		for name, c := range (&actors{rt: rt, t: tr, fetch: boxClient.Fetch}).commands() {
+			cmds[name] = c
+		}
+	}
 	for name, c := range cmdsExtra {
 		cmds[name] = c
 	}
@@ -119,6 +127,9 @@ var netMode string
 
 // boxGateway is the box's IPFS gateway as QEMU forwards it (qemu.BoxAddr).
 const boxGateway = "http://10.0.2.100:8080"
+
+// boxClient reaches the box's IPFS gateway once the network is up.
+var boxClient *ipfs.Client
 
 // cmdsExtra are console commands that exist once the network is up.
 var cmdsExtra = map[string]command{}
@@ -196,6 +207,8 @@ func startNetwork(tlsCfg *tls.Config, status func() any) {
 	})
 	go http.Serve(tls.NewListener(l, tlsCfg), mux)
 	cmdsExtra["fetch"] = command{help: "CID: fetch and verify content from the box's IPFS gateway (" + boxGateway + ")", run: fetchCmd}
+	box := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute}
+	boxClient = box
 	route := "no gateway"
 	if cfg.Gateway.IsValid() {
 		route = "via " + cfg.Gateway.String()
