@@ -178,7 +178,7 @@ func TestFaultsFailOneCall(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.String(), func(t *testing.T) {
 			r, _ := newRuntime(t, runtime.Config{Engine: e})
-			lim := runtime.Limits{Timeout: 300 * time.Millisecond, MemoryPages: 64, MaxResponse: 4096, MaxConcurrent: 2}
+			lim := runtime.Limits{Timeout: 1500 * time.Millisecond, MemoryPages: 32, MaxResponse: 4096, MaxConcurrent: 2}
 			load(t, r, "edge", actortest.Wat(t, "edge"), nil, lim)
 			load(t, r, "bystander", actortest.Wat(t, "edge"), nil, runtime.Limits{})
 			stop := make(chan struct{})
@@ -203,7 +203,7 @@ func TestFaultsFailOneCall(t *testing.T) {
 				text string
 			}{
 				{"trap", runtime.ErrTrap, "unreachable"},
-				{"loop", runtime.ErrDeadline, "ran past 300ms"},
+				{"loop", runtime.ErrDeadline, "ran past 1.5s"},
 				{"grow", runtime.ErrTrap, "unreachable"},
 				{"huge", runtime.ErrResponseTooLarge, "may answer at most 4096"},
 				{"oob", runtime.ErrTrap, "outside memory"},
