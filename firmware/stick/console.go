@@ -17,6 +17,10 @@ type command struct {
 	run  func(w io.Writer, args []string)
 }
 
+// registered are console commands that files add from init, for build
+// variants (a bench command) that main need not know about.
+var registered = map[string]command{}
+
 // console reads command lines from r and answers on w until r ends. It is
 // the stick's operator console on its serial port.
 func console(r io.Reader, w io.Writer, cmds map[string]command) {

@@ -119,6 +119,9 @@ func main() {
 			cmds[name] = c
 		}
 	}
+	for name, c := range registered {
+		cmds[name] = c
+	}
 	cmds["uptime"] = command{help: "time since start", run: func(w io.Writer, _ []string) {
 		fmt.Fprintf(w, "console: uptime %d ms\n", uptime().Milliseconds())
 	}}

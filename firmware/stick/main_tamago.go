@@ -92,6 +92,9 @@ func main() {
 			cmds[name] = c
 		}
 	}
+	for name, c := range registered {
+		cmds[name] = c
+	}
 	for name, c := range cmdsExtra {
 		cmds[name] = c
 	}
