@@ -1,0 +1,64 @@
+package receipt_test
+
+import (
+	"testing"
+
+	"github.com/teastick/teastick/firmware/receipt"
+)
+
+// Run with go test ./firmware/receipt -run XXX -bench .
+// BenchmarkCertify runs against swtpm over its Unix socket.
+
+func BenchmarkSign(b *testing.B) {
+	s := newSigner(b)
+	in, out := make([]byte, 1024), make([]byte, 1024)
+	for b.Loop() {
+		if _, err := s.Sign("echo", testCID, "invoke", in, out, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSignParallel(b *testing.B) {
+	s := newSigner(b)
+	in, out := make([]byte, 1024), make([]byte, 1024)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Sign("echo", testCID, "invoke", in, out, 1); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkVerify(b *testing.B) {
+	s := newSigner(b)
+	r := sign(b, s)
+	key := &s.Key().PublicKey
+	for b.Loop() {
+		if err := receipt.Verify(r, key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyCertified(b *testing.B) {
+	s := newStick(b)
+	r := sign(b, s.signer)
+	for b.Loop() {
+		if err := receipt.VerifyCertified(r, s.cert, s.ak); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCertify(b *testing.B) {
+	s := newStick(b) // the AK is loaded
+	key := s.signer.Key()
+	for b.Loop() {
+		if _, err := s.att.Certify(key, receipt.Qualifying()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

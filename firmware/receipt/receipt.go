@@ -1,0 +1,248 @@
+// Package receipt makes and checks receipts: the stick's signed statement
+// that one invocation happened. A receipt names the actor (name and CID),
+// the operation, the SHA-256 of the input and of the output, the manifest
+// version in force and a counter, and carries an ECDSA P-256/SHA-256
+// signature by the stick's result key over Message, a domain-separated
+// encoding of those fields.
+//
+// The result key is a software key the stick generates at boot (signing
+// each receipt in the TPM would make the TPM the bottleneck); it never
+// leaves the stick's memory. At boot the stick has its attestation key
+// (AK) certify it with TPM2_Certify (attest.Attester.Certify, with
+// Qualifying as qualifying data), which gives an attest.Certification.
+//
+// Checking a receipt offline needs the receipt, the certification and the
+// stick's enrolled AK public area (verify.PendingEnrolment.Finish):
+// VerifyCertified checks the AK's certification of the result key
+// (verify.CertifiedKey) and then the receipt's signature with that key
+// (Verify); CheckInput then checks the receipt is about given input and
+// output bytes. To tie the result key to an attested boot, compare the
+// certification's TPMS_ATTEST with a verified quote's using verify.SameBoot.
+// Counter increases by one per receipt from 1 within one boot (one result
+// key): gaps show receipts withheld, a repeated value a forgery or a
+// result key reused across boots.
+package receipt
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	cryptorand "crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync/atomic"
+
+	"github.com/teastick/teastick/tpm/attest"
+	"github.com/teastick/teastick/tpm/verify"
+)
+
+// Domain is the prefix of every receipt message.
+const Domain = "teastick/receipt/v1\x00"
+
+// QualifyingLabel is hashed into the qualifying data of the result key's
+// certification.
+const QualifyingLabel = "teastick/result-key/v1"
+
+// Errors of the receipt checks.
+var (
+	ErrMalformed       = errors.New("receipt: malformed")
+	ErrSignature       = errors.New("receipt: signature does not verify with the result key")
+	ErrInputMismatch   = errors.New("receipt: input does not match input_sha256")
+	ErrOutputMismatch  = errors.New("receipt: output does not match output_sha256")
+	ErrNoResultKey     = errors.New("receipt: no result key")
+	ErrResultKeyCurve  = errors.New("receipt: result key is not ECDSA P-256")
+	errCounterOverflow = errors.New("receipt: counter exhausted")
+)
+
+// Receipt is one signed invocation result.
+type Receipt struct {
+	Actor           string `json:"actor"`
+	CID             string `json:"cid"`
+	Operation       string `json:"operation"`
+	InputSHA256     string `json:"input_sha256"`  // 64 lowercase hex digits
+	OutputSHA256    string `json:"output_sha256"` // 64 lowercase hex digits
+	ManifestVersion uint64 `json:"manifest_version"`
+	Counter         uint64 `json:"counter"`
+	// Signature is the ASN.1 DER ECDSA signature over SHA-256(Message()).
+	Signature []byte `json:"signature"`
+}
+
+// Message is what the signature covers: Domain, then Actor, CID and
+// Operation each as a uint32 big-endian length and the bytes, then the
+// input and output SHA-256 as 32 raw bytes each, then ManifestVersion and
+// Counter as uint64 big endian. It fails if a hash is not 64 lowercase hex
+// digits (each digest has a single textual form).
+func (r *Receipt) Message() ([]byte, error) {
+	in, err := digest("input_sha256", r.InputSHA256)
+	if err != nil {
+		return nil, err
+	}
+	out, err := digest("output_sha256", r.OutputSHA256)
+	if err != nil {
+		return nil, err
+	}
+	n := len(Domain) + 3*4 + len(r.Actor) + len(r.CID) + len(r.Operation) + 2*sha256.Size + 2*8
+	m := make([]byte, 0, n)
+	m = append(m, Domain...)
+	for _, s := range []struct{ name, v string }{{"actor", r.Actor}, {"cid", r.CID}, {"operation", r.Operation}} {
+		if uint64(len(s.v)) > math.MaxUint32 {
+			return nil, fmt.Errorf("%w: %s of %d bytes", ErrMalformed, s.name, len(s.v))
+		}
+		m = binary.BigEndian.AppendUint32(m, uint32(len(s.v)))
+		m = append(m, s.v...)
+	}
+	m = append(m, in...)
+	m = append(m, out...)
+	m = binary.BigEndian.AppendUint64(m, r.ManifestVersion)
+	m = binary.BigEndian.AppendUint64(m, r.Counter)
+	return m, nil
+}
+
+func digest(name, h string) ([]byte, error) {
+	if len(h) != 2*sha256.Size {
+		return nil, fmt.Errorf("%w: %s has %d characters, want %d hex digits", ErrMalformed, name, len(h), 2*sha256.Size)
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return nil, fmt.Errorf("%w: %s has %q at %d, want lowercase hex", ErrMalformed, name, c, i)
+		}
+	}
+	return hex.DecodeString(h)
+}
+
+// Signer signs receipts with the result key. It is safe for concurrent use.
+type Signer struct {
+	key     *ecdsa.PrivateKey
+	der     []byte
+	rand    io.Reader
+	counter atomic.Uint64
+}
+
+// NewSigner generates a result key from rand (nil: crypto/rand.Reader);
+// signatures draw on rand too. Since Go 1.26 crypto/ecdsa ignores rand
+// and always uses a secure source, unless GODEBUG=cryptocustomrand=1.
+func NewSigner(rand io.Reader) (*Signer, error) {
+	if rand == nil {
+		rand = cryptorand.Reader
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand)
+	if err != nil {
+		return nil, fmt.Errorf("receipt: result key: %w", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("receipt: result key: %w", err)
+	}
+	return &Signer{key: key, der: der, rand: rand}, nil
+}
+
+// Key returns the result key, to be certified (attest.Attester.Certify).
+func (s *Signer) Key() *ecdsa.PrivateKey { return s.key }
+
+// PublicDER returns the PKIX DER of the result key's public part.
+func (s *Signer) PublicDER() []byte { return bytes.Clone(s.der) }
+
+// Count returns how many receipts this signer has made (the counter of
+// the last one).
+func (s *Signer) Count() uint64 { return s.counter.Load() }
+
+// Sign makes the receipt of one invocation: hashes of input and output,
+// the next counter value (1 for the first receipt) and the signature.
+func (s *Signer) Sign(actor, cid, op string, input, output []byte, manifestVersion uint64) (*Receipt, error) {
+	in, out := sha256.Sum256(input), sha256.Sum256(output)
+	r := &Receipt{Actor: actor, CID: cid, Operation: op,
+		InputSHA256: hex.EncodeToString(in[:]), OutputSHA256: hex.EncodeToString(out[:]),
+		ManifestVersion: manifestVersion}
+	for {
+		c := s.counter.Load()
+		if c == math.MaxUint64 { // never wrap and reuse a value
+			return nil, errCounterOverflow
+		}
+		if s.counter.CompareAndSwap(c, c+1) {
+			r.Counter = c + 1
+			break
+		}
+	}
+	m, err := r.Message()
+	if err != nil {
+		return nil, err
+	}
+	d := sha256.Sum256(m)
+	if r.Signature, err = ecdsa.SignASN1(s.rand, s.key, d[:]); err != nil {
+		return nil, fmt.Errorf("receipt: sign: %w", err)
+	}
+	return r, nil
+}
+
+// Verify checks r's signature with the result key.
+func Verify(r *Receipt, resultKey *ecdsa.PublicKey) error {
+	if resultKey == nil {
+		return ErrNoResultKey
+	}
+	if resultKey.Curve != elliptic.P256() {
+		return ErrResultKeyCurve
+	}
+	if r == nil {
+		return fmt.Errorf("%w: no receipt", ErrMalformed)
+	}
+	m, err := r.Message()
+	if err != nil {
+		return err
+	}
+	d := sha256.Sum256(m)
+	if !ecdsa.VerifyASN1(resultKey, d[:], r.Signature) {
+		return ErrSignature
+	}
+	return nil
+}
+
+// Qualifying is the qualifying data of the result key's certification:
+// SHA-256(QualifyingLabel). It is fixed: the certification is bound to the
+// stick by the AK and to a boot by the TPM clock it carries (see
+// verify.CertifiedKey and verify.SameBoot), not to a verifier's nonce.
+func Qualifying() []byte {
+	q := sha256.Sum256([]byte(QualifyingLabel))
+	return q[:]
+}
+
+// VerifyCertified checks r offline: c must be a certification of the
+// result key by the AK whose public area (TPMT_PUBLIC) is akPublic, with
+// Qualifying as qualifying data, and r must be signed by that key.
+// Errors wrap verify's ErrCert* errors or this package's.
+func VerifyCertified(r *Receipt, c *attest.Certification, akPublic []byte) error {
+	key, _, err := verify.CertifiedKey(akPublic, c, Qualifying())
+	if err != nil {
+		return err
+	}
+	return Verify(r, key)
+}
+
+// CheckInput checks that r is about input and output: their SHA-256 are
+// the receipt's input_sha256 and output_sha256. It does not check the
+// signature (Verify, VerifyCertified).
+func CheckInput(r *Receipt, input, output []byte) error {
+	if r == nil {
+		return fmt.Errorf("%w: no receipt", ErrMalformed)
+	}
+	in, err := digest("input_sha256", r.InputSHA256)
+	if err != nil {
+		return err
+	}
+	out, err := digest("output_sha256", r.OutputSHA256)
+	if err != nil {
+		return err
+	}
+	if h := sha256.Sum256(input); !bytes.Equal(in, h[:]) {
+		return fmt.Errorf("%w: input hashes to %x", ErrInputMismatch, h)
+	}
+	if h := sha256.Sum256(output); !bytes.Equal(out, h[:]) {
+		return fmt.Errorf("%w: output hashes to %x", ErrOutputMismatch, h)
+	}
+	return nil
+}
