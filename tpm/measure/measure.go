@@ -291,6 +291,12 @@ func (m *Measurer) MeasureManifest(manifest []byte) error {
 	return m.tagged(PCRConfig, eventlog.TagManifest, manifest)
 }
 
+// MeasureUpgrade measures a signed manifest accepted while serving into
+// PCR 10, before the actors it changes.
+func (m *Measurer) MeasureUpgrade(manifest []byte) error {
+	return m.tagged(PCRRuntime, eventlog.TagManifest, manifest)
+}
+
 // MeasureActor measures an actor into PCR 9 (boot) or 10 (run time).
 func (m *Measurer) MeasureActor(pcr uint32, a Actor) error {
 	if pcr != PCRBootActors && pcr != PCRRuntime {

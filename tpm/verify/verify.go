@@ -141,6 +141,10 @@ type Reference struct {
 	Events []eventlog.Event
 	// Actors are the actor CIDs the manifest allows on PCRs 9 and 10.
 	Actors []cid.Cid
+	// Upgrades are the signed manifests (exact bytes) the stick may have
+	// accepted while serving; each is measured into PCR 10 before the
+	// actors it changes. Their actors belong in Actors too.
+	Upgrades [][]byte
 }
 
 // BootEvents returns the events a correct boot logs on PCRs 0..8: the image
@@ -462,6 +466,12 @@ func checkActorEvent(e eventlog.Event, ref *Reference) string {
 		return "event data does not hash to the extended digest"
 	}
 	tag, payload, err := eventlog.ParseTagged(e.Data)
+	if err == nil && tag == eventlog.TagManifest && e.PCR == measure.PCRRuntime {
+		if ref == nil || !slices.ContainsFunc(ref.Upgrades, func(m []byte) bool { return bytes.Equal(m, payload) }) {
+			return fmt.Sprintf("manifest upgrade (sha256:%x) is not in the reference", sha256.Sum256(payload))
+		}
+		return ""
+	}
 	if err != nil || tag != eventlog.TagActor {
 		return fmt.Sprintf("not a tagged actor event (tag %#x, %v)", tag, err)
 	}
