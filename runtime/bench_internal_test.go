@@ -4,27 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"reflect"
 	goruntime "runtime"
 	"testing"
 
-	"github.com/tetratelabs/wazero/api"
-
 	"github.com/teastick/teastick/runtime/actortest"
 )
-
-// linearAllocation is what wazero allocated for a linear memory: the
-// capacity of its buffer, which growth by append leaves above its size
-// (read through reflection: wazero does not export it).
-func linearAllocation(m api.Memory) uint64 {
-	v := reflect.ValueOf(m)
-	if v.Kind() == reflect.Pointer {
-		if f := v.Elem().FieldByName("Buffer"); f.IsValid() && f.Kind() == reflect.Slice {
-			return uint64(f.Cap())
-		}
-	}
-	return uint64(m.Size())
-}
 
 // BenchmarkIdleInstance reports the Go heap an idle instance costs beyond
 // its linear memory (the budget: 256 KiB), for each engine and

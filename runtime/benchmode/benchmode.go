@@ -1,0 +1,351 @@
+// Package benchmode measures the actor runtime where it runs: on the stick
+// (the console's bench command, wazero's interpreter on 32-bit ARM) or on a
+// host. It is the runtime's host benchmarks (runtime/bench_test.go,
+// runtime/bench_internal_test.go) cut to what fits one run on an emulated
+// Cortex-A7, every ratio measured in that one run, alternating its two
+// sides. Each figure is one line, stable for grep:
+//
+//	bench: runtime interpreter on tamago/arm
+//	bench: empty-invoke edge 412 us/op (n=200)
+//	bench: empty-invoke echo 2400 us/op (n=200)
+//	bench: kernel native 1.2 ms actor 180 ms ratio 150x (n=32 rounds=2 runs=3)
+//	bench: sha256-1MiB native 20.1 ms capability 21.3 ms ratio 1.06x (runs=3)
+//	bench: cold-start echo 2100 ms (3095907 bytes)
+//	bench: idle-instance-heap echo 120 KiB beyond linear memory (n=4, linear 2048 KiB each)
+//	bench: done in 23456 ms
+//
+// A figure that fails prints "bench: NAME FAILED: why"; the others still
+// run.
+package benchmode
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	goruntime "runtime"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/netstack/ipfs"
+	"github.com/teastick/teastick/runtime"
+	"github.com/teastick/teastick/runtime/internal/kernel"
+)
+
+// Module is one actor module and its CID.
+type Module struct {
+	// CID names Code; undefined, it is computed the way teactl publishes
+	// actors (ipfs add --cid-version 1 --raw-leaves).
+	CID  cid.Cid
+	Code []byte
+}
+
+func (m Module) cid() cid.Cid {
+	if m.CID.Defined() {
+		return m.CID
+	}
+	c, _ := ipfs.Add(m.Code)
+	return c
+}
+
+// Modules are the actors the figures need: the examples in
+// runtime/examples built for GOOS=wasip1, and optionally the hand-written
+// edge fixture (runtime/testdata/edge.wat), whose "nothing" operation
+// prices the runtime's own call overhead without a Go guest's.
+type Modules struct {
+	Echo, Kernel, Notary, Wordcount Module
+	Edge                            Module // optional
+}
+
+// Options size the run; zero fields take the defaults, sized for QEMU's
+// emulated Cortex-A7 (an echo call takes ~2.4 ms there, a Go actor loads in
+// ~2 s).
+type Options struct {
+	EmptyCalls    int // calls per empty-invoke figure (200)
+	KernelN       int // matrix size (32)
+	KernelRounds  int // products per run (2)
+	KernelRuns    int // native and actor runs, alternated (3)
+	HashRuns      int // native and capability runs of SHA-256 of 1 MiB, alternated (3)
+	IdleInstances int // extra idle instances the heap figure loads (4)
+}
+
+func (o Options) withDefaults() Options {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.EmptyCalls, 200)
+	def(&o.KernelN, 32)
+	def(&o.KernelRounds, 2)
+	def(&o.KernelRuns, 3)
+	def(&o.HashRuns, 3)
+	def(&o.IdleInstances, 4)
+	return o
+}
+
+// Actor names the run loads into rt; it unloads them before returning.
+const prefix = "bench-"
+
+// Run measures every figure once with the default Options and prints one
+// line per figure on w. It loads its actors into rt under names starting
+// "bench-" and unloads them; give it a runtime of its own (its engine is
+// the one measured). It returns the figures' errors, joined.
+func Run(ctx context.Context, w io.Writer, rt *runtime.Runtime, mods Modules) error {
+	return RunOptions(ctx, w, rt, mods, Options{})
+}
+
+// RunOptions is Run with the run's size.
+func RunOptions(ctx context.Context, w io.Writer, rt *runtime.Runtime, mods Modules, o Options) error {
+	o = o.withDefaults()
+	start := time.Now()
+	var errs []error
+	fig := func(name string, f func() error) {
+		err := ctx.Err()
+		if err == nil {
+			err = f()
+		}
+		if err != nil {
+			fmt.Fprintf(w, "bench: %s FAILED: %v\n", name, err)
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	b := &bench{ctx: ctx, w: w, rt: rt, o: o}
+	if len(mods.Edge.Code) > 0 {
+		fig("empty-invoke edge", func() error { return b.emptyInvoke("edge", mods.Edge, "nothing") })
+	}
+	fig("empty-invoke echo", func() error { return b.emptyInvoke("echo", mods.Echo, "echo") })
+	fig("kernel", func() error { return b.kernel(mods.Kernel) })
+	fig("sha256-1MiB", func() error { return b.sha256(mods.Notary) })
+	for _, m := range []struct {
+		name string
+		mod  Module
+	}{{"echo", mods.Echo}, {"kernel", mods.Kernel}, {"notary", mods.Notary}, {"wordcount", mods.Wordcount}} {
+		fig("cold-start "+m.name, func() error { return b.coldStart(m.name, m.mod) })
+	}
+	fig("idle-instance-heap echo", func() error { return b.idleHeap("echo", mods.Echo) })
+	fmt.Fprintf(w, "bench: done in %d ms\n", time.Since(start).Milliseconds())
+	return errors.Join(errs...)
+}
+
+type bench struct {
+	ctx context.Context
+	w   io.Writer
+	rt  *runtime.Runtime
+	o   Options
+
+	engineShown bool // the runtime line, printed after the first load
+}
+
+// load loads m, the module called what, as prefix+name and returns a
+// function that unloads it.
+func (b *bench) load(name, what string, m Module, grants []string, lim runtime.Limits) (string, func(), error) {
+	if len(m.Code) == 0 {
+		return "", nil, fmt.Errorf("no %s module", what)
+	}
+	name = prefix + name
+	if err := b.rt.Load(b.ctx, runtime.Spec{Name: name, CID: m.cid(), Grants: grants, Limits: lim, Module: m.Code}); err != nil {
+		return "", nil, err
+	}
+	goruntime.Gosched() // see invoke
+	if !b.engineShown {
+		if in, err := b.rt.Actor(name); err == nil {
+			b.engineShown = true
+			fmt.Fprintf(b.w, "bench: runtime %s on %s/%s\n", in.Engine, goruntime.GOOS, goruntime.GOARCH)
+		}
+	}
+	return name, func() { b.rt.Unload(name) }, nil
+}
+
+// invoke calls the actor, then yields: wazero ends each call's deadline
+// watcher in a goroutine of its own, which holds the call's instance until
+// it runs. On the stick's one core with no preemption, a loop of calls
+// that never blocks would starve them all and keep every instance it ever
+// used (out of memory within a run); yielding runs them, and charges them
+// to the call that made them.
+func (b *bench) invoke(actor, op string, payload []byte) ([]byte, error) {
+	out, err := b.rt.Invoke(b.ctx, actor, op, payload)
+	goruntime.Gosched()
+	return out, err
+}
+
+// emptyInvoke prices a call that does nothing: the runtime's pool,
+// deadline and waPC request and response (and, for a Go guest, its
+// dispatch).
+func (b *bench) emptyInvoke(name string, m Module, op string) error {
+	actor, unload, err := b.load("empty-"+name, name, m, nil, runtime.Limits{})
+	if err != nil {
+		return err
+	}
+	defer unload()
+	// One call first: nothing the loop measures is paid once.
+	if _, err := b.invoke(actor, op, nil); err != nil {
+		return err
+	}
+	n := b.o.EmptyCalls
+	start := time.Now()
+	for range n {
+		if _, err := b.invoke(actor, op, nil); err != nil {
+			return err
+		}
+	}
+	el := time.Since(start)
+	fmt.Fprintf(b.w, "bench: empty-invoke %s %s us/op (n=%d)\n", name, num(float64(el.Nanoseconds())/float64(n)/1e3), n)
+	return nil
+}
+
+// ratio times native and actor alternately, runs times each, and returns
+// their totals.
+func ratio(runs int, native, actor func() error) (tn, ta time.Duration, err error) {
+	for range runs {
+		t0 := time.Now()
+		if err := native(); err != nil {
+			return 0, 0, err
+		}
+		t1 := time.Now()
+		if err := actor(); err != nil {
+			return 0, 0, err
+		}
+		ta += time.Since(t1)
+		tn += t1.Sub(t0)
+	}
+	return tn, ta, nil
+}
+
+func ms(d time.Duration, runs int) string {
+	return num(float64(d.Nanoseconds()) / float64(runs) / 1e6)
+}
+
+// kernel runs the compute kernel (runtime/internal/kernel) as native Go
+// and as the kernel actor.
+func (b *bench) kernel(m Module) error {
+	actor, unload, err := b.load("kernel", "kernel", m, nil, runtime.Limits{Timeout: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer unload()
+	n, rounds := b.o.KernelN, b.o.KernelRounds
+	p := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, uint32(n)), uint32(rounds))
+	want := kernel.Run(n, rounds)
+	tn, ta, err := ratio(b.o.KernelRuns, func() error {
+		if kernel.Run(n, rounds) != want {
+			return errors.New("native kernel changed its answer")
+		}
+		return nil
+	}, func() error {
+		out, err := b.invoke(actor, "run", p)
+		if err != nil {
+			return err
+		}
+		if len(out) != 8 || binary.BigEndian.Uint64(out) != want {
+			return fmt.Errorf("actor kernel answered %x, native %x", out, want)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.w, "bench: kernel native %s ms actor %s ms ratio %sx (n=%d rounds=%d runs=%d)\n",
+		ms(tn, b.o.KernelRuns), ms(ta, b.o.KernelRuns), num(float64(ta)/float64(tn)), n, rounds, b.o.KernelRuns)
+	return nil
+}
+
+// sha256 hashes 1 MiB natively and through the notary's "hash", which
+// reaches the crypto capability.
+func (b *bench) sha256(m Module) error {
+	actor, unload, err := b.load("notary", "notary", m, []string{"crypto.sha256"}, runtime.Limits{MaxRequest: 2 << 20, MemoryPages: 512, Timeout: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer unload()
+	data := bytes.Repeat([]byte("teastick"), 1<<17)
+	want := sha256.Sum256(data)
+	tn, ta, err := ratio(b.o.HashRuns, func() error {
+		if sha256.Sum256(data) != want {
+			return errors.New("bad native digest")
+		}
+		return nil
+	}, func() error {
+		out, err := b.invoke(actor, "hash", data)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(out, want[:]) {
+			return fmt.Errorf("actor digest %x, want %x", out, want)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.w, "bench: sha256-1MiB native %s ms capability %s ms ratio %sx (runs=%d)\n",
+		ms(tn, b.o.HashRuns), ms(ta, b.o.HashRuns), num(float64(ta)/float64(tn)), b.o.HashRuns)
+	return nil
+}
+
+// coldStart times CID check, compile, instantiate (the Go runtime's
+// initialization included) and a first call.
+func (b *bench) coldStart(name string, m Module) error {
+	start := time.Now()
+	actor, unload, err := b.load("cold-"+name, name, m, nil, runtime.Limits{Timeout: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer unload()
+	// Every example answers an unknown operation with an actor error: a
+	// full call through the guest.
+	_, err = b.invoke(actor, "first-call", nil)
+	var ae *runtime.ActorError
+	if !errors.As(err, &ae) {
+		return fmt.Errorf("first call: want an actor error, got %v", err)
+	}
+	fmt.Fprintf(b.w, "bench: cold-start %s %d ms (%d bytes)\n", name, time.Since(start).Milliseconds(), len(m.Code))
+	return nil
+}
+
+// idleHeap prices an idle instance: the Go heap that IdleInstances more of
+// them hold, less the linear memory wazero allocated for them, per
+// instance.
+func (b *bench) idleHeap(name string, m Module) error {
+	n := b.o.IdleInstances
+	// max_concurrent bounds the pool: room for the one Load starts and n.
+	actor, unload, err := b.load("idle-"+name, name, m, nil, runtime.Limits{MaxConcurrent: uint32(n + 1), Timeout: time.Minute})
+	if err != nil {
+		return err
+	}
+	defer unload()
+	var before, after goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&before)
+	started, linear, err := b.rt.Warm(b.ctx, actor, n+1)
+	if err != nil {
+		return err
+	}
+	if started != n {
+		return fmt.Errorf("started %d instances, want %d", started, n)
+	}
+	goruntime.Gosched() // see invoke
+	goruntime.GC()
+	goruntime.ReadMemStats(&after)
+	beyond := (float64(after.HeapAlloc) - float64(before.HeapAlloc) - float64(linear)) / float64(n)
+	fmt.Fprintf(b.w, "bench: idle-instance-heap %s %s KiB beyond linear memory (n=%d, linear %d KiB each)\n",
+		name, num(beyond/1024), n, linear/uint64(n)/1024)
+	return nil
+}
+
+// num prints x with about three significant digits and no exponent.
+func num(x float64) string {
+	switch a := max(x, -x); {
+	case a >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", x)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", x)
+	}
+	return fmt.Sprintf("%.3f", x)
+}
