@@ -20,8 +20,8 @@ import (
 // also checked against a replayed nonce (Stale must fail). Feed it every
 // console line; it returns what to type.
 //
-// It serves the QEMU tests and the hosted stick's tests alike, until the
-// stick's API carries these exchanges.
+// It serves the QEMU tests of the console and the hosted stick's console
+// tests; the API tests use firmware/core/client.
 type ConsoleVerifier struct {
 	Manifest  []byte
 	Roots     *x509.CertPool
@@ -64,7 +64,7 @@ func (c *ConsoleVerifier) Line(line string) string {
 	case strings.HasPrefix(line, "channel: key sha256:"):
 		c.channelDigest = strings.TrimPrefix(line, "channel: key sha256:")
 		return "manifest " + base64.StdEncoding.EncodeToString(c.Manifest) + "\n"
-	case strings.HasPrefix(line, "manifest: boot measurements closed"):
+	case strings.HasPrefix(line, "READY:"):
 		return "enrol\n"
 	case strings.HasPrefix(line, "enrol: "):
 		var req attest.Enrolment

@@ -85,6 +85,11 @@ type Machine struct {
 	// returns what to type in answer ("" for nothing): a conversation with
 	// the stick's operator console.
 	Interact func(line string) string
+	// Session, when set, runs in its own goroutine once the console shows
+	// a line containing InputAfter (at start when it is empty), with a
+	// function that types into the console: a test that talks to the
+	// stick's API while it runs, and types "halt" when done.
+	Session func(typeIn func(string))
 	// Extra arguments appended to the command line.
 	Extra []string
 }
@@ -192,7 +197,7 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	var stdin io.WriteCloser
-	if m.Input != "" || m.Interact != nil {
+	if m.Input != "" || m.Interact != nil || m.Session != nil {
 		if stdin, err = cmd.StdinPipe(); err != nil {
 			return nil, err
 		}
@@ -202,9 +207,20 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 		return nil, fmt.Errorf("qemu: start: %w", err)
 	}
 	typed := false
+	var stdinMu sync.Mutex
+	typeIn := func(s string) {
+		stdinMu.Lock()
+		defer stdinMu.Unlock()
+		io.WriteString(stdin, s)
+	}
 	typeInput := func() {
-		if stdin != nil && !typed && m.Input != "" {
-			io.WriteString(stdin, m.Input)
+		if stdin != nil && !typed && (m.Input != "" || m.Session != nil) {
+			if m.Input != "" {
+				typeIn(m.Input)
+			}
+			if m.Session != nil {
+				go m.Session(typeIn)
+			}
 			typed = true // the pipe stays open: closing it would end QEMU's stdio chardev
 		}
 	}
@@ -232,7 +248,7 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 			}
 			if m.Interact != nil {
 				if answer := m.Interact(text); answer != "" {
-					io.WriteString(stdin, answer)
+					typeIn(answer)
 				}
 			}
 		}

@@ -329,12 +329,20 @@ func (r *Runtime) acquire(name string) (*version, error) {
 // Invoke calls operation on the actor name with payload and returns its
 // response. Errors wrap the sentinels in errors.go.
 func (r *Runtime) Invoke(ctx context.Context, name, operation string, payload []byte) ([]byte, error) {
+	out, _, err := r.InvokeVersion(ctx, name, operation, payload)
+	return out, err
+}
+
+// InvokeVersion is Invoke that also returns the CID of the version that
+// ran the call (during an upgrade, the old or the new one), for receipts.
+func (r *Runtime) InvokeVersion(ctx context.Context, name, operation string, payload []byte) ([]byte, cid.Cid, error) {
 	v, err := r.acquire(name)
 	if err != nil {
-		return nil, err
+		return nil, cid.Undef, err
 	}
 	defer v.release()
-	return v.invoke(ctx, operation, payload)
+	out, err := v.invoke(ctx, operation, payload)
+	return out, v.cid, err
 }
 
 // Info describes a loaded actor.

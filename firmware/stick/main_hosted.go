@@ -10,10 +10,14 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -22,6 +26,10 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 
+	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/firmware/core"
+	"github.com/teastick/teastick/netstack/channel"
 	"github.com/teastick/teastick/netstack/ipfs"
 	actorruntime "github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/tpm/eventlog"
@@ -65,7 +73,11 @@ func measureSelf(tpm transport.TPM) (*measure.Measurer, [32]byte, error) {
 func main() {
 	tpmPath := flag.String("tpm", "", "Unix socket of the software TPM (swtpm socket --server type=unixio,path=...)")
 	gk := flag.String("governance-key", governanceKey, "hex Ed25519 public key whose manifests the stick accepts")
-	box := flag.String("box", "", "the box's IPFS gateway (e.g. http://127.0.0.1:8080): enables the actor commands")
+	box := flag.String("box", "", "the box's IPFS gateway (e.g. http://127.0.0.1:8080): where actors come from")
+	boxAPI := flag.String("box-api", "", "the box's IPFS RPC API (e.g. http://127.0.0.1:5001): where actors put blocks")
+	listen := flag.String("listen", "127.0.0.1:8443", "address of the HTTPS API (empty: no API)")
+	manifestFile := flag.String("manifest", "", "signed release manifest to boot (file)")
+	manifestCID := flag.String("manifest-cid", "", "signed release manifest to boot, fetched by CID from the box")
 	flag.Parse()
 
 	uptime := func() time.Duration { return time.Since(start) }
@@ -104,21 +116,29 @@ func main() {
 	if err != nil {
 		fmt.Printf("manifest: %v: accepting no manifest\n", err)
 	}
-	tr, err := newTrust(dev, m, why, gov)
+	var cl *ipfs.Client
+	cfg := core.Config{Version: Version, Board: hostedBoard, TPM: dev, Measurer: m, NotMeasured: why,
+		Governance: gov, Log: os.Stdout, Uptime: uptime}
+	if *box != "" {
+		cl = &ipfs.Client{Gateway: *box, API: *boxAPI, Timeout: time.Minute}
+		benchFetch = cl.Fetch
+		cfg.Fetch = cl.Fetch
+		cfg.Actors = actorruntime.Config{Files: cl, Blocks: cl}
+	}
+	s, err := core.New(cfg)
 	if err != nil {
 		fmt.Printf("channel: FAILED: %v\n", err)
 		os.Exit(1)
 	}
-	fmt.Printf("channel: key sha256:%x\n", tr.channelKeyDigest())
-
-	cmds := tr.commands()
-	if *box != "" {
-		cl := &ipfs.Client{Gateway: *box, Timeout: time.Minute}
-		rt := actorruntime.New(actorruntime.Config{Files: cl, Blocks: cl})
-		for name, c := range (&actors{rt: rt, t: tr, fetch: cl.Fetch}).commands() {
-			cmds[name] = c
+	fmt.Printf("channel: key sha256:%x\n", s.ChannelDigest())
+	if *listen != "" {
+		if err := serveAPI(s, *listen); err != nil {
+			fmt.Printf("api: FAILED: %v\n", err)
+			os.Exit(1)
 		}
 	}
+
+	cmds := consoleCommands(s)
 	for name, c := range registered {
 		cmds[name] = c
 	}
@@ -133,6 +153,52 @@ func main() {
 		os.Exit(0)
 	}}
 	go console(os.Stdin, os.Stdout, cmds)
+	go bootManifest(s, *manifestFile, *manifestCID, cl)
 	n, _ := strconv.Atoi(exitAfter)
 	heartbeat(os.Stdout, n, time.Second, uptime)
+}
+
+// serveAPI serves the stick's API over TLS with the channel key.
+func serveAPI(s *core.Stick, addr string) error {
+	tlsCfg, err := channel.ServerConfig(s.ChannelKey())
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	go srv.Serve(tls.NewListener(l, tlsCfg))
+	fmt.Printf("api: https://%s (channel key sha256:%x)\n", l.Addr(), s.ChannelDigest())
+	return nil
+}
+
+// bootManifest boots the first manifest from a file or by CID; without
+// either the stick waits for one (POST /v1/manifest or the console).
+func bootManifest(s *core.Stick, file, c string, cl *ipfs.Client) {
+	var raw []byte
+	var err error
+	switch {
+	case file != "":
+		raw, err = os.ReadFile(file)
+	case c != "":
+		if cl == nil {
+			err = errors.New("-manifest-cid needs -box")
+			break
+		}
+		var id cid.Cid
+		if id, err = cid.Decode(c); err == nil {
+			raw, err = cl.Fetch(context.Background(), id)
+		}
+	default:
+		fmt.Println("manifest: none yet: waiting for one (POST /v1/manifest)")
+		return
+	}
+	if err == nil {
+		err = s.Boot(context.Background(), raw)
+	}
+	if err != nil {
+		fmt.Printf("manifest: refused: %v\n", err)
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 	"github.com/teastick/teastick/board/mmio"
 	"github.com/teastick/teastick/board/qemu/virt"
 
+	"github.com/teastick/teastick/firmware/core"
 	"github.com/teastick/teastick/netstack"
 	"github.com/teastick/teastick/netstack/channel"
 	"github.com/teastick/teastick/netstack/ipfs"
@@ -62,36 +62,27 @@ func main() {
 	if err != nil {
 		fmt.Printf("manifest: %v: accepting no manifest\n", err)
 	}
-	tr, err := newTrust(tpmDev, measurer, why, gov)
+	// wazero's interpreter: it has no compiler for 32-bit ARM. The box is
+	// reachable once the network is up; until then fetches fail.
+	box := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute}
+	benchFetch = box.Fetch
+	st, err := core.New(core.Config{Version: Version, Board: virt.Name, TPM: tpmDev, Measurer: measurer, NotMeasured: why,
+		Governance: gov, Actors: actorruntime.Config{Files: box, Blocks: box}, Fetch: box.Fetch,
+		LoadParallel: 1, Log: os.Stdout, Uptime: uptime})
 	if err != nil {
 		fmt.Printf("channel: FAILED: %v\n", err)
 		virt.Exit(1)
 	}
-	fmt.Printf("channel: key sha256:%x\n", tr.channelKeyDigest())
-	tlsCfg, err := channel.ServerConfig(tr.channel)
+	fmt.Printf("channel: key sha256:%x\n", st.ChannelDigest())
+	tlsCfg, err := channel.ServerConfig(st.ChannelKey())
 	if err != nil {
 		fmt.Printf("channel: FAILED: %v\n", err)
 		virt.Exit(1)
 	}
-	startNetwork(tlsCfg, func() any {
-		st := map[string]any{"version": Version, "board": virt.Name, "measured": measurer != nil, "uptime_ms": uptime().Milliseconds()}
-		if why != nil {
-			st["not_measured"] = why.Error()
-		}
-		if v := tr.manifestVersion(); v != 0 {
-			st["manifest_version"] = v
-		}
-		return st
-	})
+	startNetwork(tlsCfg, st.Handler())
+	fmt.Println("manifest: none yet: waiting for one (POST /v1/manifest or the console's manifest command)")
 
-	cmds := tr.commands()
-	if boxClient != nil {
-		// wazero's interpreter: it has no compiler for 32-bit ARM.
-		rt := actorruntime.New(actorruntime.Config{Files: boxClient, Blocks: boxClient})
-		for name, c := range (&actors{rt: rt, t: tr, fetch: boxClient.Fetch}).commands() {
-			cmds[name] = c
-		}
-	}
+	cmds := consoleCommands(st)
 	for name, c := range registered {
 		cmds[name] = c
 	}
@@ -131,9 +122,6 @@ var netMode string
 // boxGateway is the box's IPFS gateway as QEMU forwards it (qemu.BoxAddr).
 const boxGateway = "http://10.0.2.100:8080"
 
-// boxClient reaches the box's IPFS gateway once the network is up.
-var boxClient *ipfs.Client
-
 // cmdsExtra are console commands that exist once the network is up.
 var cmdsExtra = map[string]command{}
 
@@ -159,9 +147,9 @@ func fetchCmd(w io.Writer, args []string) {
 }
 
 // startNetwork brings up virtio-net, the TCP/IP stack, the net package on
-// top of it, and the stick's HTTPS endpoint (status only, until the API
-// lands), whose TLS key is the channel key attestation binds.
-func startNetwork(tlsCfg *tls.Config, status func() any) {
+// top of it, and the stick's HTTPS API, whose TLS key is the channel key
+// attestation binds.
+func startNetwork(tlsCfg *tls.Config, api http.Handler) {
 	nic, dev, err := virt.OpenNet()
 	if errors.Is(err, virt.ErrNoNet) {
 		fmt.Println("net: no network device")
@@ -203,15 +191,9 @@ func startNetwork(tlsCfg *tls.Config, status func() any) {
 		fmt.Printf("net: FAILED: listen: %v\n", err)
 		return
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(status())
-	})
-	go http.Serve(tls.NewListener(l, tlsCfg), mux)
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	go srv.Serve(tls.NewListener(l, tlsCfg))
 	cmdsExtra["fetch"] = command{help: "CID: fetch and verify content from the box's IPFS gateway (" + boxGateway + ")", run: fetchCmd}
-	box := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute}
-	boxClient = box
 	route := "no gateway"
 	if cfg.Gateway.IsValid() {
 		route = "via " + cfg.Gateway.String()

@@ -1,0 +1,404 @@
+package core
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	goruntime "runtime"
+	gometrics "runtime/metrics"
+	"slices"
+	"strings"
+
+	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/runtime"
+)
+
+// API limits (documented in firmware/core/openapi.yaml).
+const (
+	// MaxOperation bounds an operation name.
+	MaxOperation = 256
+	// maxSmallBody bounds request bodies other than invoke and manifest.
+	maxSmallBody = 16 << 10
+)
+
+// APIError is the body of every 4xx and 5xx answer.
+type APIError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// InvokeRequest is the body of POST /v1/actors/{name}/invoke.
+type InvokeRequest struct {
+	Operation string `json:"operation"`
+	// Payload is the input bytes (base64 in JSON).
+	Payload []byte `json:"payload"`
+}
+
+// AttestRequest is the body of POST /v1/attest.
+type AttestRequest struct {
+	// Nonce is hex, 8 to 64 bytes.
+	Nonce string `json:"nonce"`
+}
+
+// ActivateRequest is the body of POST /v1/enrol/activate (the verifier's
+// credential challenge).
+type ActivateRequest struct {
+	CredentialBlob  []byte `json:"credential_blob"`
+	EncryptedSecret []byte `json:"encrypted_secret"`
+}
+
+// ActivateResponse carries the secret the TPM recovered.
+type ActivateResponse struct {
+	Secret []byte `json:"secret"`
+}
+
+// ManifestResponse answers POST /v1/manifest: the state after the change,
+// and the actors that kept their old version (or did not come up).
+type ManifestResponse struct {
+	Status      *Status           `json:"status"`
+	ActorErrors map[string]string `json:"actor_errors,omitempty"`
+}
+
+// routes are the API's paths, for 405 answers.
+var routes = map[string]string{
+	"/v1/status":         http.MethodGet,
+	"/v1/attest":         http.MethodPost,
+	"/v1/enrol":          http.MethodGet,
+	"/v1/enrol/activate": http.MethodPost,
+	"/v1/manifest":       http.MethodPost,
+	"/metrics":           http.MethodGet,
+}
+
+// Handler is the stick's HTTP API.
+func (s *Stick) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Status())
+	})
+	mux.HandleFunc("POST /v1/attest", s.handleAttest)
+	mux.HandleFunc("GET /v1/enrol", s.handleEnrol)
+	mux.HandleFunc("POST /v1/enrol/activate", s.handleActivate)
+	mux.HandleFunc("POST /v1/actors/{name}/invoke", s.handleInvoke)
+	mux.HandleFunc("POST /v1/manifest", s.handleManifest)
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if m, ok := routes[r.URL.Path]; ok || strings.HasPrefix(r.URL.Path, "/v1/actors/") && strings.HasSuffix(r.URL.Path, "/invoke") {
+			if !ok {
+				m = http.MethodPost
+			}
+			w.Header().Set("Allow", m)
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, m))
+			return
+		}
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s (see firmware/core/openapi.yaml)", r.URL.Path))
+	})
+	return s.limit(mux)
+}
+
+// statusWriter records the status code for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// limit bounds requests in flight: beyond MaxInFlight the stick answers
+// 503 at once instead of queueing without bound. Status and metrics stay
+// reachable.
+func (s *Stick) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() { s.m.request(sw.code) }()
+		if r.URL.Path != "/v1/status" && r.URL.Path != "/metrics" {
+			select {
+			case s.inflight <- struct{}{}:
+				defer func() { <-s.inflight }()
+			default:
+				s.m.overload.Add(1)
+				sw.Header().Set("Retry-After", "1")
+				writeError(sw, http.StatusServiceUnavailable, "overloaded", fmt.Sprintf("%d requests in flight; retry", cap(s.inflight)))
+				return
+			}
+		}
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(map[string]APIError{"error": {Code: "internal", Message: err.Error()}})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, code int, name, msg string) {
+	writeJSON(w, code, map[string]APIError{"error": {Code: name, Message: msg}})
+}
+
+// fail maps an error to its HTTP answer.
+func (s *Stick) fail(w http.ResponseWriter, err error) {
+	code, name := http.StatusInternalServerError, "internal"
+	var ue *UpgradeError
+	switch {
+	case errors.Is(err, ErrNotMeasured):
+		code, name = http.StatusServiceUnavailable, "not_measured"
+	case errors.Is(err, ErrNotReady):
+		code, name = http.StatusServiceUnavailable, "not_ready"
+	case errors.Is(err, ErrNoTPM):
+		code, name = http.StatusServiceUnavailable, "no_tpm"
+	case errors.Is(err, ErrNonce):
+		code, name = http.StatusBadRequest, "bad_nonce"
+	case errors.Is(err, ErrNotServed):
+		code, name = http.StatusServiceUnavailable, "actor_not_served"
+	case errors.Is(err, runtime.ErrUnknownActor):
+		code, name = http.StatusNotFound, "unknown_actor"
+	case errors.Is(err, runtime.ErrRequestTooLarge):
+		code, name = http.StatusRequestEntityTooLarge, "payload_too_large"
+	case errors.Is(err, runtime.ErrBusy):
+		code, name = http.StatusTooManyRequests, "busy"
+		w.Header().Set("Retry-After", "1")
+		s.m.overload.Add(1)
+	case errors.Is(err, runtime.ErrDeadline):
+		code, name = http.StatusGatewayTimeout, "deadline"
+	case errors.Is(err, runtime.ErrDenied):
+		code, name = http.StatusForbidden, "not_granted"
+	case errors.Is(err, runtime.ErrActor):
+		code, name = http.StatusUnprocessableEntity, "actor_error"
+	case errors.Is(err, runtime.ErrTrap), errors.Is(err, runtime.ErrResponseTooLarge):
+		code, name = http.StatusBadGateway, "actor_fault"
+	case errors.Is(err, runtime.ErrClosed):
+		code, name = http.StatusServiceUnavailable, "shutting_down"
+	case errors.Is(err, manifest.ErrSignature), errors.Is(err, manifest.ErrUnknownKey):
+		code, name = http.StatusForbidden, "bad_signature"
+	case errors.Is(err, manifest.ErrStale):
+		code, name = http.StatusConflict, "stale_manifest"
+	case errors.Is(err, ErrWrongImage):
+		code, name = http.StatusConflict, "wrong_image"
+	case errors.Is(err, manifest.ErrMalformed), errors.Is(err, manifest.ErrNotCanonical), errors.Is(err, manifest.ErrInvalid):
+		code, name = http.StatusBadRequest, "invalid_manifest"
+	case errors.Is(err, ErrNoGovernance):
+		code, name = http.StatusServiceUnavailable, "no_governance_key"
+	case errors.As(err, &ue):
+		code, name = http.StatusInternalServerError, "upgrade_incomplete"
+	}
+	if code < 500 {
+		s.m.rejected.Add(1)
+	}
+	writeError(w, code, name, err.Error())
+}
+
+// readJSON decodes a bounded JSON body strictly (unknown fields refused).
+func (s *Stick) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON value")
+	}
+	if err != nil {
+		s.m.rejected.Add(1)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("request body over %d bytes", mbe.Limit))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "malformed_json", err.Error())
+		return false
+	}
+	return true
+}
+
+func (s *Stick) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, err := s.servable(name); err != nil {
+		s.fail(w, err)
+		return
+	}
+	in, err := s.rt.Actor(name)
+	if err != nil {
+		s.fail(w, fmt.Errorf("%w %q", runtime.ErrUnknownActor, name))
+		return
+	}
+	// Base64 of the largest payload the actor takes, and room for the
+	// operation and JSON.
+	limit := int64(base64.StdEncoding.EncodedLen(int(in.Limits.MaxRequest))) + MaxOperation + 1024
+	var req InvokeRequest
+	if !s.readJSON(w, r, limit, &req) {
+		return
+	}
+	if req.Operation == "" || len(req.Operation) > MaxOperation {
+		s.m.rejected.Add(1)
+		writeError(w, http.StatusBadRequest, "bad_operation", fmt.Sprintf("operation must be 1 to %d bytes", MaxOperation))
+		return
+	}
+	res, err := s.Invoke(r.Context(), name, req.Operation, req.Payload)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Stick) handleAttest(w http.ResponseWriter, r *http.Request) {
+	var req AttestRequest
+	if !s.readJSON(w, r, maxSmallBody, &req) {
+		return
+	}
+	nonce, err := hex.DecodeString(req.Nonce)
+	if err != nil {
+		s.fail(w, fmt.Errorf("%w: not hex: %v", ErrNonce, err))
+		return
+	}
+	a, err := s.Attest(nonce)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Stick) handleEnrol(w http.ResponseWriter, r *http.Request) {
+	e, err := s.Enrol()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Stick) handleActivate(w http.ResponseWriter, r *http.Request) {
+	var req ActivateRequest
+	if !s.readJSON(w, r, maxSmallBody, &req) {
+		return
+	}
+	secret, err := s.Activate(req.CredentialBlob, req.EncryptedSecret)
+	if err != nil {
+		s.m.rejected.Add(1)
+		writeError(w, http.StatusBadRequest, "activation_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, ActivateResponse{Secret: secret})
+}
+
+func (s *Stick) handleManifest(w http.ResponseWriter, r *http.Request) {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, manifest.MaxSize))
+	if err != nil {
+		s.m.rejected.Add(1)
+		writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("manifest over %d bytes", manifest.MaxSize))
+		return
+	}
+	err = s.Apply(r.Context(), raw)
+	var ue *UpgradeError
+	switch {
+	case errors.As(err, &ue):
+		resp := ManifestResponse{Status: s.Status(), ActorErrors: map[string]string{}}
+		for n, e := range ue.Failed {
+			resp.ActorErrors[n] = e.Error()
+		}
+		writeJSON(w, http.StatusOK, resp)
+	case err != nil:
+		s.fail(w, err)
+	default:
+		resp := ManifestResponse{Status: s.Status()}
+		for _, a := range resp.Status.Actors {
+			if a.Error != "" {
+				if resp.ActorErrors == nil {
+					resp.ActorErrors = map[string]string{}
+				}
+				resp.ActorErrors[a.Name] = a.Error
+			}
+		}
+		writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+// handleMetrics writes the Prometheus text exposition format (0.0.4).
+func (s *Stick) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	st := s.Status()
+	var b strings.Builder
+	metric := func(name, typ, help string, samples ...string) {
+		fmt.Fprintf(&b, "# HELP teastick_%s %s\n# TYPE teastick_%s %s\n", name, help, name, typ)
+		for _, smp := range samples {
+			fmt.Fprintf(&b, "teastick_%s%s\n", name, smp)
+		}
+	}
+	one := func(v uint64) string { return fmt.Sprintf(" %d", v) }
+	bool01 := func(v bool) string {
+		if v {
+			return " 1"
+		}
+		return " 0"
+	}
+	var ver uint64
+	if st.Manifest != nil {
+		ver = st.Manifest.Version
+	}
+	metric("ready", "gauge", "1 once the boot sequence printed READY.", bool01(st.Ready))
+	metric("measured", "gauge", "1 while measured boot holds.", bool01(st.Measured))
+	metric("manifest_version", "gauge", "Version of the running manifest (0: none).", one(ver))
+	metric("uptime_seconds", "gauge", "Time since reset.", fmt.Sprintf(" %.3f", float64(st.UptimeMS)/1000))
+	metric("invocations_total", "counter", "Actor invocations through the API.", one(st.Counters.Invocations))
+	metric("invoke_errors_total", "counter", "Invocations that failed.", one(st.Counters.InvokeErrors))
+	metric("receipts_total", "counter", "Receipts signed.", one(st.Counters.Receipts))
+	metric("rejected_requests_total", "counter", "Requests refused with a 4xx.", one(st.Counters.Rejected))
+	metric("overload_responses_total", "counter", "429 and 503 answers for load.", one(st.Counters.Overload))
+	metric("attestations_total", "counter", "Quotes served.", one(st.Counters.Attestations))
+	metric("upgrades_total", "counter", "Manifest upgrades accepted.", one(st.Counters.Upgrades))
+	metric("upgrade_failures_total", "counter", "Manifest upgrades refused.", one(st.Counters.UpgradeFailures))
+	var calls, fails, faults, busy, denied, serving []string
+	for _, a := range st.Actors {
+		l := fmt.Sprintf("{actor=%q}", a.Name)
+		calls = append(calls, l+one(a.Calls))
+		fails = append(fails, l+one(a.Failed))
+		faults = append(faults, l+one(a.Faults))
+		busy = append(busy, l+one(a.Busy))
+		denied = append(denied, l+one(a.Denied))
+		serving = append(serving, l+bool01(a.State == StateServing))
+	}
+	metric("actor_serving", "gauge", "1 while the actor serves.", serving...)
+	metric("actor_calls_total", "counter", "Calls started per actor.", calls...)
+	metric("actor_failures_total", "counter", "Calls that returned an error, per actor.", fails...)
+	metric("actor_faults_total", "counter", "Traps, deadline hits and ABI breaks, per actor.", faults...)
+	metric("actor_busy_total", "counter", "Calls refused because the actor was busy.", busy...)
+	metric("actor_denied_total", "counter", "Capability calls refused as not granted.", denied...)
+	var codes []string
+	s.m.requests.Range(func(k, v any) bool {
+		codes = append(codes, fmt.Sprintf("{code=%q} %d", k, v.(interface{ Load() uint64 }).Load()))
+		return true
+	})
+	slices.Sort(codes)
+	metric("http_requests_total", "counter", "API requests by status code.", codes...)
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	metric("heap_inuse_bytes", "gauge", "Go heap in use.", one(ms.HeapInuse))
+	metric("heap_sys_bytes", "gauge", "Go heap obtained from the system.", one(ms.HeapSys))
+	live := []gometrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	gometrics.Read(live)
+	if live[0].Value.Kind() == gometrics.KindUint64 {
+		metric("heap_live_bytes", "gauge", "Go heap reachable at the last garbage collection.", one(live[0].Value.Uint64()))
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	io.WriteString(w, b.String())
+}

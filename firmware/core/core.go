@@ -1,0 +1,296 @@
+// Package core is the stick: what sits between a board (its TPM, its link
+// to the box, its console) and the people who use it. The same code runs on
+// bare metal (firmware/stick built for GOOS=tamago) and as the hosted stick
+// on Linux; the board-specific parts hand it a TPM, a measurer that resumed
+// measured boot, a verified fetcher for the box's IPFS node and an actor
+// runtime.
+//
+// Its life:
+//
+//   - New: generate the channel key (the TLS key of the API, bound into every
+//     quote) and the result key (signs receipts; certified by the attestation
+//     key with TPM2_Certify).
+//   - Boot: take the first signed release manifest, measure it (PCR 8, then a
+//     separator), fetch, verify, measure (PCR 9) and load each actor it
+//     names, close PCR 9 with a separator and print one READY line. An actor
+//     that fails is not served and is reported; the others come up.
+//   - Serve: Handler is the HTTP API (see firmware/core/openapi.yaml); every invoke
+//     result carries a receipt.
+//   - Upgrade: a newer manifest is measured into PCR 10 with every changed
+//     actor, each swapped atomically; a failure keeps the old version.
+//
+// Fail closed: a stick whose measured boot failed serves no actor.
+package core
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/firmware/receipt"
+	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/runtime"
+	"github.com/teastick/teastick/tpm/attest"
+	"github.com/teastick/teastick/tpm/eventlog"
+	"github.com/teastick/teastick/tpm/measure"
+)
+
+// Config is what a board hands the core.
+type Config struct {
+	// Version and Board name the firmware and where it runs.
+	Version, Board string
+	// TPM is the stick's TPM; nil when there is none.
+	TPM transport.TPM
+	// Measurer carries measured boot on; nil when it did not succeed, and
+	// NotMeasured says why.
+	Measurer    *measure.Measurer
+	NotMeasured error
+	// Governance are the keys whose manifests the stick accepts (built
+	// into the image).
+	Governance []ed25519.PublicKey
+	// Actors configures the actor runtime the core creates; the core sets
+	// its Signer to the result key (crypto.sign).
+	Actors runtime.Config
+	// Fetch returns verified content by CID from the box; nil when the
+	// stick has no box.
+	Fetch func(ctx context.Context, c cid.Cid) ([]byte, error)
+	// FetchTimeout bounds fetching one actor (default 2 minutes).
+	FetchTimeout time.Duration
+	// LoadParallel is how many actors are fetched and compiled at once
+	// (default 4; 1 where the link to the box carries one stream, as
+	// QEMU's guestfwd does).
+	LoadParallel int
+	// Log receives the stick's console lines (nil: discarded).
+	Log io.Writer
+	// Uptime is the time since reset (default: since New).
+	Uptime func() time.Duration
+	// MaxInFlight bounds API requests served at once; beyond it the API
+	// answers 503 (default 64).
+	MaxInFlight int
+}
+
+// Actor states in Status.
+const (
+	StateLoading = "loading"
+	StateServing = "serving"
+	StateFailed  = "failed"
+)
+
+// ActorStatus is one manifest actor as the stick sees it.
+type ActorStatus struct {
+	Name    string   `json:"name"`
+	CID     string   `json:"cid"`
+	Grants  []string `json:"grants"`
+	State   string   `json:"state"`
+	Error   string   `json:"error,omitempty"`
+	Engine  string   `json:"engine,omitempty"`
+	Calls   uint64   `json:"calls"`
+	Failed  uint64   `json:"failures"`
+	Faults  uint64   `json:"faults"`
+	Busy    uint64   `json:"busy"`
+	Denied  uint64   `json:"denied"`
+	Serving string   `json:"serving_cid,omitempty"`
+}
+
+// Stick is the running stick.
+type Stick struct {
+	cfg Config
+	rt  *runtime.Runtime
+	att *attest.Attester
+
+	channel    *ecdsa.PrivateKey
+	channelDER []byte
+
+	results *receipt.Signer
+
+	certOnce sync.Once
+	cert     *attest.Certification
+	certErr  error
+
+	// upgrade serialises manifest changes (boot and upgrades).
+	upgrade sync.Mutex
+
+	mu        sync.Mutex
+	manifest  *manifest.Manifest
+	manifests [][]byte // accepted signed manifests, boot first
+	actors    map[string]*ActorStatus
+	ready     bool
+
+	inflight chan struct{}
+	started  time.Time
+	m        metrics
+}
+
+// New makes the stick's keys. It does not touch the network.
+func New(cfg Config) (*Stick, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = 2 * time.Minute
+	}
+	if cfg.LoadParallel <= 0 {
+		cfg.LoadParallel = 4
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 64
+	}
+	s := &Stick{cfg: cfg, actors: map[string]*ActorStatus{}, started: time.Now()}
+	if s.cfg.Uptime == nil {
+		s.cfg.Uptime = func() time.Duration { return time.Since(s.started) }
+	}
+	s.inflight = make(chan struct{}, cfg.MaxInFlight)
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("core: channel key: %w", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	s.channel, s.channelDER = k, der
+	if s.results, err = receipt.NewSigner(rand.Reader); err != nil {
+		return nil, fmt.Errorf("core: result key: %w", err)
+	}
+	if cfg.TPM != nil {
+		s.att = &attest.Attester{TPM: cfg.TPM}
+	}
+	cfg.Actors.Signer = actorSigner{s.results}
+	s.rt = runtime.New(cfg.Actors)
+	return s, nil
+}
+
+// ChannelKey is the key of the API's TLS channel.
+func (s *Stick) ChannelKey() *ecdsa.PrivateKey { return s.channel }
+
+// ChannelDigest is SHA-256 of the channel key's PKIX DER, which the stick
+// prints at boot and a quote binds.
+func (s *Stick) ChannelDigest() [32]byte { return sha256.Sum256(s.channelDER) }
+
+// Runtime is the actor runtime.
+func (s *Stick) Runtime() *runtime.Runtime { return s.rt }
+
+// Close stops the actors.
+func (s *Stick) Close() error { return s.rt.Close() }
+
+// actorSigner gives actors the result key (crypto.sign): ECDSA P-256 over
+// runtime.ActorMessage, which no receipt can collide with.
+type actorSigner struct{ r *receipt.Signer }
+
+func (a actorSigner) SignActor(actor cid.Cid, msg []byte) ([]byte, error) {
+	d := sha256.Sum256(runtime.ActorMessage(actor, msg))
+	return ecdsa.SignASN1(rand.Reader, a.r.Key(), d[:])
+}
+
+func (s *Stick) logf(format string, args ...any) {
+	fmt.Fprintf(s.cfg.Log, format+"\n", args...)
+}
+
+// ErrNotMeasured: measured boot did not succeed, so the stick serves no
+// actors and accepts no manifest.
+var ErrNotMeasured = errors.New("not measured")
+
+// Measured reports nil when measured boot holds, else why not.
+func (s *Stick) Measured() error {
+	m := s.cfg.Measurer
+	if m == nil {
+		why := s.cfg.NotMeasured
+		if why == nil {
+			why = errors.New("no measured boot")
+		}
+		return fmt.Errorf("%w: %v", ErrNotMeasured, why)
+	}
+	if err := m.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotMeasured, err)
+	}
+	return nil
+}
+
+// ImageDigest is the stick image digest stage 0 measured (the EV_IPL event
+// on PCR 4).
+func (s *Stick) ImageDigest() (d [32]byte, ok bool) {
+	if s.cfg.Measurer == nil {
+		return d, false
+	}
+	for _, e := range s.cfg.Measurer.Events() {
+		if e.PCR == measure.PCRImage && e.Type == eventlog.EV_IPL {
+			return e.Digest, true
+		}
+	}
+	return d, false
+}
+
+// ManifestVersion is the running manifest's version, 0 before one.
+func (s *Stick) ManifestVersion() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.manifest == nil {
+		return 0
+	}
+	return s.manifest.Version
+}
+
+// Ready reports whether the boot sequence finished (READY was printed).
+func (s *Stick) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+// Manifest errors beyond package manifest's.
+var (
+	ErrNoGovernance = errors.New("this image has no governance key built in")
+	ErrWrongImage   = errors.New("the manifest does not allow the image this stick runs")
+	ErrNoBox        = errors.New("no box: the stick cannot fetch actors")
+	ErrNotReady     = errors.New("no manifest yet: the stick has not booted its actors")
+)
+
+// verifyManifest checks a signed manifest against the governance keys and
+// the running image.
+func (s *Stick) verifyManifest(raw []byte) (*manifest.Manifest, error) {
+	if err := s.Measured(); err != nil {
+		return nil, err
+	}
+	if len(s.cfg.Governance) == 0 {
+		return nil, ErrNoGovernance
+	}
+	m, err := manifest.Verify(raw, s.cfg.Governance...)
+	if err != nil {
+		return nil, err
+	}
+	running, ok := s.ImageDigest()
+	if !ok || hex.EncodeToString(running[:]) != m.Firmware.Stick {
+		return nil, fmt.Errorf("%w: this stick runs image sha256:%x, the manifest allows sha256:%s", ErrWrongImage, running, m.Firmware.Stick)
+	}
+	return m, nil
+}
+
+// Counter pairs for metrics.
+type metrics struct {
+	invokes, invokeErrors, rejected, overload atomic.Uint64
+	upgrades, upgradeFailures, attests        atomic.Uint64
+	requests                                  sync.Map // "code" -> *atomic.Uint64
+}
+
+func (m *metrics) request(code int) {
+	k := fmt.Sprint(code)
+	v, ok := m.requests.Load(k)
+	if !ok {
+		v, _ = m.requests.LoadOrStore(k, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}

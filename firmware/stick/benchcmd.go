@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	actorruntime "github.com/teastick/teastick/runtime"
+	"github.com/teastick/teastick/runtime/benchmode"
+)
+
+// benchFetch returns verified content by CID from the box; main sets it
+// where it makes its box client. Nil: no box, and bench says so.
+var benchFetch func(ctx context.Context, c cid.Cid) ([]byte, error)
+
+func init() {
+	registered["bench"] = command{
+		help: "ECHO KERNEL NOTARY WORDCOUNT [EDGE]: CIDs of the example actors (and edge.wat) on the box: measure the actor runtime (bench: lines)",
+		run:  cmdBench,
+	}
+}
+
+// cmdBench fetches the benchmark's actors from the box and runs bench mode
+// (runtime/benchmode) in a runtime of its own: what it loads is never
+// served, measured or reachable through the API, and has no grant but
+// crypto.sha256 (the notary's hash). The console waits for it.
+func cmdBench(w io.Writer, args []string) {
+	if len(args) < 4 || len(args) > 5 {
+		fmt.Fprintln(w, "bench: usage: bench ECHO_CID KERNEL_CID NOTARY_CID WORDCOUNT_CID [EDGE_CID]")
+		return
+	}
+	if benchFetch == nil {
+		fmt.Fprintln(w, "bench: FAILED: no box to fetch actors from")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	var mods benchmode.Modules
+	for i, m := range []*benchmode.Module{&mods.Echo, &mods.Kernel, &mods.Notary, &mods.Wordcount, &mods.Edge}[:len(args)] {
+		c, err := cid.Decode(args[i])
+		if err != nil {
+			fmt.Fprintf(w, "bench: bad CID %q: %v\n", args[i], err)
+			return
+		}
+		start := time.Now()
+		b, err := benchFetch(ctx, c)
+		if err != nil {
+			fmt.Fprintf(w, "bench: FAILED: fetch %s: %v\n", c, err)
+			return
+		}
+		fmt.Fprintf(w, "bench: fetched %s %d bytes in %d ms\n", c, len(b), time.Since(start).Milliseconds())
+		*m = benchmode.Module{CID: c, Code: b}
+	}
+	rt := actorruntime.New(actorruntime.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer rt.Close()
+	if err := benchmode.Run(ctx, w, rt, mods); err != nil {
+		fmt.Fprintln(w, "bench: FAILED: see the figures above")
+	}
+}
