@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -149,9 +148,6 @@ func (e *env) result(v any, text string) {
 	fmt.Fprint(e.stdout, text)
 }
 
-// Governance keys are PEM files holding the Ed25519 seed.
-const keyPEMType = "TEASTICK GOVERNANCE KEY"
-
 func keyGenerate(e *env, args []string) error {
 	fs := e.flags("key generate", "KEYFILE")
 	pos, err := parse(fs, args)
@@ -169,7 +165,7 @@ func keyGenerate(e *env, args []string) error {
 	if err != nil {
 		return ioErr(fmt.Errorf("key generate: %w (an existing key is never overwritten)", err))
 	}
-	if err := pem.Encode(f, &pem.Block{Type: keyPEMType, Bytes: priv.Seed()}); err != nil {
+	if _, err := f.Write(manifest.EncodeKey(priv)); err != nil {
 		f.Close()
 		os.Remove(pos[0])
 		return ioErr(err)
@@ -194,11 +190,11 @@ func loadKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, ioErr(err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != keyPEMType || len(blk.Bytes) != ed25519.SeedSize {
+	k, err := manifest.ParseKey(b)
+	if err != nil {
 		return nil, checkErr(fmt.Errorf("%s is not a teastick governance key", path))
 	}
-	return ed25519.NewKeyFromSeed(blk.Bytes), nil
+	return k, nil
 }
 
 func keyPublic(e *env, args []string) error {
