@@ -1,45 +1,66 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/firmware/core/client"
+	"github.com/teastick/teastick/firmware/receipt"
+	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/runtime/actortest"
+	"github.com/teastick/teastick/tpm/attest"
+	"github.com/teastick/teastick/tpm/verify"
 )
 
-// TestActorsOnStick boots stage 0 and the stick with a provisioned swtpm
-// and a real kubo node as the box, then has the stick fetch the example
-// actors by CID, measure them and run them on bare metal with wazero's
-// interpreter.
-func TestActorsOnStick(t *testing.T) {
+// TestStickEndToEnd boots stage 0 and the stick under QEMU with a
+// provisioned swtpm and a real kubo node as the box, and uses the stick
+// as its users do, over its API from the host: hand it a signed manifest,
+// wait for READY, enrol and attest, invoke the example actors (wazero's
+// interpreter on bare metal) and check their receipts, push an upgrade and
+// attest again, refuse a stale and a tampered manifest.
+func TestStickEndToEnd(t *testing.T) {
 	if why := CompilerMissing(root); why != "" {
-		t.Skipf("QEMU actor test SKIPPED: %s", why)
+		t.Skipf("QEMU end-to-end test SKIPPED: %s", why)
 	}
-	dir, err := os.MkdirTemp("", "teastick-actors-")
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "teastick-e2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	b := Build{Root: root, Dir: dir, Version: "actor-test"}
-	stick, err := b.Image(context.Background())
+	b := Build{Root: root, Dir: dir, Version: "e2e-test",
+		GovernanceKey: hex.EncodeToString(testGovernance.Public().(ed25519.PublicKey))}
+	stickPath, err := b.Image(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	container, err := WrapStick(stick, dir)
+	container, err := WrapStick(stickPath, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	stickBytes, _ := os.ReadFile(stickPath)
+	stage0Bytes, _ := os.ReadFile(b.Stage0())
+	stickSum, stage0Sum := sha256.Sum256(stickBytes), sha256.Sum256(stage0Bytes)
+
 	node := kubotest.Start(t)
 	cl := &ipfs.Client{Gateway: node.Gateway, API: node.API}
 	put := func(data []byte) string {
 		c, blocks := ipfs.Add(data)
 		for _, b := range blocks {
-			if _, err := cl.Put(context.Background(), b.CID.Type(), b.Data); err != nil {
+			if _, err := cl.Put(ctx, b.CID.Type(), b.Data); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -48,31 +69,162 @@ func TestActorsOnStick(t *testing.T) {
 	echo := put(actortest.GoActor(t, "echo"))
 	notary := put(actortest.GoActor(t, "notary"))
 	wc := put(actortest.GoActor(t, "wordcount"))
+	edge := put(actortest.Wat(t, "edge"))
+	victim := put(actortest.GoActor(t, "kernel")) // served tampered by the box below
 	data := put([]byte(strings.Repeat("stick reads box data\n", 500)))
-	input := strings.Join([]string{
-		"load echo " + echo + " log",
-		"invoke echo echo hello from qemu",
-		"load notary " + notary + " crypto.sha256",
-		"invoke notary hash abc",
-		"load wordcount " + wc + " ipfs.cat",
-		"invoke wordcount count " + data,
-		"actors",
-		"halt",
-	}, "\n") + "\n"
-	res, err := Machine{Kernel: b.Stage0(), StickImage: container, TPM: startTPM(t, true),
-		BoxGateway: strings.TrimPrefix(node.Gateway, "http://"), InputAfter: "https on :80",
-		Input: input}.Run(context.Background(), 15*time.Minute, nil)
+
+	sign := func(version uint64, actors ...manifest.Actor) []byte {
+		m, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: version,
+			Firmware: manifest.Firmware{Stage0: hex.EncodeToString(stage0Sum[:]), Stick: hex.EncodeToString(stickSum[:])},
+			Actors:   actors}, testGovernance)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	v1 := sign(1,
+		manifest.Actor{Name: "echo", CID: echo, Grants: []string{"log"}},
+		manifest.Actor{Name: "notary", CID: notary, Grants: []string{"crypto.sha256", "crypto.sign"}},
+		manifest.Actor{Name: "wordcount", CID: wc, Grants: []string{"ipfs.cat"}},
+		manifest.Actor{Name: "kernel", CID: victim},
+	)
+	v2 := sign(2,
+		manifest.Actor{Name: "echo", CID: edge, Grants: []string{"log"}},
+		manifest.Actor{Name: "wordcount", CID: wc, Grants: []string{"ipfs.cat"}},
+	)
+	tpm, roots := provisionedTPM(t, ctx)
+	port, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
+	toCIDs := func(ss ...string) []cid.Cid {
+		var out []cid.Cid
+		for _, s := range ss {
+			out = append(out, cid.MustParse(s))
+		}
+		return out
+	}
+
+	var report []string
+	logf := func(format string, args ...any) {
+		report = append(report, fmt.Sprintf(format, args...))
+	}
+	problem := make(chan error, 1)
+	session := func(typeIn func(string)) {
+		defer typeIn("halt\n")
+		err := func() error {
+			c := &client.Client{URL: fmt.Sprintf("https://127.0.0.1:%d", port), Timeout: 2 * time.Minute, UpgradeTimeout: 10 * time.Minute}
+			start := time.Now()
+			resp, err := c.Manifest(ctx, v1)
+			if err != nil {
+				return fmt.Errorf("boot manifest: %w", err)
+			}
+			logf("boot manifest: %d ms, actor errors %v", time.Since(start).Milliseconds(), resp.ActorErrors)
+			if !resp.Status.Ready || len(resp.ActorErrors) != 1 || !strings.Contains(resp.ActorErrors["kernel"], victim) {
+				return fmt.Errorf("after the boot manifest (kernel tampered by the box): %+v", resp)
+			}
+			var e *client.Error
+			if _, err := c.Invoke(ctx, "kernel", "run", nil); !errors.As(err, &e) || e.Code != "actor_not_served" {
+				return fmt.Errorf("the tampered actor answered %v", err)
+			}
+			req, err := c.Enrol(ctx)
+			if err != nil {
+				return err
+			}
+			ch, pending, err := verify.Enrol(req, roots)
+			if err != nil {
+				return err
+			}
+			secret, err := c.Activate(ctx, ch.CredentialBlob, ch.EncryptedSecret)
+			if err != nil {
+				return err
+			}
+			ak, err := pending.Finish(secret)
+			if err != nil {
+				return err
+			}
+			attest := func(ref *verify.Reference) (*verify.Verdict, []byte, error) {
+				nonce := sha256.Sum256([]byte(time.Now().String()))
+				start := time.Now()
+				a, peer, err := c.Attest(ctx, nonce[:])
+				if err != nil {
+					return nil, nil, err
+				}
+				logf("attest: %d ms", time.Since(start).Milliseconds())
+				v := verify.Verify(a.Evidence, verify.Expect{AKPublic: ak, Nonce: nonce[:], ChannelKey: peer, Reference: ref})
+				if err := receiptsCheck(ctx, c, a.ResultKey, ak, logf, data); err != nil {
+					return v, peer, err
+				}
+				return v, peer, nil
+			}
+			ref := &verify.Reference{Events: verify.BootEvents(stickSum, []byte("version=e2e-test\nboard=qemu-virt-arm\n"), v1),
+				Actors: toCIDs(echo, notary, wc)}
+			v, peer, err := attest(ref)
+			if err != nil {
+				return err
+			}
+			if !v.OK() {
+				return fmt.Errorf("verdict:\n%s", v)
+			}
+			c.Pin(client.KeyDigest(peer))
+			load, err := c.Load(ctx, 32, 10*time.Second, func(i, n int) client.Call {
+				return client.Call{Actor: "echo", Operation: "echo", Payload: fmt.Appendf(nil, "client %d call %d", i, n)}
+			})
+			if err != nil {
+				return fmt.Errorf("load: %w", err)
+			}
+			logf("load: %s", load)
+			if len(load.Failed) > 0 || load.OK == 0 {
+				return fmt.Errorf("load: %s; first failure: %v", load, load.Failed)
+			}
+			for _, bad := range []struct {
+				m    []byte
+				want string
+			}{{v1, "stale_manifest"}, {bytes.Replace(v2, []byte(`"version":2`), []byte(`"version":3`), 1), "bad_signature"}} {
+				var e *client.Error
+				if _, err := c.Manifest(ctx, bad.m); !errors.As(err, &e) || e.Code != bad.want {
+					return fmt.Errorf("manifest answered %v, want %s", err, bad.want)
+				}
+			}
+			start = time.Now()
+			resp, err = c.Manifest(ctx, v2)
+			if err != nil {
+				return fmt.Errorf("upgrade: %w", err)
+			}
+			logf("upgrade: %d ms, actor errors %v", time.Since(start).Milliseconds(), resp.ActorErrors)
+			r, err := c.Invoke(ctx, "echo", "echo", []byte("upgraded"))
+			if err != nil || r.Receipt.CID != edge || string(r.Output) != "upgraded" {
+				return fmt.Errorf("echo after the upgrade: %v %+v", err, r)
+			}
+			ref2 := &verify.Reference{Events: ref.Events, Actors: toCIDs(echo, notary, wc, edge), Upgrades: [][]byte{v2}}
+			if v, _, err := attest(ref2); err != nil || !v.OK() {
+				return fmt.Errorf("after the upgrade: %v\n%s", err, v)
+			}
+			if v, _, _ := attest(ref); v == nil || v.OK() {
+				return errors.New("the pre-upgrade reference still verifies after the upgrade")
+			}
+			return nil
+		}()
+		problem <- err
+	}
+	res, err := Machine{Kernel: b.Stage0(), StickImage: container, TPM: tpm, HTTPPort: port,
+		BoxGateway: strings.TrimPrefix(node.Tampering(t, victim), "http://"), InputAfter: "manifest: none yet",
+		Session: session}.Run(ctx, 20*time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-problem:
+		if err != nil {
+			t.Error(err)
+		}
+	default:
+		t.Error("the API session did not finish")
+	}
 	for _, want := range []string{
-		`^load: echo ` + echo + ` \d+ bytes, fetched in \d+ ms, loaded in \d+ ms \(interpreter\), measured into PCR 10, grants \[log\]$`,
-		`^invoke: echo\.echo 15 bytes in \d+ us: hello from qemu$`,
-		`^load: notary ` + notary + ` .*\(interpreter\)`,
-		// SHA-256("abc")
-		`^invoke: notary\.hash 32 bytes in \d+ us: 0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad$`,
-		`^invoke: wordcount\.count \d+ bytes in \d+ us: .*"words":2000`,
-		`^actors: 3 served$`,
+		`^actor: echo ` + echo + ` \d+ bytes, fetched in \d+ ms, loaded in \d+ ms, measured into PCR 9, grants \[log\]$`,
+		`^READY: manifest version 1, actors \[echo notary wordcount\], NOT SERVED \[kernel\] in \d+ ms$`,
+		`^actor: echo now ` + edge + `, measured into PCR 10$`,
 	} {
 		if !matchLine(res, want) {
 			t.Errorf("no line matching %q", want)
@@ -82,8 +234,44 @@ func TestActorsOnStick(t *testing.T) {
 		t.Logf("console:\n%s", res.Console)
 	}
 	for _, l := range res.Lines {
-		if strings.HasPrefix(l.Text, "load: ") || strings.HasPrefix(l.Text, "invoke: ") {
+		if strings.HasPrefix(l.Text, "actor: ") || strings.HasPrefix(l.Text, "READY") || strings.HasPrefix(l.Text, "manifest: ") {
 			t.Log(l.Text)
 		}
 	}
+	for _, l := range report {
+		t.Log(l)
+	}
+}
+
+// receiptsCheck invokes each example actor once and checks its receipt
+// against the certified result key.
+func receiptsCheck(ctx context.Context, c *client.Client, cert *attest.Certification, ak []byte, logf func(string, ...any), data string) error {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	for _, call := range []struct{ name, op, payload string }{
+		{"echo", "echo", "hello from qemu"}, {"notary", "hash", "abc"}, {"wordcount", "count", data},
+	} {
+		serving := false
+		for _, a := range st.Actors {
+			serving = serving || (a.Name == call.name && a.State == "serving")
+		}
+		if !serving {
+			continue
+		}
+		start := time.Now()
+		r, err := c.Invoke(ctx, call.name, call.op, []byte(call.payload))
+		if err != nil {
+			return fmt.Errorf("%s.%s: %w", call.name, call.op, err)
+		}
+		logf("invoke %s.%s: %d bytes in %d ms", call.name, call.op, len(r.Output), time.Since(start).Milliseconds())
+		if err := receipt.VerifyCertified(r.Receipt, cert, ak); err != nil {
+			return fmt.Errorf("%s.%s receipt: %w", call.name, call.op, err)
+		}
+		if err := receipt.CheckInput(r.Receipt, []byte(call.payload), r.Output); err != nil {
+			return fmt.Errorf("%s.%s receipt: %w", call.name, call.op, err)
+		}
+	}
+	return nil
 }

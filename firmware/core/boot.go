@@ -71,7 +71,7 @@ func (s *Stick) prepareOne(ctx context.Context, p *prepared) error {
 	start := time.Now()
 	module, err := s.cfg.Fetch(fctx, c)
 	if err != nil {
-		return fmt.Errorf("fetch %s: %w", c, err)
+		return err
 	}
 	p.size = len(module)
 	p.fetched = time.Since(start)

@@ -65,8 +65,9 @@ type Config struct {
 	// Actors configures the actor runtime the core creates; the core sets
 	// its Signer to the result key (crypto.sign).
 	Actors runtime.Config
-	// Fetch returns verified content by CID from the box; nil when the
-	// stick has no box.
+	// Fetch returns verified content by CID from the box (its errors name
+	// the CID, as netstack/ipfs.Client's do); nil when the stick has no
+	// box.
 	Fetch func(ctx context.Context, c cid.Cid) ([]byte, error)
 	// FetchTimeout bounds fetching one actor (default 2 minutes).
 	FetchTimeout time.Duration

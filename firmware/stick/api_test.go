@@ -17,10 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -451,38 +448,13 @@ func TestHostedEndToEnd(t *testing.T) {
 // the status says why, the others come up.
 func TestHostedHostileBox(t *testing.T) {
 	e := newE2E(t)
-	target, _ := url.Parse(e.node.Gateway)
-	proxy := httputil.NewSingleHostReverseProxy(target)
 	wcCID := cids(t, e.wc)[0]
-	proxy.ModifyResponse = func(resp *http.Response) error {
-		if !strings.Contains(resp.Request.URL.Path, e.wc) {
-			return nil
-		}
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return err
-		}
-		if len(b) > 100 {
-			b[len(b)-50] ^= 0xff // FAULT INJECTION: one flipped byte
-		}
-		resp.Body = io.NopCloser(bytes.NewReader(b))
-		resp.ContentLength = int64(len(b))
-		resp.Header.Del("Content-Length")
-		return nil
-	}
-	hostile := &http.Server{Handler: proxy}
-	l, err := netListen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hostile.Serve(l)
-	t.Cleanup(func() { hostile.Close() })
-
+	hostile := e.node.Tampering(t, e.wc)
 	v1 := e.manifest(t, 1, e.gov,
 		manifest.Actor{Name: "echo", CID: e.echo, Grants: []string{"log"}},
 		manifest.Actor{Name: "wordcount", CID: e.wc, Grants: []string{"ipfs.cat"}},
 	)
-	st := startStick(t, append(e.args("http://"+l.Addr().String()), "-manifest", writeFile(t, v1))...)
+	st := startStick(t, append(e.args(hostile), "-manifest", writeFile(t, v1))...)
 	if l := st.waitFor("READY:", 2*time.Minute); !strings.HasPrefix(l, "READY: manifest version 1, actors [echo], NOT SERVED [wordcount]") {
 		t.Fatalf("READY line: %q", l)
 	}
@@ -510,8 +482,6 @@ func TestHostedHostileBox(t *testing.T) {
 		t.Errorf("echo beside a tampered actor: %v", err)
 	}
 }
-
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 
 // putFile adds data to the kubo node as teactl publishes it and returns
 // its CID.
@@ -548,87 +518,26 @@ func TestHostedLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Pin(client.KeyDigest(c.PeerKey()))
-	heap := func(name string) float64 {
-		m, err := c.Metrics(ctx)
-		if err != nil {
-			t.Fatal(err)
+	r, err := c.Load(ctx, clients, time.Duration(seconds)*time.Second, func(i, n int) client.Call {
+		if (i+n)%4 == 0 {
+			return client.Call{Actor: "notary", Operation: "hash", Payload: fmt.Appendf(nil, "client %d call %d", i, n)}
 		}
-		for _, l := range strings.Split(m, "\n") {
-			if v, ok := strings.CutPrefix(l, "teastick_"+name+" "); ok {
-				var f float64
-				fmt.Sscan(v, &f)
-				return f / (1 << 20)
-			}
-		}
-		t.Fatalf("no teastick_%s in /metrics", name)
-		return 0
+		return client.Call{Actor: "echo", Operation: "echo", Payload: fmt.Appendf(nil, "client %d call %d", i, n)}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	start, startLive := heap("heap_inuse_bytes"), heap("heap_live_bytes")
-
-	var (
-		mu       sync.Mutex
-		ok, busy int
-		failed   []string
-		counters = map[uint64]bool{}
-		worst    time.Duration
-	)
-	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; time.Now().Before(deadline); n++ {
-				name, op := "echo", "echo"
-				if (i+n)%4 == 0 {
-					name, op = "notary", "hash"
-				}
-				payload := []byte(fmt.Sprintf("client %d call %d", i, n))
-				t0 := time.Now()
-				res, err := c.Invoke(ctx, name, op, payload)
-				d := time.Since(t0)
-				mu.Lock()
-				worst = max(worst, d)
-				var apiErr *client.Error
-				switch {
-				case err == nil && counters[res.Receipt.Counter]:
-					failed = append(failed, fmt.Sprintf("receipt counter %d repeated", res.Receipt.Counter))
-				case err == nil:
-					counters[res.Receipt.Counter] = true
-					ok++
-				case errors.As(err, &apiErr) && apiErr.Status == http.StatusTooManyRequests:
-					busy++
-				default:
-					failed = append(failed, err.Error())
-				}
-				mu.Unlock()
-				if err == nil && n%97 == 0 {
-					if err := receipt.CheckInput(res.Receipt, payload, res.Output); err != nil {
-						mu.Lock()
-						failed = append(failed, err.Error())
-						mu.Unlock()
-					}
-				}
-				if err != nil {
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
-		}()
+	t.Logf("load: %s", r)
+	if len(r.Failed) > 0 {
+		t.Errorf("%d requests failed, first: %s", len(r.Failed), r.Failed[0])
 	}
-	wg.Wait()
-	end, endLive := heap("heap_inuse_bytes"), heap("heap_live_bytes")
-	t.Logf("load: %d clients for %d s: %d ok (%.0f/s), %d 429, %d failed, slowest %v; heap in use %.1f MiB at start, %.1f MiB at end (live at the last GC %.1f, %.1f MiB)",
-		clients, seconds, ok, float64(ok)/float64(seconds), busy, len(failed), worst.Round(time.Millisecond), start, end, startLive, endLive)
-	if len(failed) > 0 {
-		t.Errorf("%d requests failed, first: %s", len(failed), failed[0])
-	}
-	if ok == 0 {
+	if r.OK == 0 {
 		t.Error("no request succeeded")
 	}
 	// Bounded: the pools hold at most max_concurrent instances per actor,
 	// so the heap must not grow with the number of requests served.
-	if endLive > 2*startLive+32 || end > 2*start+64 {
-		t.Errorf("heap grew from %.1f MiB to %.1f MiB (live %.1f to %.1f MiB)", start, end, startLive, endLive)
+	if r.LiveEnd > 2*r.LiveStart+32<<20 || r.HeapEnd > 2*r.HeapStart+64<<20 {
+		t.Errorf("heap grew: %s", r)
 	}
 	if s, err := c.Status(ctx); err != nil || !s.Ready {
 		t.Errorf("after the load: %+v %v", s, err)
