@@ -44,8 +44,19 @@ EXIT_AFTER ?= 0
 # static one.
 NET ?= static
 # Hex Ed25519 public key whose signatures the stick accepts on release
-# manifests (teactl key public prints it). Empty: the stick accepts none.
+# manifests (teactl key public prints it). Empty: the stick accepts none,
+# except under `make qemu`, which then makes a development key in
+# $(DEV_GOVERNANCE_KEY), builds its public key in, and has the launcher
+# sign and post a manifest of the example actors with it.
 GOVERNANCE_KEY ?=
+DEV_GOVERNANCE_KEY := $(BUILD_DIR)/dev-governance.key
+ifeq ($(GOVERNANCE_KEY)$(filter qemu,$(MAKECMDGOALS)),qemu)
+GOVERNANCE_KEY := $(shell mkdir -p $(BUILD_DIR) && { test -f $(DEV_GOVERNANCE_KEY) || $(GO) run ./cmd/teactl key generate $(DEV_GOVERNANCE_KEY) >&2; } && $(GO) run ./cmd/teactl --json key public $(DEV_GOVERNANCE_KEY) | sed -n 's/.*"public_key": *"\([0-9a-f]*\)".*/\1/p')
+QEMU_MANIFEST_KEY ?= $(DEV_GOVERNANCE_KEY)
+endif
+# The key the launcher signs the example manifest with (empty: it posts
+# none; hand the stick a manifest yourself).
+QEMU_MANIFEST_KEY ?=
 
 IMAGE := $(BUILD_DIR)/stick-$(TARGET).elf
 STAGE0 := $(BUILD_DIR)/boot-$(TARGET).elf
@@ -97,7 +108,7 @@ $(STAGE0): tamago-present FORCE
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
-	$(GO) run ./cmd/teastick-qemu -stage0 $(STAGE0) -stick $(IMAGE)
+	$(GO) run ./cmd/teastick-qemu -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -9,8 +9,15 @@
 // stick's exit status becomes this command's), a software TPM whose state
 // is kept per stick, and an offline kubo node on loopback as the box: the
 // stick reaches its gateway at 10.0.2.100:8080, the host reaches the
-// stick's HTTP port at 127.0.0.1:8480. Everything stops with QEMU. Press
+// stick's API at https://127.0.0.1:8480. Everything stops with QEMU. Press
 // Ctrl-A X to stop QEMU.
+//
+// With -governance-key (a teactl key file whose public key the image has
+// built in; `make qemu` makes a development one), the launcher also
+// builds the example actors (runtime/examples, GOOS=wasip1), publishes
+// them to the box, signs a manifest naming them, and hands it to the
+// stick over its API once the API answers, so the stick comes up READY
+// with echo, notary and wordcount.
 package main
 
 import (
@@ -36,6 +43,7 @@ func main() {
 	tpmState := flag.String("tpm-state", "build/tpm", "software TPM state directory, one per stick (provisioned on first use); empty: no TPM")
 	kuboRepo := flag.String("kubo-repo", "build/kubo", "repository of the IPFS node standing in for the box (offline, loopback; created on first use); empty: no box")
 	httpPort := flag.Int("http-port", 8480, "host loopback port forwarded to the stick's HTTP port; 0: none")
+	govKey := flag.String("governance-key", "", "teactl key file: publish the example actors and post a manifest signed with it (needs the box and -http-port)")
 	dry := flag.Bool("n", false, "print the QEMU command line and exit")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: teastick-qemu [-stage0 ELF -stick ELF | -kernel ELF] [-m MiB] [-n] [-- extra QEMU args]\n\n")
@@ -109,6 +117,14 @@ func main() {
 		defer node.Stop()
 		m.BoxGateway = strings.TrimPrefix(node.Gateway, "http://")
 		fmt.Fprintf(os.Stderr, "teastick-qemu: IPFS node (the box): RPC %s, gateway %s, seen by the stick at %s\n", node.API, node.Gateway, qemu.BoxAddr)
+		if *govKey != "" && *httpPort != 0 && *kernel == "" {
+			signed, err := exampleManifest(ctx, node, *govKey, *stage0, *stick)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
+				os.Exit(1)
+			}
+			go postManifest(ctx, fmt.Sprintf("https://127.0.0.1:%d", *httpPort), signed)
+		}
 	}
 	if *httpPort != 0 {
 		fmt.Fprintf(os.Stderr, "teastick-qemu: the stick's API: https://127.0.0.1:%d/v1/status (TLS with the stick's channel key: pin it, or curl -k)\n", *httpPort)

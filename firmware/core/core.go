@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,6 +172,17 @@ func New(cfg Config) (*Stick, error) {
 		s.att = &attest.Attester{TPM: cfg.TPM}
 	}
 	cfg.Actors.Signer = actorSigner{s.results}
+	if cfg.Actors.Log == nil {
+		// The runtime's log (actors' output, denials) goes to the
+		// console. Without a time: a stick has no wall clock.
+		cfg.Actors.Log = slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{
+			ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+				if len(groups) == 0 && a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			}}))
+	}
 	s.rt = runtime.New(cfg.Actors)
 	return s, nil
 }
