@@ -52,7 +52,7 @@ func precheck(module []byte) ([]byte, error) {
 		if id == 0 {
 			continue // custom
 		}
-		if err := checkSection(id, body); err != nil {
+		if err := checkSection(id, body, len(module)); err != nil {
 			return nil, fmt.Errorf("section %d at offset %d: %w", id, start, err)
 		}
 		if id == 11 && !sawDataCount {
@@ -69,14 +69,15 @@ func precheck(module []byte) ([]byte, error) {
 	return out, nil
 }
 
-func checkSection(id byte, r *wreader) error {
+func checkSection(id byte, r *wreader, moduleLen int) error {
 	switch id {
 	case 8: // start
 		r.u32()
 		return r.done()
 	case 12: // data count
-		if n := r.u32(); r.err == nil && n > uint32(len(r.b)) {
-			// A count is no allocation, but keep it honest.
+		// A count is no allocation, but keep it honest: every segment
+		// takes at least one byte of the module.
+		if n := r.u32(); r.err == nil && uint64(n) > uint64(moduleLen) {
 			return errors.New("data count larger than the module")
 		}
 		return r.done()
