@@ -1,0 +1,115 @@
+package qemu
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/teastick/teastick/netstack/ipfs"
+	"github.com/teastick/teastick/netstack/ipfs/kubotest"
+	"github.com/teastick/teastick/runtime/actortest"
+)
+
+// BenchmarkRuntimeOnStick runs the actor runtime's benchmarks on the stick
+// under QEMU (wazero's interpreter on the emulated Cortex-A7): a real kubo
+// node as the box holds the example actors and the edge fixture, and the
+// console's bench command (firmware/stick/benchcmd.go, runtime/benchmode)
+// fetches them by CID and measures every figure in one run. The stick
+// boots without stage 0 or a TPM: bench mode runs actors in a runtime of
+// its own, which measurement does not gate.
+func BenchmarkRuntimeOnStick(b *testing.B) {
+	if why := CompilerMissing(root); why != "" {
+		b.Skipf("QEMU runtime benchmark SKIPPED: %s", why)
+	}
+	stick, err := Build{Root: root, Dir: b.TempDir(), Version: "bench"}.Image(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	node := kubotest.Start(b)
+	cl := &ipfs.Client{Gateway: node.Gateway, API: node.API}
+	put := func(data []byte) string {
+		c, blocks := ipfs.Add(data)
+		for _, blk := range blocks {
+			if _, err := cl.Put(context.Background(), blk.CID.Type(), blk.Data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return c.String()
+	}
+	cids := []string{
+		put(actortest.GoActor(b, "echo")),
+		put(actortest.GoActor(b, "kernel")),
+		put(actortest.GoActor(b, "notary")),
+		put(actortest.GoActor(b, "wordcount")),
+		put(actortest.Wat(b, "edge")),
+	}
+	const f = `([0-9]+(?:\.[0-9]+)?)`
+	figures := []struct {
+		re    string
+		units []string // one per captured number
+	}{
+		{`^bench: empty-invoke edge ` + f + ` us/op `, []string{"edge-empty-us/op"}},
+		{`^bench: empty-invoke echo ` + f + ` us/op `, []string{"echo-empty-us/op"}},
+		{`^bench: kernel native ` + f + ` ms actor ` + f + ` ms ratio ` + f + `x `,
+			[]string{"kernel-native-ms", "kernel-actor-ms", "kernel-x-native"}},
+		{`^bench: sha256-1MiB native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x `,
+			[]string{"sha256-native-ms", "sha256-capability-ms", "sha256-x-native"}},
+		{`^bench: cold-start echo ` + f + ` ms`, []string{"cold-echo-ms"}},
+		{`^bench: cold-start kernel ` + f + ` ms`, []string{"cold-kernel-ms"}},
+		{`^bench: cold-start notary ` + f + ` ms`, []string{"cold-notary-ms"}},
+		{`^bench: cold-start wordcount ` + f + ` ms`, []string{"cold-wordcount-ms"}},
+		{`^bench: idle-instance-heap echo (-?[0-9]+(?:\.[0-9]+)?) KiB beyond linear memory`, []string{"idle-heap-KiB"}},
+	}
+	sums := make([][]float64, len(figures))
+	for i, fig := range figures {
+		sums[i] = make([]float64, len(fig.units))
+	}
+	for b.Loop() {
+		res, err := Machine{Kernel: stick, BoxGateway: strings.TrimPrefix(node.Gateway, "http://"),
+			Interact: func(line string) string {
+				switch {
+				case strings.Contains(line, "https on :80"):
+					return "bench " + strings.Join(cids, " ") + "\n"
+				case strings.HasPrefix(line, "bench: done in "), strings.HasPrefix(line, "bench: FAILED"),
+					strings.HasPrefix(line, "bench: usage"), strings.HasPrefix(line, "bench: bad CID"):
+					return "halt\n"
+				}
+				return ""
+			}}.Run(context.Background(), 15*time.Minute, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, l := range res.Lines {
+			if strings.HasPrefix(l.Text, "bench: ") {
+				b.Log(l.Text)
+			}
+		}
+		if strings.Contains(res.Console, "bench: FAILED") || strings.Contains(res.Console, " FAILED: ") {
+			b.Fatalf("bench failed; console:\n%s", res.Console)
+		}
+		for i, fig := range figures {
+			re := regexp.MustCompile(fig.re)
+			var m []string
+			for _, l := range res.Lines {
+				if m = re.FindStringSubmatch(l.Text); m != nil {
+					break
+				}
+			}
+			if m == nil {
+				b.Fatalf("no line matching %q; console:\n%s", fig.re, res.Console)
+			}
+			for j, s := range m[1:] {
+				x, _ := strconv.ParseFloat(s, 64)
+				sums[i][j] += x
+			}
+		}
+	}
+	for i, fig := range figures {
+		for j, unit := range fig.units {
+			b.ReportMetric(sums[i][j]/float64(b.N), unit)
+		}
+	}
+}
