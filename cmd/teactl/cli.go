@@ -53,6 +53,18 @@ usage: teactl [--json] GROUP COMMAND [ARGS]
   manifest verify MANIFEST  check a signed manifest against a public key
   manifest show FILE        print a draft or a signed manifest
 
+  actor publish FILE.wasm   check an actor and add it to the box's IPFS node; prints its CID
+  actor invoke URL NAME OP [PAYLOAD|@FILE]
+                            attest the stick, invoke an actor, check the result's receipt
+
+  stick enroll URL          check the stick's EK certificate, activate a credential for its AK,
+                            store its identity
+  stick attest URL          attest the stick and print every check; non-zero exit on any failure
+  stick upgrade URL MANIFEST
+                            attest, push a signed manifest, attest again
+
+  receipt verify FILE       check a saved receipt offline against an enrolled stick
+
 Run 'teactl GROUP COMMAND --help' for a command's flags.
 --json prints results as JSON for scripts.
 
@@ -86,6 +98,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"manifest sign":   manifestSign,
 		"manifest verify": manifestVerify,
 		"manifest show":   manifestShow,
+		"actor publish":   actorPublish,
+		"actor invoke":    actorInvoke,
+		"stick enroll":    stickEnroll,
+		"stick attest":    stickAttest,
+		"stick upgrade":   stickUpgrade,
+		"receipt verify":  receiptVerify,
 	}
 	cmd, ok := cmds[args[0]+" "+args[1]]
 	if !ok {

@@ -137,6 +137,13 @@ type Stick struct {
 	m        metrics
 }
 
+// ConfigRecord is the configuration a stick measures into PCR 8 before
+// any manifest: its version and board, as its status reports them. A
+// verifier rebuilds it from those two strings.
+func ConfigRecord(version, board string) []byte {
+	return []byte("version=" + version + "\nboard=" + board + "\n")
+}
+
 // New makes the stick's keys. It does not touch the network.
 func New(cfg Config) (*Stick, error) {
 	if cfg.Log == nil {

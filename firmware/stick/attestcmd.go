@@ -23,9 +23,7 @@ import (
 var governanceKey string
 
 // stickConfig is the configuration the stick measures into PCR 8.
-func stickConfig(board string) []byte {
-	return []byte("version=" + Version + "\nboard=" + board + "\n")
-}
+func stickConfig(board string) []byte { return core.ConfigRecord(Version, board) }
 
 // imageDigest is the measurement of a stick image.
 func imageDigest(image []byte) [32]byte { return sha256.Sum256(image) }

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/teastick/teastick/netstack/ipfs/kubotest"
+	"github.com/teastick/teastick/runtime/actortest"
+	"github.com/teastick/teastick/tpm/swtpmtest"
+)
+
+var (
+	stickOnce sync.Once
+	stickBin  string
+	stickErr  error
+)
+
+// hostedStick builds the hosted stick once, as a developer does.
+func hostedStick(t *testing.T) string {
+	t.Helper()
+	stickOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "teactl-stick-")
+		if err != nil {
+			stickErr = err
+			return
+		}
+		stickBin = filepath.Join(dir, "stick")
+		out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.Version=teactl-test", "-o", stickBin, "../../firmware/stick").CombinedOutput()
+		if err != nil {
+			stickErr = &buildErr{string(out)}
+		}
+	})
+	if stickErr != nil {
+		t.Fatal(stickErr)
+	}
+	return stickBin
+}
+
+type buildErr struct{ out string }
+
+func (e *buildErr) Error() string { return "go build: " + e.out }
+
+// startStick runs a hosted stick with its own provisioned swtpm (its EK
+// certificate signed by the CA in caDir) and returns its API URL.
+func startStick(t *testing.T, caDir string, args ...string) string {
+	t.Helper()
+	tpm := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: caDir})
+	cmd := exec.Command(hostedStick(t), append([]string{"-listen", "127.0.0.1:0", "-tpm", tpm.Socket}, args...)...)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stdin = strings.NewReader("")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	url := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "api: "); ok {
+				url <- strings.Fields(a)[0]
+			}
+		}
+	}()
+	select {
+	case u := <-url:
+		return u
+	case <-time.After(time.Minute):
+		t.Fatal("the hosted stick printed no api: line")
+		return ""
+	}
+}
+
+func mustOK(t *testing.T, r result, what string) result {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", what, r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func wantFail(t *testing.T, r result, code int, substr, what string) {
+	t.Helper()
+	if r.code != code || !strings.Contains(r.stdout+r.stderr, substr) {
+		t.Errorf("%s: exit %d, want %d with %q\nstdout: %s\nstderr: %s", what, r.code, code, substr, r.stdout, r.stderr)
+	}
+}
+
+// TestStickCommands runs teactl as an operator does against a real kubo
+// node and hosted sticks on swtpm: publish, sign, enroll, attest, invoke
+// with receipts, offline receipt checks, upgrade; and the ways each goes
+// wrong.
+func TestStickCommands(t *testing.T) {
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	node := kubotest.Start(t)
+
+	// Publish: a real actor, and what must be refused.
+	os.WriteFile(p("echo.wasm"), actortest.GoActor(t, "echo"), 0o644)
+	os.WriteFile(p("edge.wasm"), actortest.Wat(t, "edge"), 0o644)
+	os.WriteFile(p("noexport.wasm"), actortest.Wat(t, "noexport"), 0o644)
+	os.WriteFile(p("text.wasm"), []byte("not a module at all"), 0o644)
+	echo := strings.TrimSpace(mustOK(t, teactl("actor", "publish", p("echo.wasm"), "--box-api", node.API), "publish echo").stdout)
+	edge := strings.TrimSpace(mustOK(t, teactl("actor", "publish", p("edge.wasm"), "--box-api", node.API), "publish edge").stdout)
+	if echo != actortest.CID(actortest.GoActor(t, "echo")).String() {
+		t.Fatalf("publish printed %q", echo)
+	}
+	wantFail(t, teactl("actor", "publish", p("text.wasm"), "--box-api", node.API), exitCheck, "not a WebAssembly module", "publish text")
+	wantFail(t, teactl("actor", "publish", p("noexport.wasm"), "--box-api", node.API), exitCheck, "__guest_call", "publish without the entry point")
+	wantFail(t, teactl("actor", "publish", p("echo.wasm"), "--box-api", "http://127.0.0.1:1", "--timeout", "5s"), exitIO, "block 1 of", "publish to no box")
+
+	// Sign v1 (echo) and v2 (echo moves to edge) for the hosted image.
+	mustOK(t, teactl("key", "generate", p("gov.key")), "key generate")
+	mustOK(t, teactl("key", "generate", p("other.key")), "key generate")
+	var pub struct {
+		PublicKey string `json:"public_key"`
+	}
+	json.Unmarshal([]byte(mustOK(t, teactl("--json", "key", "public", p("gov.key")), "key public").stdout), &pub)
+	img, _ := os.ReadFile(hostedStick(t))
+	sum := sha256.Sum256(img)
+	for _, m := range []struct {
+		v, cid, out string
+	}{{"1", echo, "v1.json"}, {"2", edge, "v2.json"}} {
+		draft := p("draft" + m.v)
+		mustOK(t, teactl("manifest", "new", "--version", m.v, "--stage0-sha256", strings.Repeat("0", 64), "--stick-sha256", hex.EncodeToString(sum[:]), "-o", draft), "manifest new")
+		mustOK(t, teactl("manifest", "add", draft, "--name", "echo", "--cid", m.cid, "--grant", "log"), "manifest add")
+		mustOK(t, teactl("manifest", "sign", draft, "--key", p("gov.key"), "-o", p(m.out)), "manifest sign")
+	}
+
+	caA, caB := t.TempDir(), t.TempDir()
+	govArgs := []string{"-governance-key", pub.PublicKey, "-box", node.Gateway, "-box-api", node.API, "-manifest", p("v1.json")}
+	urlA := startStick(t, caA, govArgs...)
+	urlB := startStick(t, caB, govArgs...)
+	bundle := func(ca string) string {
+		b, err := swtpmtest.CABundle(ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, filepath.Base(ca)+".pem")
+		os.WriteFile(f, b, 0o644)
+		return f
+	}
+
+	// Enrol: only against the right manufacturer CA.
+	wantFail(t, teactl("stick", "enroll", urlA, "--ca", bundle(caB), "-o", p("wrong.json")), exitCheck, "EK certificate", "enroll against another CA")
+	mustOK(t, teactl("stick", "enroll", urlA, "--ca", bundle(caA), "-o", p("a.json")), "enroll A")
+	mustOK(t, teactl("stick", "enroll", urlB, "--ca", bundle(caB), "-o", p("b.json")), "enroll B")
+	if st, _ := os.Stat(p("a.json")); st.Mode().Perm() != 0o600 {
+		t.Errorf("identity mode %v", st.Mode().Perm())
+	}
+
+	// Attest, and what must fail.
+	r := mustOK(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("gov.key"), "--release", p("v1.json")), "attest A")
+	if !strings.Contains(r.stdout, "attestation OK") {
+		t.Errorf("attest output:\n%s", r.stdout)
+	}
+	wantFail(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("other.key")), exitCheck, "attestation FAILED", "wrong governance key")
+	wantFail(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("gov.key"), "--release", p("v2.json")), exitCheck, "does not run the given release", "mismatched release")
+	wantFail(t, teactl("stick", "attest", urlB, "--identity", p("a.json"), "--pub", p("gov.key")), exitCheck, "attestation FAILED", "another stick's attestation")
+	var js struct {
+		OK     bool
+		Checks []struct {
+			Name string
+			Pass bool
+		}
+	}
+	r = mustOK(t, teactl("--json", "stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("gov.key")), "attest --json")
+	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil || !js.OK || len(js.Checks) == 0 {
+		t.Errorf("--json attest: %v %s", err, r.stdout)
+	}
+
+	// Invoke with receipts, and check them offline.
+	r = mustOK(t, teactl("actor", "invoke", urlA, "echo", "echo", "hello stick", "--identity", p("a.json"), "--pub", p("gov.key"), "-o", p("r.json")), "invoke")
+	if r.stdout != "hello stick\n" || !strings.Contains(r.stderr, "receipt OK") {
+		t.Errorf("invoke: %q %q", r.stdout, r.stderr)
+	}
+	os.WriteFile(p("in"), []byte("hello stick"), 0o644)
+	os.WriteFile(p("wrong-in"), []byte("hello stick!"), 0o644)
+	mustOK(t, teactl("receipt", "verify", p("r.json"), "--identity", p("a.json"), "--input", p("in"), "--output", p("in")), "receipt verify")
+	wantFail(t, teactl("receipt", "verify", p("r.json"), "--identity", p("a.json"), "--input", p("wrong-in"), "--output", p("in")), exitCheck, "input does not match", "receipt for other input")
+	wantFail(t, teactl("receipt", "verify", p("r.json"), "--identity", p("b.json")), exitCheck, "", "receipt against another stick")
+	raw, _ := os.ReadFile(p("r.json"))
+	var rf map[string]map[string]any
+	json.Unmarshal(raw, &rf)
+	rf["receipt"]["counter"] = rf["receipt"]["counter"].(float64) + 1 // one flipped bit: counter 1 -> 2
+	flipped, _ := json.Marshal(rf)
+	os.WriteFile(p("flipped.json"), flipped, 0o644)
+	wantFail(t, teactl("receipt", "verify", p("flipped.json"), "--identity", p("a.json")), exitCheck, "signature", "receipt with a flipped bit")
+	wantFail(t, teactl("actor", "invoke", urlA, "nobody", "echo", "--identity", p("a.json"), "--pub", p("gov.key")), exitCheck, "404 unknown_actor", "unknown actor")
+
+	// Upgrade, and the old release no longer matches.
+	r = mustOK(t, teactl("stick", "upgrade", urlA, p("v2.json"), "--identity", p("a.json"), "--pub", p("gov.key")), "upgrade")
+	if !strings.Contains(r.stdout, "attestation OK") {
+		t.Errorf("upgrade output:\n%s\n%s", r.stdout, r.stderr)
+	}
+	wantFail(t, teactl("stick", "upgrade", urlA, p("v1.json"), "--identity", p("a.json"), "--pub", p("gov.key")), exitCheck, "409 stale_manifest", "downgrade")
+	wantFail(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("gov.key"), "--release", p("v1.json")), exitCheck, "does not run the given release", "expired release")
+	r = mustOK(t, teactl("actor", "invoke", urlA, "echo", "echo", "after", "--identity", p("a.json"), "--pub", p("gov.key")), "invoke after upgrade")
+	if !strings.Contains(r.stderr, edge) {
+		t.Errorf("after the upgrade the receipt names %q", r.stderr)
+	}
+
+	// An unreachable stick: a clear message, exit 3, no hang.
+	start := time.Now()
+	wantFail(t, teactl("stick", "attest", "https://127.0.0.1:1", "--identity", p("a.json"), "--pub", p("gov.key"), "--timeout", "5s"), exitIO, "unreachable", "unreachable stick")
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("unreachable stick took %v", d)
+	}
+}
