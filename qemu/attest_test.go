@@ -164,7 +164,7 @@ func TestAttestationTamperedImage(t *testing.T) {
 	t.Run("stick refuses the genuine release's manifest", func(t *testing.T) {
 		tpm, roots := provisionedTPM(t, ctx)
 		c := converse(t, ctx, Machine{Kernel: img.build.Stage0(), StickImage: container, TPM: tpm}, genuine, roots, ref)
-		if !matchLine(c.res, `^manifest: refused: this stick runs image sha256:`+hex.EncodeToString(tamperedSum[:])+`, the manifest allows sha256:`+hex.EncodeToString(img.stickSum[:])+`$`) {
+		if !matchLine(c.res, `^manifest: refused: wrong image: this stick runs image sha256:`+hex.EncodeToString(tamperedSum[:])+`, the manifest allows sha256:`+hex.EncodeToString(img.stickSum[:])+`$`) {
 			t.Errorf("stick did not refuse; console:\n%s", c.res.Console)
 		}
 	})

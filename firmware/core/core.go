@@ -274,7 +274,7 @@ func (s *Stick) Ready() bool {
 // Manifest errors beyond package manifest's.
 var (
 	ErrNoGovernance = errors.New("this image has no governance key built in")
-	ErrWrongImage   = errors.New("the manifest does not allow the image this stick runs")
+	ErrWrongImage   = errors.New("wrong image")
 	ErrNoBox        = errors.New("no box: the stick cannot fetch actors")
 	ErrNotReady     = errors.New("no manifest yet: the stick has not booted its actors")
 )
