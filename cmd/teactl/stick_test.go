@@ -25,7 +25,7 @@ var (
 )
 
 // hostedStick builds the hosted stick once, as a developer does.
-func hostedStick(t *testing.T) string {
+func hostedStick(t testing.TB) string {
 	t.Helper()
 	stickOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "teactl-stick-")
@@ -51,7 +51,7 @@ func (e *buildErr) Error() string { return "go build: " + e.out }
 
 // startStick runs a hosted stick with its own provisioned swtpm (its EK
 // certificate signed by the CA in caDir) and returns its API URL.
-func startStick(t *testing.T, caDir string, args ...string) string {
+func startStick(t testing.TB, caDir string, args ...string) string {
 	t.Helper()
 	tpm := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: caDir})
 	cmd := exec.Command(hostedStick(t), append([]string{"-listen", "127.0.0.1:0", "-tpm", tpm.Socket}, args...)...)
