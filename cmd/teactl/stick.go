@@ -230,12 +230,12 @@ func (a *attested) ok() bool { return a.verdict.OK() && len(a.problems) == 0 }
 // (tpm/verify), the manifests the stick reports (signed by gov, versions
 // increasing, the boot one naming the image the stick measured), and the
 // result key's certification (same AK, same boot).
-func attestStick(ctx context.Context, c *client.Client, id *identity, gov ed25519.PublicKey, release []byte) (*attested, error) {
+func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, gov ed25519.PublicKey, release []byte, wait time.Duration) (*attested, error) {
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
-	st, err := c.Status(ctx)
+	st, err := waitLoaded(ctx, e, c, wait)
 	if err != nil {
-		return nil, netErr("status", err)
+		return nil, err
 	}
 	att, peer, err := c.Attest(ctx, nonce)
 	if err != nil {
@@ -287,6 +287,43 @@ func attestStick(ctx context.Context, c *client.Client, id *identity, gov ed2551
 	return a, nil
 }
 
+// waitLoaded returns the stick's status once no actor is loading (a boot
+// or an upgrade in progress would attest a half-made state), waiting at
+// most wait and saying so on the terminal.
+func waitLoaded(ctx context.Context, e *env, c *client.Client, wait time.Duration) (*core.Status, error) {
+	deadline := time.Now().Add(wait)
+	said := time.Time{}
+	for {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return nil, netErr("status", err)
+		}
+		loading, loaded := 0, 0
+		for _, a := range st.Actors {
+			if a.State == core.StateLoading {
+				loading++
+			} else {
+				loaded++
+			}
+		}
+		if loading == 0 {
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, ioErr(fmt.Errorf("the stick is still loading %d actors after %v (--wait)", loading, wait))
+		}
+		if time.Since(said) > 5*time.Second {
+			e.progress("the stick is loading its actors (%d of %d done); waiting", loaded, loading+loaded)
+			said = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 func (a *attested) report() string {
 	var b strings.Builder
 	b.WriteString(a.verdict.String())
@@ -313,6 +350,7 @@ func (a *attested) json() map[string]any {
 type attestFlags struct {
 	netFlags
 	identity, pub, release string
+	wait                   time.Duration
 }
 
 func (af *attestFlags) add(e *env, name, synopsis string) *flag.FlagSet {
@@ -320,6 +358,7 @@ func (af *attestFlags) add(e *env, name, synopsis string) *flag.FlagSet {
 	fs.StringVar(&af.identity, "identity", "", "the enrolled stick's identity (teactl stick enroll)")
 	fs.StringVar(&af.pub, "pub", "", "governance public key: hex, or a key or public-key file")
 	fs.DurationVar(&af.timeout, "timeout", 30*time.Second, "bound on each request to the stick")
+	fs.DurationVar(&af.wait, "wait", 10*time.Minute, "how long to wait for a stick that is still loading its actors")
 	return fs
 }
 
@@ -360,7 +399,7 @@ func stickAttest(e *env, args []string) error {
 			return ioErr(err)
 		}
 	}
-	a, err := attestStick(context.Background(), af.client(pos[0]), id, gov, release)
+	a, err := attestStick(context.Background(), e, af.client(pos[0]), id, gov, release, af.wait)
 	if err != nil {
 		return err
 	}
@@ -409,7 +448,7 @@ func actorInvoke(e *env, args []string) error {
 	}
 	ctx := context.Background()
 	c := af.client(pos[0])
-	a, err := attestStick(ctx, c, id, gov, nil)
+	a, err := attestStick(ctx, e, c, id, gov, nil, af.wait)
 	if err != nil {
 		return err
 	}
@@ -522,7 +561,7 @@ func stickUpgrade(e *env, args []string) error {
 	}
 	ctx := context.Background()
 	c := af.client(pos[0])
-	before, err := attestStick(ctx, c, id, gov, nil)
+	before, err := attestStick(ctx, e, c, id, gov, nil, af.wait)
 	if err != nil {
 		return err
 	}
@@ -546,7 +585,7 @@ func stickUpgrade(e *env, args []string) error {
 	for _, n := range names {
 		fmt.Fprintf(e.stderr, "actor %s kept its old version: %s\n", n, up.ActorErrors[n])
 	}
-	after, err := attestStick(ctx, c, id, gov, signed)
+	after, err := attestStick(ctx, e, c, id, gov, signed, af.wait)
 	if err != nil {
 		return err
 	}
