@@ -65,6 +65,10 @@ usage: teactl [--json] GROUP COMMAND [ARGS]
 
   receipt verify FILE       check a saved receipt offline against an enrolled stick
 
+  release build DRAFT       sign a manifest naming the built images and write the release bundle
+                            (images, manifest, reference measurements)
+  release verify DIR        check a bundle with the governance public key alone
+
 Run 'teactl GROUP COMMAND --help' for a command's flags.
 --json prints results as JSON for scripts.
 
@@ -104,6 +108,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"stick attest":    stickAttest,
 		"stick upgrade":   stickUpgrade,
 		"receipt verify":  receiptVerify,
+		"release build":   releaseBuild,
+		"release verify":  releaseVerify,
 	}
 	cmd, ok := cmds[args[0]+" "+args[1]]
 	if !ok {

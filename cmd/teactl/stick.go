@@ -25,6 +25,7 @@ import (
 	"github.com/teastick/teastick/firmware/core/client"
 	"github.com/teastick/teastick/firmware/receipt"
 	"github.com/teastick/teastick/image/manifest"
+	rel "github.com/teastick/teastick/image/release"
 	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/tpm/attest"
 	"github.com/teastick/teastick/tpm/verify"
@@ -230,7 +231,7 @@ func (a *attested) ok() bool { return a.verdict.OK() && len(a.problems) == 0 }
 // (tpm/verify), the manifests the stick reports (signed by gov, versions
 // increasing, the boot one naming the image the stick measured), and the
 // result key's certification (same AK, same boot).
-func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, gov ed25519.PublicKey, release []byte, wait time.Duration) (*attested, error) {
+func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, gov ed25519.PublicKey, release []byte, config []byte, wait time.Duration) (*attested, error) {
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
 	st, err := waitLoaded(ctx, e, c, wait)
@@ -265,7 +266,10 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 				a.problems = append(a.problems, "the boot manifest's stick digest is not SHA-256 hex")
 				continue
 			}
-			ref.Events = verify.BootEvents([32]byte(d), core.ConfigRecord(st.Version, st.Board), raw)
+			if config == nil { // what the stick says it is; PCR 4 and 8 check it
+				config = core.ConfigRecord(st.Version, st.Board)
+			}
+			ref.Events = verify.BootEvents([32]byte(d), config, raw)
 		} else {
 			ref.Upgrades = append(ref.Upgrades, raw)
 		}
@@ -381,7 +385,7 @@ func (af *attestFlags) load() (*identity, ed25519.PublicKey, error) {
 func stickAttest(e *env, args []string) error {
 	af := &attestFlags{}
 	fs := af.add(e, "stick attest", "URL --identity ID.json --pub GOVKEY [--release MANIFEST]")
-	fs.StringVar(&af.release, "release", "", "signed manifest the stick must be running")
+	fs.StringVar(&af.release, "release", "", "signed manifest, or release bundle directory, the stick must be running")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -393,13 +397,21 @@ func stickAttest(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var release []byte
-	if af.release != "" {
+	var release, config []byte
+	if st, err := os.Stat(af.release); err == nil && st.IsDir() {
+		// A release bundle: verified first, and its configuration
+		// record replaces what the stick reports.
+		ref, signed, err := rel.Verify(af.release, gov)
+		if err != nil {
+			return checkErr(err)
+		}
+		release, config = signed, core.ConfigRecord(ref.ImageVersion, ref.Board)
+	} else if af.release != "" {
 		if release, err = os.ReadFile(af.release); err != nil {
 			return ioErr(err)
 		}
 	}
-	a, err := attestStick(context.Background(), e, af.client(pos[0]), id, gov, release, af.wait)
+	a, err := attestStick(context.Background(), e, af.client(pos[0]), id, gov, release, config, af.wait)
 	if err != nil {
 		return err
 	}
@@ -448,7 +460,7 @@ func actorInvoke(e *env, args []string) error {
 	}
 	ctx := context.Background()
 	c := af.client(pos[0])
-	a, err := attestStick(ctx, e, c, id, gov, nil, af.wait)
+	a, err := attestStick(ctx, e, c, id, gov, nil, nil, af.wait)
 	if err != nil {
 		return err
 	}
@@ -561,7 +573,7 @@ func stickUpgrade(e *env, args []string) error {
 	}
 	ctx := context.Background()
 	c := af.client(pos[0])
-	before, err := attestStick(ctx, e, c, id, gov, nil, af.wait)
+	before, err := attestStick(ctx, e, c, id, gov, nil, nil, af.wait)
 	if err != nil {
 		return err
 	}
@@ -585,7 +597,7 @@ func stickUpgrade(e *env, args []string) error {
 	for _, n := range names {
 		fmt.Fprintf(e.stderr, "actor %s kept its old version: %s\n", n, up.ActorErrors[n])
 	}
-	after, err := attestStick(ctx, e, c, id, gov, signed, af.wait)
+	after, err := attestStick(ctx, e, c, id, gov, signed, nil, af.wait)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/image/release"
+)
+
+// release build: images + draft -> signed manifest naming the images, and
+// the bundle with the reference measurements.
+func releaseBuild(e *env, args []string) error {
+	fs := e.flags("release build", "DRAFT --stage0 ELF --stick ELF --image-version V --key KEYFILE -o DIR")
+	stage0F := fs.String("stage0", "", "stage 0 ELF (make: build/boot-qemu.elf)")
+	stickF := fs.String("stick", "", "stick ELF (make: build/stick-qemu.elf)")
+	imageVersion := fs.String("image-version", "", "the version the stick image prints and reports (make VERSION=...)")
+	board := fs.String("board", "qemu-virt-arm", "the board the stick image reports")
+	keyFile := fs.String("key", "", "governance key file")
+	out := fs.String("o", "", "bundle directory to create")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *stage0F == "" || *stickF == "" || *imageVersion == "" || *keyFile == "" || *out == "" {
+		return usageErr("release build needs DRAFT, --stage0, --stick, --image-version, --key and -o")
+	}
+	m, err := readDraft(pos[0])
+	if err != nil {
+		return err
+	}
+	stage0, err := os.ReadFile(*stage0F)
+	if err != nil {
+		return ioErr(err)
+	}
+	stick, err := os.ReadFile(*stickF)
+	if err != nil {
+		return ioErr(err)
+	}
+	s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
+	m.Firmware = manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}
+	k, err := loadKey(*keyFile)
+	if err != nil {
+		return err
+	}
+	signed, err := manifest.Sign(m, k)
+	if err != nil {
+		return checkErr(err)
+	}
+	ref, err := release.Make(stage0, stick, signed, *imageVersion, *board)
+	if err != nil {
+		return checkErr(err)
+	}
+	if w := ref.Weakened(); len(w) > 0 {
+		fmt.Fprintf(e.stderr, "teactl: WARNING: the images were built with security-weakening tags %v: this release must never be flashed onto a stick\n", w)
+	}
+	if err := release.Write(*out, stage0, stick, signed, ref); err != nil {
+		return ioErr(err)
+	}
+	e.result(ref, fmt.Sprintf("release %s: manifest version %d, %d actors, stick sha256:%s (%s %s/%s, tags %v)\n",
+		*out, m.Version, len(m.Actors), ref.StickSHA256, ref.StickBuild.Toolchain, ref.StickBuild.GOOS, ref.StickBuild.GOARCH, ref.StickBuild.Tags))
+	return nil
+}
+
+// release verify DIR: the bundle against the governance key alone.
+func releaseVerify(e *env, args []string) error {
+	fs := e.flags("release verify", "DIR --pub PUBKEY")
+	pubArg := fs.String("pub", "", "governance public key: hex, or a key or public-key file")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *pubArg == "" {
+		return usageErr("release verify needs DIR and --pub")
+	}
+	pub, err := loadPub(*pubArg)
+	if err != nil {
+		return err
+	}
+	ref, _, err := release.Verify(pos[0], pub)
+	if err != nil {
+		var ce *cliError
+		if errors.As(err, &ce) {
+			return err
+		}
+		if os.IsNotExist(errors.Unwrap(err)) {
+			return ioErr(err)
+		}
+		return checkErr(err)
+	}
+	var pcrs []string
+	for i := 0; i <= 8; i++ {
+		if v, ok := ref.PCRs[fmt.Sprint(i)]; ok {
+			pcrs = append(pcrs, fmt.Sprintf("  PCR %d %s\n", i, v))
+		}
+	}
+	warn := ""
+	if w := ref.Weakened(); len(w) > 0 {
+		warn = fmt.Sprintf("WARNING: built with security-weakening tags %v: never flash this release\n", w)
+		fmt.Fprint(e.stderr, "teactl: "+warn)
+	}
+	e.result(ref, fmt.Sprintf("release OK: manifest version %d signed by the governance key, images match it\nstick %s (%s), stage 0 %s\nexpected after boot:\n%s%s",
+		ref.ManifestVersion, ref.StickSHA256, ref.ImageVersion, ref.Stage0SHA256, strings.Join(pcrs, ""), warn))
+	return nil
+}
