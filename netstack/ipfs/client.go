@@ -247,7 +247,10 @@ func (cl *Client) fetchRebuilt(ctx context.Context, c cid.Cid) ([]byte, error) {
 		}
 		var buf bytes.Buffer
 		if resp.ContentLength > 0 {
-			buf.Grow(int(resp.ContentLength))
+			// ReadFrom wants MinRead bytes free before each read: without
+			// them the last read would double the buffer (32 MiB for a
+			// 16 MiB file, a copy of all of it, on a stick with 512 MiB).
+			buf.Grow(int(resp.ContentLength) + bytes.MinRead)
 		}
 		n, err := buf.ReadFrom(io.LimitReader(resp.Body, lim.MaxBytes+1))
 		if err != nil {
