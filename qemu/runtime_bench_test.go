@@ -57,6 +57,8 @@ func BenchmarkRuntimeOnStick(b *testing.B) {
 			[]string{"kernel-native-ms", "kernel-actor-ms", "kernel-x-native"}},
 		{`^bench: sha256-1MiB native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x `,
 			[]string{"sha256-native-ms", "sha256-capability-ms", "sha256-x-native"}},
+		{`^bench: sha256-1MiB edge native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x `,
+			[]string{"sha256-edge-native-ms", "sha256-edge-capability-ms", "sha256-edge-x-native"}},
 		{`^bench: cold-start echo ` + f + ` ms`, []string{"cold-echo-ms"}},
 		{`^bench: cold-start kernel ` + f + ` ms`, []string{"cold-kernel-ms"}},
 		{`^bench: cold-start notary ` + f + ` ms`, []string{"cold-notary-ms"}},

@@ -55,6 +55,8 @@ func TestRun(t *testing.T) {
 		// copies, not another hash.
 		{`^bench: sha256-1MiB native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x \(runs=3\)$`,
 			[]float64{0.01, 0.01, 0.5}, []float64{10_000, 60_000, 1000}},
+		{`^bench: sha256-1MiB edge native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x \(runs=3\)$`,
+			[]float64{0.01, 0.01, 0.5}, []float64{10_000, 60_000, 1000}},
 		{`^bench: cold-start echo ` + f + ` ms \(` + f + ` bytes\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
 		{`^bench: cold-start kernel ` + f + ` ms \(` + f + ` bytes\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
 		{`^bench: cold-start notary ` + f + ` ms \(` + f + ` bytes\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
