@@ -61,7 +61,8 @@ usage: teactl [--json] GROUP COMMAND [ARGS]
                             store its identity
   stick attest URL          attest the stick and print every check; non-zero exit on any failure
   stick upgrade URL MANIFEST
-                            attest, push a signed manifest, attest again
+                            attest, push a signed manifest, attest again (a stick waiting for
+                            its first manifest: push it, then attest)
 
   receipt verify FILE       check a saved receipt offline against an enrolled stick
 

@@ -548,7 +548,8 @@ func receiptVerify(e *env, args []string) error {
 	return nil
 }
 
-// stick upgrade URL MANIFEST: attest, push, attest again.
+// stick upgrade URL MANIFEST: attest, push, attest again; or, for a stick
+// waiting for its first manifest, push and attest.
 func stickUpgrade(e *env, args []string) error {
 	af := &attestFlags{}
 	fs := af.add(e, "stick upgrade", "URL MANIFEST --identity ID.json --pub GOVKEY")
@@ -573,15 +574,27 @@ func stickUpgrade(e *env, args []string) error {
 	}
 	ctx := context.Background()
 	c := af.client(pos[0])
-	before, err := attestStick(ctx, e, c, id, gov, nil, nil, af.wait)
+	st, err := waitLoaded(ctx, e, c, af.wait)
 	if err != nil {
 		return err
 	}
-	if !before.ok() {
-		fmt.Fprint(e.stderr, before.report())
-		return checkErr(errors.New("the stick did not attest before the upgrade: not pushing"))
+	if st.Manifest == nil {
+		// A stick waiting for its first manifest has nothing to attest
+		// yet (PCR 8 is open). The attestation after the push checks
+		// everything, including that this manifest is the one it booted,
+		// and binds the connection the push went over to the quote.
+		e.progress("the stick runs no manifest yet: giving it its first")
+	} else {
+		before, err := attestStick(ctx, e, c, id, gov, nil, nil, af.wait)
+		if err != nil {
+			return err
+		}
+		if !before.ok() {
+			fmt.Fprint(e.stderr, before.report())
+			return checkErr(errors.New("the stick did not attest before the upgrade: not pushing"))
+		}
+		c.Pin(before.channel)
 	}
-	c.Pin(before.channel)
 	e.progress("pushing manifest version %d (%d actors): the stick fetches, verifies and loads them", m.Version, len(m.Actors))
 	start := time.Now()
 	up, err := c.Manifest(ctx, signed)

@@ -208,6 +208,14 @@ func TestStickCommands(t *testing.T) {
 		t.Errorf("after the upgrade the receipt names %q", r.stderr)
 	}
 
+	// A stick waiting for its first manifest gets it from stick upgrade.
+	urlC := startStick(t, caA, "-governance-key", pub.PublicKey, "-box", node.Gateway, "-box-api", node.API)
+	mustOK(t, teactl("stick", "enroll", urlC, "--ca", bundle(caA), "-o", p("c.json")), "enroll C")
+	r = mustOK(t, teactl("stick", "upgrade", urlC, p("v1.json"), "--identity", p("c.json"), "--pub", p("gov.key")), "first manifest")
+	if !strings.Contains(r.stderr, "giving it its first") || !strings.Contains(r.stdout, "attestation OK") {
+		t.Errorf("first manifest:\n%s\n%s", r.stdout, r.stderr)
+	}
+
 	// An unreachable stick: a clear message, exit 3, no hang.
 	start := time.Now()
 	wantFail(t, teactl("stick", "attest", "https://127.0.0.1:1", "--identity", p("a.json"), "--pub", p("gov.key"), "--timeout", "5s"), exitIO, "unreachable", "unreachable stick")

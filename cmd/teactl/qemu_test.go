@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/teastick/teastick/netstack/ipfs/kubotest"
+	"github.com/teastick/teastick/qemu"
+	"github.com/teastick/teastick/runtime/actortest"
+	"github.com/teastick/teastick/tpm/swtpmtest"
+)
+
+// TestStickCommandsQEMU runs teactl against the real image under QEMU
+// (stage 0, the stick, swtpm, kubo through guestfwd): a release bundle of
+// the built images, enrolment, the first manifest, attestation against the
+// bundle, an invocation with its receipt checked online and offline.
+func TestStickCommandsQEMU(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	if why := qemu.CompilerMissing(root); why != "" {
+		t.Skipf("teactl against a QEMU stick SKIPPED: %s", why)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	p := func(name string) string { return filepath.Join(dir, name) }
+	mustOK(t, teactl("key", "generate", p("gov.key")), "key")
+	var pub struct {
+		PublicKey string `json:"public_key"`
+	}
+	json.Unmarshal([]byte(teactl("--json", "key", "public", p("gov.key")).stdout), &pub)
+
+	b := qemu.Build{Root: root, Dir: t.TempDir(), Version: "teactl-qemu", GovernanceKey: pub.PublicKey}
+	stick, err := b.Image(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	container, err := qemu.WrapStick(stick, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	node := kubotest.Start(t)
+	os.WriteFile(p("echo.wasm"), actortest.GoActor(t, "echo"), 0o644)
+	echo := strings.TrimSpace(mustOK(t, teactl("actor", "publish", p("echo.wasm"), "--box-api", node.API), "publish").stdout)
+	mustOK(t, teactl("manifest", "new", "--version", "1", "--stage0-sha256", strings.Repeat("0", 64), "--stick-sha256", strings.Repeat("0", 64), "-o", p("draft.json")), "new")
+	mustOK(t, teactl("manifest", "add", p("draft.json"), "--name", "echo", "--cid", echo, "--grant", "log"), "add")
+	mustOK(t, teactl("release", "build", p("draft.json"), "--stage0", b.Stage0(), "--stick", stick, "--image-version", "teactl-qemu",
+		"--key", p("gov.key"), "-o", p("rel")), "release build")
+	mustOK(t, teactl("release", "verify", p("rel"), "--pub", pub.PublicKey), "release verify")
+
+	caDir := filepath.Join(t.TempDir(), "ca")
+	tpm := &qemu.SWTPM{Dir: t.TempDir(), Provision: true, CADir: caDir}
+	if err := tpm.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tpm.Stop)
+	bundle, err := swtpmtest.CABundle(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p("ca.pem"), bundle, 0o644)
+	port, err := qemu.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+
+	var report []string
+	done := make(chan struct{})
+	session := func(typeIn func(string)) {
+		defer close(done)
+		defer typeIn("halt\n")
+		step := func(what string, args ...string) bool {
+			start := time.Now()
+			r := teactl(args...)
+			report = append(report, fmt.Sprintf("%s: exit %d in %d ms", what, r.code, time.Since(start).Milliseconds()))
+			if r.code != 0 {
+				t.Errorf("%s: exit %d\nstdout: %s\nstderr: %s", what, r.code, r.stdout, r.stderr)
+				return false
+			}
+			return true
+		}
+		_ = step("enroll", "stick", "enroll", url, "--ca", p("ca.pem"), "-o", p("id.json")) &&
+			step("first manifest", "stick", "upgrade", url, filepath.Join(p("rel"), "manifest.json"), "--identity", p("id.json"), "--pub", p("gov.key"), "--timeout", "10m") &&
+			step("attest against the bundle", "stick", "attest", url, "--identity", p("id.json"), "--pub", p("gov.key"), "--release", p("rel")) &&
+			step("invoke", "actor", "invoke", url, "echo", "echo", "hello from teactl", "--identity", p("id.json"), "--pub", p("gov.key"), "-o", p("r.json")) &&
+			step("receipt verify", "receipt", "verify", p("r.json"), "--identity", p("id.json"))
+	}
+	res, err := qemu.Machine{Kernel: b.Stage0(), StickImage: container, TPM: tpm, HTTPPort: port,
+		BoxGateway: strings.TrimPrefix(node.Gateway, "http://"), InputAfter: "manifest: none yet",
+		Session: session}.Run(ctx, 20*time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	default:
+		t.Error("the teactl session did not finish")
+	}
+	for _, l := range report {
+		t.Log(l)
+	}
+	if t.Failed() {
+		t.Logf("console:\n%s", res.Console)
+	}
+}
