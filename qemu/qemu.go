@@ -63,6 +63,11 @@ type Machine struct {
 	// QEMU user networking with restrict=on: nothing leaves the guest
 	// except what forwarding rules allow.
 	NoNet bool
+	// NetSocket, when set ("127.0.0.1:PORT"), connects the stick's NIC to
+	// a TCP listener there instead of user networking (QEMU's socket
+	// netdev: each frame as a 4-byte big-endian length and the bytes): a
+	// test plays the box's side of the link frame by frame.
+	NetSocket string
 	// HTTPPort, when not zero, forwards 127.0.0.1:HTTPPort on the host to
 	// the stick's HTTP port (80): the only way into the guest.
 	HTTPPort int
@@ -117,7 +122,9 @@ func (m Machine) Args() []string {
 	if !m.NoRNG {
 		args = append(args, "-device", "virtio-rng-device")
 	}
-	if !m.NoNet {
+	if !m.NoNet && m.NetSocket != "" {
+		args = append(args, "-netdev", "socket,id=net0,connect="+m.NetSocket, "-device", "virtio-net-device,netdev=net0")
+	} else if !m.NoNet {
 		netdev := "user,id=net0,restrict=on"
 		if m.HTTPPort != 0 {
 			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-10.0.2.15:80", m.HTTPPort)
