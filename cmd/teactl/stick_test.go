@@ -57,6 +57,7 @@ func startStick(t testing.TB, caDir string, args ...string) string {
 	cmd := exec.Command(hostedStick(t), append([]string{"-listen", "127.0.0.1:0", "-tpm", tpm.Socket}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stdin = strings.NewReader("")
+	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

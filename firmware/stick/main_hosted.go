@@ -100,7 +100,7 @@ func main() {
 		why = err
 		fmt.Printf("tpm: NOT MEASURED: %v: serving no actors\n", err)
 	} else {
-		dev = d
+		dev = measure.Serialize(d) // the Measurer and the Attester share it from different goroutines
 		var digest [32]byte
 		if m, digest, why = measureSelf(dev); why != nil {
 			m = nil
