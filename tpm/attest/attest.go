@@ -197,12 +197,18 @@ func (a *Attester) Enrol() (*Enrolment, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The EK occupies a transient slot (swtpm has three) until flushed:
+	// under the lock, like every other object the Attester loads.
+	a.mu.Lock()
 	ek, err := a.EK()
 	if err != nil {
+		a.mu.Unlock()
 		return nil, err
 	}
 	ekPub := tpm2.Marshal(ek.Public)
-	if err := ek.Flush(); err != nil {
+	err = ek.Flush()
+	a.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	akPub, err := a.AKPublic()
@@ -216,13 +222,13 @@ func (a *Attester) Enrol() (*Enrolment, error) {
 // the AK's name (TPM2_ActivateCredential). The EK's policy (EK Credential
 // Profile, PolicySecret(TPM_RH_ENDORSEMENT)) is satisfied in a policy session.
 func (a *Attester) ActivateCredential(credentialBlob, encryptedSecret []byte) ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	ek, err := a.EK()
 	if err != nil {
 		return nil, err
 	}
 	defer ek.Flush()
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	ak, err := a.loadedAK()
 	if err != nil {
 		return nil, err
