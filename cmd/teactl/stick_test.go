@@ -1,83 +1,30 @@
 package main
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/teastick/teastick/firmware/stick/hostedtest"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/tpm/swtpmtest"
 )
 
-var (
-	stickOnce sync.Once
-	stickBin  string
-	stickErr  error
-)
-
 // hostedStick builds the hosted stick once, as a developer does.
-func hostedStick(t testing.TB) string {
-	t.Helper()
-	stickOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "teactl-stick-")
-		if err != nil {
-			stickErr = err
-			return
-		}
-		stickBin = filepath.Join(dir, "stick")
-		out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.Version=teactl-test", "-o", stickBin, "../../firmware/stick").CombinedOutput()
-		if err != nil {
-			stickErr = &buildErr{string(out)}
-		}
-	})
-	if stickErr != nil {
-		t.Fatal(stickErr)
-	}
-	return stickBin
-}
-
-type buildErr struct{ out string }
-
-func (e *buildErr) Error() string { return "go build: " + e.out }
+func hostedStick(t testing.TB) string { return hostedtest.Build(t, "teactl-test") }
 
 // startStick runs a hosted stick with its own provisioned swtpm (its EK
 // certificate signed by the CA in caDir) and returns its API URL.
 func startStick(t testing.TB, caDir string, args ...string) string {
 	t.Helper()
 	tpm := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: caDir})
-	cmd := exec.Command(hostedStick(t), append([]string{"-listen", "127.0.0.1:0", "-tpm", tpm.Socket}, args...)...)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stdin = strings.NewReader("")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	url := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "api: "); ok {
-				url <- strings.Fields(a)[0]
-			}
-		}
-	}()
-	select {
-	case u := <-url:
-		return u
-	case <-time.After(time.Minute):
-		t.Fatal("the hosted stick printed no api: line")
-		return ""
-	}
+	return hostedtest.Start(t, hostedStick(t), append([]string{"-tpm", tpm.Socket}, args...)...).URL
 }
 
 func mustOK(t *testing.T, r result, what string) result {

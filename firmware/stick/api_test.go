@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -19,11 +18,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +29,7 @@ import (
 	"github.com/teastick/teastick/firmware/core"
 	"github.com/teastick/teastick/firmware/core/client"
 	"github.com/teastick/teastick/firmware/receipt"
+	"github.com/teastick/teastick/firmware/stick/hostedtest"
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
@@ -41,78 +39,10 @@ import (
 	"github.com/teastick/teastick/tpm/verify"
 )
 
-// running is a hosted stick started by a test, its console collected.
-type running struct {
-	t   *testing.T
-	cmd *exec.Cmd
-	url string
-
-	mu      sync.Mutex
-	console strings.Builder
-	lines   chan string
-}
-
-// startStick runs the hosted stick with its API on a free loopback port
-// and waits for the API line.
-func startStick(t *testing.T, args ...string) *running {
+// startStick runs the hosted stick with its API on a free loopback port.
+func startStick(t *testing.T, args ...string) *hostedtest.Stick {
 	t.Helper()
-	cmd := exec.Command(hostedStick(t), append([]string{"-listen", "127.0.0.1:0"}, args...)...)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stdin = strings.NewReader("")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &running{t: t, cmd: cmd, lines: make(chan string, 1024)}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("stick console:\n%s", r.Console())
-		}
-	})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			r.mu.Lock()
-			r.console.WriteString(sc.Text() + "\n")
-			r.mu.Unlock()
-			select {
-			case r.lines <- sc.Text():
-			default:
-			}
-		}
-		close(r.lines)
-	}()
-	line := r.waitFor("api: https://", 30*time.Second)
-	r.url = "https://" + strings.Fields(strings.TrimPrefix(line, "api: https://"))[0]
-	return r
-}
-
-func (r *running) Console() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.console.String()
-}
-
-// waitFor returns the first console line (from now on) with prefix.
-func (r *running) waitFor(prefix string, d time.Duration) string {
-	r.t.Helper()
-	deadline := time.After(d)
-	for {
-		select {
-		case l, ok := <-r.lines:
-			if !ok {
-				r.t.Fatalf("stick exited before %q; console:\n%s", prefix, r.Console())
-			}
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-		case <-deadline:
-			r.t.Fatalf("no %q within %v; console:\n%s", prefix, d, r.Console())
-		}
-	}
+	return hostedtest.Start(t, hostedStick(t), args...)
 }
 
 // e2e is what the end-to-end tests share: a box with the example actors,
@@ -247,10 +177,10 @@ func TestHostedEndToEnd(t *testing.T) {
 		manifest.Actor{Name: "wordcount", CID: e.wc, Grants: []string{"ipfs.cat"}},
 	)
 	st := startStick(t, append(e.args(e.node.Gateway), "-manifest", writeFile(t, v1))...)
-	if l := st.waitFor("READY:", 2*time.Minute); !strings.HasPrefix(l, "READY: manifest version 1, actors [echo notary wordcount] in ") {
+	if l := st.WaitFor("READY:", 2*time.Minute); !strings.HasPrefix(l, "READY: manifest version 1, actors [echo notary wordcount] in ") {
 		t.Fatalf("READY line: %q", l)
 	}
-	c := &client.Client{URL: st.url}
+	c := &client.Client{URL: st.URL}
 	status, err := c.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +259,7 @@ func TestHostedEndToEnd(t *testing.T) {
 	// Bad input: each answer names the problem.
 	raw := func(method, path, body string) (int, string) {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 30 * time.Second}
-		req, _ := http.NewRequest(method, st.url+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, st.URL+path, strings.NewReader(body))
 		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -455,10 +385,10 @@ func TestHostedHostileBox(t *testing.T) {
 		manifest.Actor{Name: "wordcount", CID: e.wc, Grants: []string{"ipfs.cat"}},
 	)
 	st := startStick(t, append(e.args(hostile), "-manifest", writeFile(t, v1))...)
-	if l := st.waitFor("READY:", 2*time.Minute); !strings.HasPrefix(l, "READY: manifest version 1, actors [echo], NOT SERVED [wordcount]") {
+	if l := st.WaitFor("READY:", 2*time.Minute); !strings.HasPrefix(l, "READY: manifest version 1, actors [echo], NOT SERVED [wordcount]") {
 		t.Fatalf("READY line: %q", l)
 	}
-	c := &client.Client{URL: st.url}
+	c := &client.Client{URL: st.URL}
 	status, err := c.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -511,8 +441,8 @@ func TestHostedLoad(t *testing.T) {
 		manifest.Actor{Name: "notary", CID: e.notary, Grants: []string{"crypto.sha256", "crypto.sign"}, Limits: manifest.Limits{MaxConcurrent: 4}},
 	)
 	st := startStick(t, append(e.args(e.node.Gateway), "-manifest", writeFile(t, v1))...)
-	st.waitFor("READY:", 2*time.Minute)
-	c := &client.Client{URL: st.url}
+	st.WaitFor("READY:", 2*time.Minute)
+	c := &client.Client{URL: st.URL}
 	ctx := context.Background()
 	if _, err := c.Status(ctx); err != nil {
 		t.Fatal(err)

@@ -13,48 +13,19 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/teastick/teastick/firmware/stick/hostedtest"
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/qemu"
 	"github.com/teastick/teastick/tpm/swtpmtest"
 	"github.com/teastick/teastick/tpm/verify"
 )
 
-var (
-	hostedOnce sync.Once
-	hostedBin  string
-	hostedErr  error
-)
-
 // hostedStick builds the hosted stick once, as `go build` does for users.
-func hostedStick(t *testing.T) string {
-	t.Helper()
-	hostedOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hosted-stick")
-		if err != nil {
-			hostedErr = err
-			return
-		}
-		hostedBin = filepath.Join(dir, "stick")
-		out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.Version=hosted-test", "-o", hostedBin, ".").CombinedOutput()
-		if err != nil {
-			hostedErr = &buildError{out}
-		}
-	})
-	if hostedErr != nil {
-		t.Fatal(hostedErr)
-	}
-	return hostedBin
-}
-
-type buildError struct{ out []byte }
-
-func (e *buildError) Error() string { return "go build: " + string(e.out) }
+func hostedStick(t *testing.T) string { return hostedtest.Build(t, "hosted-test") }
 
 // runHosted runs the hosted stick and feeds each stdout line to answer,
 // typing what it returns, until the stick exits.
