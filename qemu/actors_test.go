@@ -18,7 +18,6 @@ import (
 	"github.com/teastick/teastick/firmware/core/client"
 	"github.com/teastick/teastick/firmware/receipt"
 	"github.com/teastick/teastick/image/manifest"
-	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/tpm/attest"
@@ -56,16 +55,7 @@ func TestStickEndToEnd(t *testing.T) {
 	stickSum, stage0Sum := sha256.Sum256(stickBytes), sha256.Sum256(stage0Bytes)
 
 	node := kubotest.Start(t)
-	cl := &ipfs.Client{Gateway: node.Gateway, API: node.API}
-	put := func(data []byte) string {
-		c, blocks := ipfs.Add(data)
-		for _, b := range blocks {
-			if _, err := cl.Put(ctx, b.CID.Type(), b.Data); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return c.String()
-	}
+	put := func(data []byte) string { return node.Publish(t, data).String() }
 	echo := put(actortest.GoActor(t, "echo"))
 	notary := put(actortest.GoActor(t, "notary"))
 	wc := put(actortest.GoActor(t, "wordcount"))

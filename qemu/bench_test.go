@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 )
 
@@ -110,13 +109,7 @@ func BenchmarkStickFetch(b *testing.B) {
 	for i := range data {
 		data[i] = byte(i*13 + i/7919)
 	}
-	c, blocks := ipfs.Add(data)
-	cl := &ipfs.Client{API: node.API, Gateway: node.Gateway}
-	for _, blk := range blocks {
-		if _, err := cl.Put(context.Background(), blk.CID.Type(), blk.Data); err != nil {
-			b.Fatal(err)
-		}
-	}
+	c := node.Publish(b, data)
 	re := regexp.MustCompile(`^fetch: \S+ (\d+) bytes sha256:\S+ in (\d+) ms$`)
 	var ms int
 	for b.Loop() {

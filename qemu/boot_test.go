@@ -351,13 +351,7 @@ func TestFetchFromKubo(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i*7 + i/1000)
 	}
-	c, blocks := ipfs.Add(data)
-	cl := &ipfs.Client{API: node.API, Gateway: node.Gateway}
-	for _, b := range blocks {
-		if _, err := cl.Put(context.Background(), b.CID.Type(), b.Data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := node.Publish(t, data)
 	sum := sha256.Sum256(data)
 	gw := strings.TrimPrefix(node.Gateway, "http://")
 	res, err := Machine{Kernel: img.stick, BoxGateway: gw, InputAfter: "https on :80",

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/runtime/actortest"
 )
@@ -29,16 +28,7 @@ func BenchmarkRuntimeOnStick(b *testing.B) {
 		b.Fatal(err)
 	}
 	node := kubotest.Start(b)
-	cl := &ipfs.Client{Gateway: node.Gateway, API: node.API}
-	put := func(data []byte) string {
-		c, blocks := ipfs.Add(data)
-		for _, blk := range blocks {
-			if _, err := cl.Put(context.Background(), blk.CID.Type(), blk.Data); err != nil {
-				b.Fatal(err)
-			}
-		}
-		return c.String()
-	}
+	put := func(data []byte) string { return node.Publish(b, data).String() }
 	cids := []string{
 		put(actortest.GoActor(b, "echo")),
 		put(actortest.GoActor(b, "kernel")),

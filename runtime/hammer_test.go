@@ -123,13 +123,8 @@ func TestWordcountOverKubo(t *testing.T) {
 		fmt.Fprintf(&text, "stick box data %d\n", i%7)
 	}
 	data := []byte(text.String())
-	root, blocks := ipfs.Add(data)
-	for _, b := range blocks {
-		if _, err := cl.Put(context.Background(), b.CID.Type(), b.Data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(blocks) < 3 {
+	root := node.Publish(t, data)
+	if _, blocks := ipfs.Add(data); len(blocks) < 3 {
 		t.Fatalf("data set of %d blocks; want a multi-block DAG", len(blocks))
 	}
 	r, _ := newRuntime(t, runtime.Config{Files: cl, Blocks: cl})

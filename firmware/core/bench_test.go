@@ -20,19 +20,6 @@ import (
 	"github.com/teastick/teastick/runtime/actortest"
 )
 
-// publish adds data to the kubo node as teactl publishes actors (CID v1,
-// raw leaves) and returns its CID.
-func publish(tb testing.TB, box *ipfs.Client, data []byte) string {
-	tb.Helper()
-	c, blocks := ipfs.Add(data)
-	for _, b := range blocks {
-		if _, err := box.Put(context.Background(), b.CID.Type(), b.Data); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return c.String()
-}
-
 var engines = []struct {
 	name   string
 	engine runtime.Engine
@@ -45,7 +32,7 @@ var engines = []struct {
 func BenchmarkAPIInvoke(b *testing.B) {
 	node := kubotest.Start(b)
 	box := &ipfs.Client{Gateway: node.Gateway, API: node.API}
-	echo := publish(b, box, actortest.GoActor(b, "echo"))
+	echo := node.Publish(b, actortest.GoActor(b, "echo")).String()
 	body, _ := json.Marshal(InvokeRequest{Operation: "echo", Payload: bytes.Repeat([]byte("x"), 64)})
 	for _, e := range engines {
 		b.Run(e.name, func(b *testing.B) {
@@ -119,9 +106,9 @@ func BenchmarkBootToReady(b *testing.B) {
 	node := kubotest.Start(b)
 	box := &ipfs.Client{Gateway: node.Gateway, API: node.API}
 	actors := []manifest.Actor{
-		{Name: "echo", CID: publish(b, box, actortest.GoActor(b, "echo")), Grants: []string{"log"}},
-		{Name: "notary", CID: publish(b, box, actortest.GoActor(b, "notary")), Grants: []string{"crypto.sha256", "crypto.sign"}},
-		{Name: "wordcount", CID: publish(b, box, actortest.GoActor(b, "wordcount")), Grants: []string{"ipfs.cat"}},
+		{Name: "echo", CID: node.Publish(b, actortest.GoActor(b, "echo")).String(), Grants: []string{"log"}},
+		{Name: "notary", CID: node.Publish(b, actortest.GoActor(b, "notary")).String(), Grants: []string{"crypto.sha256", "crypto.sign"}},
+		{Name: "wordcount", CID: node.Publish(b, actortest.GoActor(b, "wordcount")).String(), Grants: []string{"ipfs.cat"}},
 	}
 	for _, e := range engines {
 		b.Run(e.name, func(b *testing.B) {

@@ -63,11 +63,11 @@ func newE2E(t *testing.T) *e2e {
 	t.Helper()
 	e := &e2e{node: kubotest.Start(t)}
 	e.box = &ipfs.Client{Gateway: e.node.Gateway, API: e.node.API}
-	e.echo = putFile(t, e.box, actortest.GoActor(t, "echo"))
-	e.notary = putFile(t, e.box, actortest.GoActor(t, "notary"))
-	e.wc = putFile(t, e.box, actortest.GoActor(t, "wordcount"))
-	e.edge = putFile(t, e.box, actortest.Wat(t, "edge"))
-	e.data = putFile(t, e.box, []byte(strings.Repeat("to be or not to be\n", 1000)))
+	e.echo = e.node.Publish(t, actortest.GoActor(t, "echo")).String()
+	e.notary = e.node.Publish(t, actortest.GoActor(t, "notary")).String()
+	e.wc = e.node.Publish(t, actortest.GoActor(t, "wordcount")).String()
+	e.edge = e.node.Publish(t, actortest.Wat(t, "edge")).String()
+	e.data = e.node.Publish(t, []byte(strings.Repeat("to be or not to be\n", 1000))).String()
 	caDir := t.TempDir()
 	e.tpm = swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: caDir})
 	bundle, err := swtpmtest.CABundle(caDir)
@@ -347,7 +347,7 @@ func TestHostedEndToEnd(t *testing.T) {
 	}
 
 	// An upgrade whose actor cannot load keeps the old version serving.
-	notWasm := putFile(t, e.box, []byte("this is not a module"))
+	notWasm := e.node.Publish(t, []byte("this is not a module")).String()
 	v3 := e.manifest(t, 3, e.gov,
 		manifest.Actor{Name: "echo", CID: notWasm, Grants: []string{"log"}},
 		manifest.Actor{Name: "wordcount", CID: e.wc, Grants: []string{"ipfs.cat"}},
@@ -411,19 +411,6 @@ func TestHostedHostileBox(t *testing.T) {
 	if res, err := c.Invoke(context.Background(), "echo", "echo", []byte("ok")); err != nil || string(res.Output) != "ok" {
 		t.Errorf("echo beside a tampered actor: %v", err)
 	}
-}
-
-// putFile adds data to the kubo node as teactl publishes it and returns
-// its CID.
-func putFile(t *testing.T, cl *ipfs.Client, data []byte) string {
-	t.Helper()
-	c, blocks := ipfs.Add(data)
-	for _, b := range blocks {
-		if _, err := cl.Put(context.Background(), b.CID.Type(), b.Data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return c.String()
 }
 
 // TestHostedLoad: 32 clients invoke for 60 seconds (LOAD_SECONDS

@@ -16,6 +16,10 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/netstack/ipfs"
 )
 
 // ErrNoKubo is returned when the kubo binary is not built.
@@ -147,4 +151,18 @@ func Start(t testing.TB) *Node {
 	}
 	t.Cleanup(n.Stop)
 	return n
+}
+
+// Publish adds data to the node as teactl publishes an actor (CID v1, raw
+// leaves, block by block through the RPC API) and returns the root's CID.
+func (n *Node) Publish(t testing.TB, data []byte) cid.Cid {
+	t.Helper()
+	root, blocks := ipfs.Add(data)
+	cl := &ipfs.Client{API: n.API, Gateway: n.Gateway}
+	for _, b := range blocks {
+		if _, err := cl.Put(context.Background(), b.CID.Type(), b.Data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
 }
