@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -83,14 +84,7 @@ func releaseVerify(e *env, args []string) error {
 	}
 	ref, _, err := release.Verify(pos[0], pub)
 	if err != nil {
-		var ce *cliError
-		if errors.As(err, &ce) {
-			return err
-		}
-		if os.IsNotExist(errors.Unwrap(err)) {
-			return ioErr(err)
-		}
-		return checkErr(err)
+		return releaseErr(err)
 	}
 	var pcrs []string
 	for i := 0; i <= 8; i++ {
@@ -106,4 +100,14 @@ func releaseVerify(e *env, args []string) error {
 	e.result(ref, fmt.Sprintf("release OK: manifest version %d signed by the governance key, images match it\nstick %s (%s), stage 0 %s\nexpected after boot:\n%s%s",
 		ref.ManifestVersion, ref.StickSHA256, ref.ImageVersion, ref.Stage0SHA256, strings.Join(pcrs, ""), warn))
 	return nil
+}
+
+// releaseErr classifies a failed bundle check: a file that cannot be read
+// is an I/O error, anything else a failed check.
+func releaseErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return ioErr(err)
+	}
+	return checkErr(err)
 }

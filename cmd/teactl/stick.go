@@ -403,7 +403,7 @@ func stickAttest(e *env, args []string) error {
 		// record replaces what the stick reports.
 		ref, signed, err := rel.Verify(af.release, gov)
 		if err != nil {
-			return checkErr(err)
+			return releaseErr(err)
 		}
 		release, config = signed, core.ConfigRecord(ref.ImageVersion, ref.Board)
 	} else if af.release != "" {
