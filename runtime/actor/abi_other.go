@@ -6,3 +6,5 @@ package actor
 func Call(namespace, operation string, payload []byte) ([]byte, error) {
 	return nil, ErrNotActor
 }
+
+func callInto(namespace, operation string, payload, dst []byte) error { return ErrNotActor }

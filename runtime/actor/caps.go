@@ -16,13 +16,15 @@ func Log(msg string) error {
 // SHA256 hashes data on the host (grant "crypto" or "crypto.sha256"): at
 // native speed, not the interpreter's.
 func SHA256(data []byte) ([32]byte, error) {
-	var d [32]byte
-	out, err := Call("crypto", "sha256", data)
-	if err == nil && copy(d[:], out) != 32 {
-		err = errors.New("actor: crypto.sha256 answered with a short digest")
-	}
-	return d, err
+	// The host writes into a package buffer, not a local: a pointer handed
+	// to the host would move the local to the heap. Go on wasm runs one
+	// goroutine at a time and never switches inside callInto, so the
+	// buffer is never shared.
+	err := callInto("crypto", "sha256", data, digest[:])
+	return digest, err
 }
+
+var digest [32]byte
 
 // Sign signs msg with the stick's result key (grant "crypto.sign"). The
 // signature covers runtime.ActorMessage(actor CID, msg), never msg alone.

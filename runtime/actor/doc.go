@@ -35,16 +35,33 @@ func (e *HostError) Error() string {
 	return e.Namespace + "." + e.Operation + ": " + e.Message
 }
 
-var handlers = map[string]Handler{}
+// handlers is a list, not a map: an actor has a handful of operations,
+// and comparing them is cheaper than hashing under the interpreter.
+var handlers []handler
 
-// Handle registers h for operation op. Call it from init.
-func Handle(op string, h Handler) { handlers[op] = h }
+type handler struct {
+	op string
+	h  Handler
+}
+
+// Handle registers h for operation op, replacing an earlier handler for
+// op. Call it from init.
+func Handle(op string, h Handler) {
+	for i := range handlers {
+		if handlers[i].op == op {
+			handlers[i].h = h
+			return
+		}
+	}
+	handlers = append(handlers, handler{op, h})
+}
 
 // dispatch runs the handler for op.
-func dispatch(op string, payload []byte) ([]byte, error) {
-	h, ok := handlers[op]
-	if !ok {
-		return nil, errors.New("unknown operation " + op)
+func dispatch(op, payload []byte) ([]byte, error) {
+	for i := range handlers {
+		if handlers[i].op == string(op) {
+			return handlers[i].h(payload)
+		}
 	}
-	return h(payload)
+	return nil, errors.New("unknown operation " + string(op))
 }

@@ -203,8 +203,17 @@ func (b *bench) emptyInvoke(name string, m Module, op string) error {
 }
 
 // ratio times native and actor alternately, runs times each, and returns
-// their totals.
+// their totals. One untimed run of each comes first: what a first call
+// pays once (growing the guest's memory, the guest allocating its request
+// buffer) is cold start, priced on its own, and with three runs it would
+// otherwise be a third of the figure.
 func ratio(runs int, native, actor func() error) (tn, ta time.Duration, err error) {
+	if err := native(); err != nil {
+		return 0, 0, err
+	}
+	if err := actor(); err != nil {
+		return 0, 0, err
+	}
 	for range runs {
 		t0 := time.Now()
 		if err := native(); err != nil {
