@@ -36,7 +36,9 @@ $(error unsupported TARGET=$(TARGET): supported targets are qemu (USB armory Mk 
 endif
 
 # BUILD_TAGS: nomeasure builds images that measure nothing, to price
-# measured boot in benchmarks only (the build warns loudly).
+# measured boot in benchmarks only (the build warns loudly); benchnoop adds
+# a no-op API handler (POST /bench/noop) to price invocations against, in
+# benchmarks only (the stick says so at boot).
 
 # Test builds exit through semihosting after this many heartbeats (0: never).
 EXIT_AFTER ?= 0

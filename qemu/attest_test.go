@@ -82,7 +82,7 @@ func converse(t *testing.T, ctx context.Context, m Machine, signed []byte, roots
 	return &conversation{verdict: v.Verdict, stale: v.Stale, problems: v.Problems, res: res}
 }
 
-func provisionedTPM(t *testing.T, ctx context.Context) (*SWTPM, *x509.CertPool) {
+func provisionedTPM(t testing.TB, ctx context.Context) (*SWTPM, *x509.CertPool) {
 	t.Helper()
 	caDir := filepath.Join(t.TempDir(), "ca")
 	tpm := &SWTPM{Dir: t.TempDir(), Provision: true, CADir: caDir}

@@ -31,6 +31,7 @@ import (
 	"github.com/teastick/teastick/firmware/receipt"
 	"github.com/teastick/teastick/firmware/stick/hostedtest"
 	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/netstack/channel"
 	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/runtime"
@@ -205,6 +206,14 @@ func TestHostedEndToEnd(t *testing.T) {
 		t.Errorf("attestation names manifests %d, want v1", len(att.Manifests))
 	}
 	c.Pin(client.KeyDigest(c.PeerKey()))
+
+	// The no-op handler is in benchmark builds (tag benchnoop) only.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: channel.ClientConfig(client.KeyDigest(c.PeerKey()))}}
+	if resp, err := hc.Post(st.URL+core.NoopPath, "application/json", strings.NewReader("{}")); err != nil {
+		t.Error(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST %s on a production build: %s, want 404", core.NoopPath, resp.Status)
+	}
 
 	// Each example actor, each receipt checked offline.
 	check := func(name, op string, payload []byte) *core.Result {

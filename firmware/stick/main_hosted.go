@@ -168,7 +168,7 @@ func serveAPI(s *core.Stick, addr string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	srv := &http.Server{Handler: apiHandler(s.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	go srv.Serve(tls.NewListener(l, tlsCfg))
 	fmt.Printf("api: https://%s (channel key sha256:%x)\n", l.Addr(), s.ChannelDigest())
 	return nil

@@ -79,7 +79,7 @@ func main() {
 		fmt.Printf("channel: FAILED: %v\n", err)
 		virt.Exit(1)
 	}
-	startNetwork(tlsCfg, st.Handler())
+	startNetwork(tlsCfg, apiHandler(st.Handler()))
 	fmt.Println("manifest: none yet: waiting for one (POST /v1/manifest or the console's manifest command)")
 
 	cmds := consoleCommands(st)

@@ -1,0 +1,120 @@
+package qemu
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/teastick/teastick/firmware/core"
+	"github.com/teastick/teastick/firmware/core/apibench"
+	"github.com/teastick/teastick/firmware/core/client"
+	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/netstack/channel"
+	"github.com/teastick/teastick/netstack/ipfs/kubotest"
+	"github.com/teastick/teastick/runtime/actortest"
+)
+
+// BenchmarkAPIInvokeOnStick prices an invocation through the API on the
+// stick itself: stage 0 and a benchmark build of the stick (tag benchnoop,
+// which adds core.NoopHandler) under QEMU with a provisioned swtpm and a
+// real kubo node, given a manifest with the echo actor. From the host, over
+// the pinned channel and QEMU's port forward, it alternates invoking echo
+// (interpreter, signed receipt) with the no-op request, 64 bytes of payload
+// each (apibench), and reports both and their ratio (the issue's budget:
+// at most 1.5).
+func BenchmarkAPIInvokeOnStick(b *testing.B) {
+	if why := CompilerMissing(root); why != "" {
+		b.Skipf("QEMU API benchmark SKIPPED: %s", why)
+	}
+	ctx := context.Background()
+	dir := b.TempDir()
+	bld := Build{Root: root, Dir: dir, Version: "bench", Tags: "benchnoop",
+		GovernanceKey: hex.EncodeToString(testGovernance.Public().(ed25519.PublicKey))}
+	stickPath, err := bld.Image(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	container, err := WrapStick(stickPath, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	stickBytes, _ := os.ReadFile(stickPath)
+	stage0Bytes, _ := os.ReadFile(bld.Stage0())
+	stickSum, stage0Sum := sha256.Sum256(stickBytes), sha256.Sum256(stage0Bytes)
+	node := kubotest.Start(b)
+	echo := node.Publish(b, actortest.GoActor(b, "echo")).String()
+	signed, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: 1,
+		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(stage0Sum[:]), Stick: hex.EncodeToString(stickSum[:])},
+		Actors:   []manifest.Actor{{Name: "echo", CID: echo}}}, testGovernance)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 100
+	keyLine := regexp.MustCompile(`^channel: key sha256:([0-9a-f]{64})$`)
+	for b.Loop() {
+		tpm, _ := provisionedTPM(b, ctx)
+		port, err := FreePort()
+		if err != nil {
+			b.Fatal(err)
+		}
+		digest := make(chan string, 1)
+		var res apibench.Result
+		problem := make(chan error, 1)
+		session := func(typeIn func(string)) {
+			defer typeIn("halt\n")
+			problem <- func() error {
+				var pin [32]byte
+				select {
+				case d := <-digest:
+					hex.Decode(pin[:], []byte(d))
+				case <-time.After(time.Minute):
+					return fmt.Errorf("no channel key line")
+				}
+				url := fmt.Sprintf("https://127.0.0.1:%d", port)
+				c := &client.Client{URL: url, Timeout: 2 * time.Minute, UpgradeTimeout: 10 * time.Minute}
+				c.Pin(pin)
+				if resp, err := c.Manifest(ctx, signed); err != nil || !resp.Status.Ready {
+					return fmt.Errorf("manifest: %+v %v", resp, err)
+				}
+				hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: channel.ClientConfig(pin),
+					TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+				r := apibench.Runner{HTTP: hc, URL: url, NoopPath: core.NoopPath, Actor: "echo", Op: "echo",
+					Payload: []byte(strings.Repeat("x", 64))}
+				res, err = r.Run(ctx, n)
+				return err
+			}()
+		}
+		_, err = Machine{Kernel: bld.Stage0(), StickImage: container, TPM: tpm, HTTPPort: port,
+			BoxGateway: strings.TrimPrefix(node.Gateway, "http://"), InputAfter: "manifest: none yet",
+			Interact: func(line string) string {
+				if m := keyLine.FindStringSubmatch(line); m != nil {
+					digest <- m[1]
+				}
+				return ""
+			},
+			Session: session}.Run(ctx, 20*time.Minute, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case err := <-problem:
+			if err != nil {
+				b.Fatal(err)
+			}
+		default:
+			b.Fatal("the API session did not finish")
+		}
+		b.ReportMetric(res.PerOp(res.Echo)/1e3, "echo-ms/op")
+		b.ReportMetric(res.PerOp(res.Noop)/1e3, "noop-ms/op")
+		b.ReportMetric(res.Ratio(), "echo/noop")
+	}
+}
