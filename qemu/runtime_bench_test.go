@@ -41,6 +41,7 @@ func BenchmarkRuntimeOnStick(b *testing.B) {
 		re    string
 		units []string // one per captured number
 	}{
+		{`^bench: receipt-sign ` + f + ` us/op `, []string{"receipt-sign-us/op"}},
 		{`^bench: empty-invoke edge ` + f + ` us/op `, []string{"edge-empty-us/op"}},
 		{`^bench: empty-invoke echo ` + f + ` us/op `, []string{"echo-empty-us/op"}},
 		{`^bench: kernel native ` + f + ` ms actor ` + f + ` ms ratio ` + f + `x `,

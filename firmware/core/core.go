@@ -207,13 +207,12 @@ func (s *Stick) Runtime() *runtime.Runtime { return s.rt }
 // Close stops the actors.
 func (s *Stick) Close() error { return s.rt.Close() }
 
-// actorSigner gives actors the result key (crypto.sign): ECDSA P-256 over
+// actorSigner gives actors the result key (crypto.sign): Ed25519 over
 // runtime.ActorMessage, which no receipt can collide with.
 type actorSigner struct{ r *receipt.Signer }
 
 func (a actorSigner) SignActor(actor cid.Cid, msg []byte) ([]byte, error) {
-	d := sha256.Sum256(runtime.ActorMessage(actor, msg))
-	return ecdsa.SignASN1(rand.Reader, a.r.Key(), d[:])
+	return a.r.SignStatement(runtime.ActorMessage(actor, msg))
 }
 
 func (s *Stick) logf(format string, args ...any) {

@@ -96,7 +96,7 @@ func (s *Stick) Certification() (*attest.Certification, error) {
 		return nil, ErrNoTPM
 	}
 	s.certOnce.Do(func() {
-		s.cert, s.certErr = s.att.Certify(s.results.Key(), receipt.Qualifying())
+		s.cert, s.certErr = s.att.Certify(s.results.Public(), receipt.Qualifying())
 	})
 	return s.cert, s.certErr
 }

@@ -35,7 +35,7 @@ func BenchmarkSignParallel(b *testing.B) {
 func BenchmarkVerify(b *testing.B) {
 	s := newSigner(b)
 	r := sign(b, s)
-	key := &s.Key().PublicKey
+	key := s.Public()
 	for b.Loop() {
 		if err := receipt.Verify(r, key); err != nil {
 			b.Fatal(err)
@@ -55,7 +55,7 @@ func BenchmarkVerifyCertified(b *testing.B) {
 
 func BenchmarkCertify(b *testing.B) {
 	s := newStick(b) // the AK is loaded
-	key := s.signer.Key()
+	key := s.signer.Public()
 	for b.Loop() {
 		if _, err := s.att.Certify(key, receipt.Qualifying()); err != nil {
 			b.Fatal(err)

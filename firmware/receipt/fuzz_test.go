@@ -29,7 +29,7 @@ func FuzzReceiptJSON(f *testing.F) {
 	f.Add([]byte(`{"actor":"a","input_sha256":"` + string(bytes.Repeat([]byte("A"), 64)) + `"}`))
 	f.Add([]byte(`{"counter":-1,"signature":"!!"}`))
 	f.Add([]byte(`{"actor":"\u0000","cid":"\ud800","manifest_version":18446744073709551615}`))
-	key := &s.Key().PublicKey
+	key := s.Public()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r receipt.Receipt
 		if json.Unmarshal(data, &r) != nil {

@@ -1,14 +1,14 @@
 // Package receipt makes and checks receipts: the stick's signed statement
 // that one invocation happened. A receipt names the actor (name and CID),
 // the operation, the SHA-256 of the input and of the output, the manifest
-// version in force and a counter, and carries an ECDSA P-256/SHA-256
-// signature by the stick's result key over Message, a domain-separated
-// encoding of those fields.
+// version in force and a counter, and carries an Ed25519 signature by the
+// stick's result key over Message, a domain-separated encoding of those
+// fields.
 //
-// The result key is a software key the stick generates at boot (signing
-// each receipt in the TPM would make the TPM the bottleneck); it never
-// leaves the stick's memory. At boot the stick has its attestation key
-// (AK) certify it with TPM2_Certify (attest.Attester.Certify, with
+// The result key is a software Ed25519 key the stick generates at boot
+// (signing each receipt in the TPM would make the TPM the bottleneck); it
+// never leaves the stick's memory. At boot the stick has its attestation
+// key (AK) certify it with TPM2_Certify (attest.Attester.Certify, with
 // Qualifying as qualifying data), which gives an attest.Certification.
 //
 // Checking a receipt offline needs the receipt, the certification and the
@@ -25,8 +25,7 @@ package receipt
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
+	"crypto/ed25519"
 	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -42,8 +41,9 @@ import (
 	"github.com/teastick/teastick/tpm/verify"
 )
 
-// Domain is the prefix of every receipt message.
-const Domain = "teastick/receipt/v1\x00"
+// Domain is the prefix of every receipt message. Version 1 receipts were
+// signed with ECDSA P-256.
+const Domain = "teastick/receipt/v2\x00"
 
 // QualifyingLabel is hashed into the qualifying data of the result key's
 // certification.
@@ -56,7 +56,8 @@ var (
 	ErrInputMismatch   = errors.New("receipt: input does not match input_sha256")
 	ErrOutputMismatch  = errors.New("receipt: output does not match output_sha256")
 	ErrNoResultKey     = errors.New("receipt: no result key")
-	ErrResultKeyCurve  = errors.New("receipt: result key is not ECDSA P-256")
+	ErrResultKeyType   = errors.New("receipt: result key is not an Ed25519 public key")
+	ErrStatementDomain = errors.New("receipt: a statement may not begin with the receipt domain")
 	errCounterOverflow = errors.New("receipt: counter exhausted")
 )
 
@@ -69,7 +70,7 @@ type Receipt struct {
 	OutputSHA256    string `json:"output_sha256"` // 64 lowercase hex digits
 	ManifestVersion uint64 `json:"manifest_version"`
 	Counter         uint64 `json:"counter"`
-	// Signature is the ASN.1 DER ECDSA signature over SHA-256(Message()).
+	// Signature is the 64-byte Ed25519 signature over Message().
 	Signature []byte `json:"signature"`
 }
 
@@ -118,32 +119,32 @@ func digest(name, h string) ([]byte, error) {
 
 // Signer signs receipts with the result key. It is safe for concurrent use.
 type Signer struct {
-	key     *ecdsa.PrivateKey
+	key     ed25519.PrivateKey
+	pub     ed25519.PublicKey
 	der     []byte
-	rand    io.Reader
 	counter atomic.Uint64
 }
 
-// NewSigner generates a result key from rand (nil: crypto/rand.Reader);
-// signatures draw on rand too. Since Go 1.26 crypto/ecdsa ignores rand
-// and always uses a secure source, unless GODEBUG=cryptocustomrand=1.
+// NewSigner generates a result key from rand (nil: crypto/rand.Reader).
+// Signing needs no randomness: Ed25519 signatures are deterministic.
 func NewSigner(rand io.Reader) (*Signer, error) {
 	if rand == nil {
 		rand = cryptorand.Reader
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand)
+	pub, key, err := ed25519.GenerateKey(rand)
 	if err != nil {
 		return nil, fmt.Errorf("receipt: result key: %w", err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("receipt: result key: %w", err)
 	}
-	return &Signer{key: key, der: der, rand: rand}, nil
+	return &Signer{key: key, pub: pub, der: der}, nil
 }
 
-// Key returns the result key, to be certified (attest.Attester.Certify).
-func (s *Signer) Key() *ecdsa.PrivateKey { return s.key }
+// Public returns the result key's public part, to be certified
+// (attest.Attester.Certify).
+func (s *Signer) Public() ed25519.PublicKey { return bytes.Clone(s.pub) }
 
 // PublicDER returns the PKIX DER of the result key's public part.
 func (s *Signer) PublicDER() []byte { return bytes.Clone(s.der) }
@@ -151,6 +152,17 @@ func (s *Signer) PublicDER() []byte { return bytes.Clone(s.der) }
 // Count returns how many receipts this signer has made (the counter of
 // the last one).
 func (s *Signer) Count() uint64 { return s.counter.Load() }
+
+// SignStatement signs msg, a statement of another kind than a receipt
+// (runtime.ActorMessage for an actor's crypto.sign), with the result key.
+// msg must begin with a domain string of its own; one that begins with
+// Domain is refused, so that no statement can pass for a receipt.
+func (s *Signer) SignStatement(msg []byte) ([]byte, error) {
+	if bytes.HasPrefix(msg, []byte(Domain)) {
+		return nil, ErrStatementDomain
+	}
+	return ed25519.Sign(s.key, msg), nil
+}
 
 // Sign makes the receipt of one invocation: hashes of input and output,
 // the next counter value (1 for the first receipt) and the signature.
@@ -173,20 +185,17 @@ func (s *Signer) Sign(actor, cid, op string, input, output []byte, manifestVersi
 	if err != nil {
 		return nil, err
 	}
-	d := sha256.Sum256(m)
-	if r.Signature, err = ecdsa.SignASN1(s.rand, s.key, d[:]); err != nil {
-		return nil, fmt.Errorf("receipt: sign: %w", err)
-	}
+	r.Signature = ed25519.Sign(s.key, m)
 	return r, nil
 }
 
 // Verify checks r's signature with the result key.
-func Verify(r *Receipt, resultKey *ecdsa.PublicKey) error {
+func Verify(r *Receipt, resultKey ed25519.PublicKey) error {
 	if resultKey == nil {
 		return ErrNoResultKey
 	}
-	if resultKey.Curve != elliptic.P256() {
-		return ErrResultKeyCurve
+	if len(resultKey) != ed25519.PublicKeySize {
+		return ErrResultKeyType
 	}
 	if r == nil {
 		return fmt.Errorf("%w: no receipt", ErrMalformed)
@@ -195,8 +204,7 @@ func Verify(r *Receipt, resultKey *ecdsa.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	d := sha256.Sum256(m)
-	if !ecdsa.VerifyASN1(resultKey, d[:], r.Signature) {
+	if len(r.Signature) != ed25519.SignatureSize || !ed25519.Verify(resultKey, m, r.Signature) {
 		return ErrSignature
 	}
 	return nil

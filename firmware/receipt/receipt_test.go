@@ -2,7 +2,7 @@ package receipt_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -43,7 +43,7 @@ func newStick(t testing.TB) *stick {
 		t.Fatal(err)
 	}
 	s := newSigner(t)
-	c, err := a.Certify(s.Key(), receipt.Qualifying())
+	c, err := a.Certify(s.Public(), receipt.Qualifying())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,17 +152,17 @@ func TestTamper(t *testing.T) {
 
 	// The same result key certified by another TPM's AK, and with other
 	// qualifying data by the right AK.
-	byOther, err := other.att.Certify(s.signer.Key(), receipt.Qualifying())
+	byOther, err := other.att.Certify(s.signer.Public(), receipt.Qualifying())
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongQ, err := s.att.Certify(s.signer.Key(), []byte("another label"))
+	wrongQ, err := s.att.Certify(s.signer.Public(), []byte("another label"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Another key, certified (by the same AK) or not.
 	s2 := newSigner(t)
-	cert2, err := s.att.Certify(s2.Key(), receipt.Qualifying())
+	cert2, err := s.att.Certify(s2.Public(), receipt.Qualifying())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,13 +243,49 @@ func TestTamper(t *testing.T) {
 	}
 }
 
-func TestVerifyNeedsP256Key(t *testing.T) {
-	r := sign(t, newSigner(t))
+func TestVerifyNeedsEd25519Key(t *testing.T) {
+	s := newSigner(t)
+	r := sign(t, s)
 	if err := receipt.Verify(r, nil); !errors.Is(err, receipt.ErrNoResultKey) {
 		t.Errorf("nil key: %v", err)
 	}
-	if err := receipt.Verify(r, &ecdsa.PublicKey{}); !errors.Is(err, receipt.ErrResultKeyCurve) {
-		t.Errorf("key without curve: %v", err)
+	for _, n := range []int{31, 33, 65} {
+		if err := receipt.Verify(r, make([]byte, n)); !errors.Is(err, receipt.ErrResultKeyType) {
+			t.Errorf("key of %d bytes: %v", n, err)
+		}
+	}
+	for _, sig := range [][]byte{nil, r.Signature[:63], append(slices.Clone(r.Signature), 0)} {
+		bad := *r
+		bad.Signature = sig
+		if err := receipt.Verify(&bad, s.Public()); !errors.Is(err, receipt.ErrSignature) {
+			t.Errorf("signature of %d bytes: %v", len(sig), err)
+		}
+	}
+}
+
+// TestSignStatement: the result key signs an actor's statement, which
+// verifies as Ed25519 over exactly that message, and refuses one that
+// could pass for a receipt.
+func TestSignStatement(t *testing.T) {
+	s := newSigner(t)
+	msg := []byte("teastick/actor-signature/v1\x00statement")
+	sig, err := s.SignStatement(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ed25519.Verify(s.Public(), msg, sig) {
+		t.Fatal("statement signature does not verify")
+	}
+	r := sign(t, s)
+	m, err := r.Message()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SignStatement(m); !errors.Is(err, receipt.ErrStatementDomain) {
+		t.Fatalf("signed a receipt message as a statement: %v", err)
+	}
+	if s.Count() != 1 {
+		t.Fatalf("counter %d after one receipt and statements", s.Count())
 	}
 }
 
@@ -281,7 +317,7 @@ func TestMessage(t *testing.T) {
 	r := &receipt.Receipt{Actor: "a", CID: "bc", Operation: "", InputSHA256: hex.EncodeToString(in[:]),
 		OutputSHA256: hex.EncodeToString(out[:]), ManifestVersion: 0x0102030405060708, Counter: 42}
 	var want []byte
-	want = append(want, "teastick/receipt/v1\x00"...)
+	want = append(want, "teastick/receipt/v2\x00"...)
 	want = append(want, 0, 0, 0, 1, 'a', 0, 0, 0, 2, 'b', 'c', 0, 0, 0, 0)
 	want = append(want, in[:]...)
 	want = append(want, out[:]...)
@@ -364,7 +400,7 @@ func TestSignerCounter(t *testing.T) {
 	if len(seen) != goroutines*each {
 		t.Fatalf("%d counters", len(seen))
 	}
-	key := &s.Key().PublicKey
+	key := s.Public()
 	for i, r := range rs {
 		if i%97 != 0 { // a sample: verification is what takes time
 			continue

@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
@@ -249,8 +248,7 @@ func TestHostedEndToEnd(t *testing.T) {
 	}
 	sig, _ := base64.StdEncoding.DecodeString(stmt.Signature)
 	d := sha256.Sum256([]byte("abc"))
-	msg := sha256.Sum256(runtime.ActorMessage(cids(t, e.notary)[0], d[:]))
-	if !ecdsa.VerifyASN1(resultKey, msg[:], sig) {
+	if !ed25519.Verify(resultKey, runtime.ActorMessage(cids(t, e.notary)[0], d[:]), sig) {
 		t.Error("notary signature does not verify with the certified result key")
 	}
 	if r := check("wordcount", "count", []byte(e.data)); !strings.Contains(string(r.Output), `"words":6000`) {

@@ -26,8 +26,9 @@ func SHA256(data []byte) ([32]byte, error) {
 
 var digest [32]byte
 
-// Sign signs msg with the stick's result key (grant "crypto.sign"). The
-// signature covers runtime.ActorMessage(actor CID, msg), never msg alone.
+// Sign signs msg with the stick's result key (grant "crypto.sign"): a
+// 64-byte Ed25519 signature over runtime.ActorMessage(actor CID, msg),
+// never over msg alone.
 func Sign(msg []byte) ([]byte, error) { return Call("crypto", "sign", msg) }
 
 // VerifyEd25519 checks an Ed25519 signature (grant "crypto.verify.ed25519").

@@ -2,9 +2,9 @@ package attest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"testing"
@@ -32,7 +32,7 @@ func newAttester(t testing.TB) *Attester {
 // echoed, and no object is left loaded.
 func TestCertify(t *testing.T) {
 	a := newAttester(t)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestCertify(t *testing.T) {
 		if err != nil {
 			t.Fatalf("certify %d: %v", i, err)
 		}
-		der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		der, _ := x509.MarshalPKIXPublicKey(key)
 		if !bytes.Equal(c.Key, der) {
 			t.Fatal("certification names another key")
 		}
@@ -60,7 +60,7 @@ func TestCertify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub := ResultKeyPublic(&key.PublicKey)
+		pub := ResultKeyPublic(key)
 		name, err := tpm2.ObjectName(&pub)
 		if err != nil {
 			t.Fatal(err)
@@ -82,68 +82,69 @@ func TestCertify(t *testing.T) {
 	}
 }
 
-func TestCertifyRefusesOtherCurves(t *testing.T) {
+func TestCertifyRefusesOtherKeys(t *testing.T) {
 	a := &Attester{} // never reaches the TPM
-	for _, c := range []elliptic.Curve{elliptic.P384(), elliptic.P224()} {
-		key, err := ecdsa.GenerateKey(c, rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, key := range []ed25519.PublicKey{nil, make([]byte, 31), make([]byte, 33), make([]byte, 64)} {
 		if _, err := a.Certify(key, nil); err == nil {
-			t.Errorf("%s: certified", c.Params().Name)
+			t.Errorf("key of %d bytes: certified", len(key))
 		}
-	}
-	if _, err := a.Certify(nil, nil); err == nil {
-		t.Error("nil key: certified")
 	}
 }
 
-func TestResultKeyPublicPadsCoordinates(t *testing.T) {
-	for range 300 { // about one key in 128 has a coordinate below 2^248
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub := ResultKeyPublic(&key.PublicKey)
-		p, err := pub.Unique.ECC()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(p.X.Buffer) != 32 || len(p.Y.Buffer) != 32 {
-			t.Fatalf("coordinates of %d and %d bytes", len(p.X.Buffer), len(p.Y.Buffer))
-		}
-		back, err := tpm2.Pub(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !key.PublicKey.Equal(back) {
-			t.Fatal("public area holds another key")
-		}
+// TestResultKeyPublic pins the object a verifier recomputes: a keyed-hash
+// data object that can do nothing, whose unique field is SHA-256 of 32
+// zero bytes, ResultKeyDomain and the key; and no unique field for a
+// malformed key.
+func TestResultKeyPublic(t *testing.T) {
+	key, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := ResultKeyPublic(key)
+	if pub.Type != tpm2.TPMAlgKeyedHash || pub.NameAlg != tpm2.TPMAlgSHA256 ||
+		pub.ObjectAttributes != (tpm2.TPMAObject{UserWithAuth: true}) {
+		t.Fatalf("public area %+v", pub)
+	}
+	u, err := pub.Unique.KeyedHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(append(append(make([]byte, 32), ResultKeyDomain...), key...))
+	if !bytes.Equal(u.Buffer, want[:]) {
+		t.Fatalf("unique %x, want %x", u.Buffer, want)
+	}
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	n1, _ := tpm2.ObjectName(&pub)
+	p2 := ResultKeyPublic(other)
+	if n2, _ := tpm2.ObjectName(&p2); bytes.Equal(n1.Buffer, n2.Buffer) {
+		t.Fatal("two keys, one Name")
+	}
+	short := ResultKeyPublic(key[:31])
+	if u, _ := short.Unique.KeyedHash(); len(u.Buffer) != 0 {
+		t.Fatalf("a 31-byte key got unique %x", u.Buffer)
 	}
 }
 
 // TestLoadExternalBinding pins the TPM behaviour Certify relies on: the TPM
-// refuses a private part that does not match the public area
-// (TPM_RC_BINDING), so a certification shows the stick held the private
-// key; and a public-only object cannot be certified, its authValue being
-// unavailable (TPM_RC_AUTH_UNAVAILABLE), hence the private part.
+// refuses sensitive data that does not hash to the public area's unique
+// field (TPM_RC_BINDING), so a certified Name commits to the key it was
+// loaded for; and a public-only object cannot be certified, its authValue
+// being unavailable (TPM_RC_AUTH_UNAVAILABLE), hence the sensitive part.
 func TestLoadExternalBinding(t *testing.T) {
 	a := newAttester(t)
-	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	priv, err := k2.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	k1, _, _ := ed25519.GenerateKey(rand.Reader)
+	k2, _, _ := ed25519.GenerateKey(rand.Reader)
+	seed, data := resultKeyData(k2)
 	l, err := tpm2.LoadExternal{
-		InPrivate: tpm2.New2B(tpm2.TPMTSensitive{SensitiveType: tpm2.TPMAlgECC,
-			Sensitive: tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgECC, &tpm2.TPM2BECCParameter{Buffer: priv})}),
-		InPublic:  tpm2.New2B(ResultKeyPublic(&k1.PublicKey)),
+		InPrivate: tpm2.New2B(tpm2.TPMTSensitive{SensitiveType: tpm2.TPMAlgKeyedHash,
+			SeedValue: tpm2.TPM2BDigest{Buffer: seed},
+			Sensitive: tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgKeyedHash, &tpm2.TPM2BSensitiveData{Buffer: data})}),
+		InPublic:  tpm2.New2B(ResultKeyPublic(k1)),
 		Hierarchy: tpm2.TPMRHNull,
 	}.Execute(a.tpm())
 	if err == nil {
 		tpm2.FlushContext{FlushHandle: l.ObjectHandle}.Execute(a.tpm())
-		t.Fatal("TPM loaded a private key with another key's public area")
+		t.Fatal("TPM loaded one key's data under another key's public area")
 	}
 	if !errors.Is(err, tpm2.TPMRCBinding) {
 		t.Errorf("mismatched key: %v, want TPM_RC_BINDING", err)
@@ -153,7 +154,7 @@ func TestLoadExternalBinding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err = tpm2.LoadExternal{InPublic: tpm2.New2B(ResultKeyPublic(&k1.PublicKey)), Hierarchy: tpm2.TPMRHNull}.Execute(a.tpm())
+	l, err = tpm2.LoadExternal{InPublic: tpm2.New2B(ResultKeyPublic(k1)), Hierarchy: tpm2.TPMRHNull}.Execute(a.tpm())
 	if err != nil {
 		t.Fatalf("load public part: %v", err)
 	}

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -39,9 +40,18 @@ func p256Key(t testing.TB) *ecdsa.PrivateKey {
 	return k
 }
 
-func pkix(t testing.TB, k *ecdsa.PrivateKey) []byte {
+func edKey(t testing.TB) ed25519.PublicKey {
 	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	k, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func pkix(t testing.TB, k any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +98,7 @@ func TestCertifiedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, key2 := p256Key(t), p256Key(t)
+	key, key2 := edKey(t), edKey(t)
 	q := sha256.Sum256([]byte("label"))
 	c, err := a.Certify(key, q[:])
 	if err != nil {
@@ -98,7 +108,7 @@ func TestCertifiedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.Equal(&key.PublicKey) {
+	if !got.Equal(key) {
 		t.Fatal("returned another key")
 	}
 	if at.Type != tpm2.TPMSTAttestCertify {
@@ -142,6 +152,7 @@ func TestCertifiedKey(t *testing.T) {
 		{"a quote, not a certification", akPub, &attest.Certification{Key: c.Key, Attest: quoted, Signature: quoteSig}, q[:], ErrCertType},
 		{"signed, not TPM-generated", softPub, &attest.Certification{Key: c.Key, Attest: notGeneratedBytes, Signature: softSign(notGeneratedBytes)}, q[:], ErrCertMagic},
 		{"signed garbage", softPub, &attest.Certification{Key: c.Key, Attest: garbage, Signature: softSign(garbage)}, q[:], ErrCertAttest},
+		{"a P-256 key", akPub, &attest.Certification{Key: pkix(t, &p256Key(t).PublicKey), Attest: c.Attest, Signature: c.Signature}, q[:], ErrCertKey},
 		{"key is not PKIX DER", akPub, &attest.Certification{Key: []byte{0x30, 0x03, 0x02, 0x01, 0x01}, Attest: c.Attest, Signature: c.Signature}, q[:], ErrCertKey},
 	}
 	for bit := range 8 * len(c.Attest) {
@@ -212,7 +223,7 @@ func TestSameBoot(t *testing.T) {
 		return at
 	}
 	certify := func(a *attest.Attester) *tpm2.TPMSAttest {
-		c, err := a.Certify(p256Key(t), q[:])
+		c, err := a.Certify(edKey(t), q[:])
 		if err != nil {
 			t.Fatal(err)
 		}
