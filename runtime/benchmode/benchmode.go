@@ -206,7 +206,10 @@ func (b *bench) emptyInvoke(name string, m Module, op string) error {
 // their totals. One untimed run of each comes first: what a first call
 // pays once (growing the guest's memory, the guest allocating its request
 // buffer) is cold start, priced on its own, and with three runs it would
-// otherwise be a third of the figure.
+// otherwise be a third of the figure. Each timed run starts from a
+// collected heap: on the stick's one core the collector works in whatever
+// runs, and the actor's garbage would otherwise be charged to the native
+// run after it.
 func ratio(runs int, native, actor func() error) (tn, ta time.Duration, err error) {
 	if err := native(); err != nil {
 		return 0, 0, err
@@ -214,17 +217,22 @@ func ratio(runs int, native, actor func() error) (tn, ta time.Duration, err erro
 	if err := actor(); err != nil {
 		return 0, 0, err
 	}
+	timed := func(f func() error) (time.Duration, error) {
+		goruntime.GC()
+		start := time.Now()
+		err := f()
+		return time.Since(start), err
+	}
 	for range runs {
-		t0 := time.Now()
-		if err := native(); err != nil {
+		d, err := timed(native)
+		if err != nil {
 			return 0, 0, err
 		}
-		t1 := time.Now()
-		if err := actor(); err != nil {
+		tn += d
+		if d, err = timed(actor); err != nil {
 			return 0, 0, err
 		}
-		ta += time.Since(t1)
-		tn += t1.Sub(t0)
+		ta += d
 	}
 	return tn, ta, nil
 }
