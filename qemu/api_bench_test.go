@@ -2,13 +2,10 @@ package qemu
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -36,28 +33,10 @@ func BenchmarkAPIInvokeOnStick(b *testing.B) {
 		b.Skipf("QEMU API benchmark SKIPPED: %s", why)
 	}
 	ctx := context.Background()
-	dir := b.TempDir()
-	bld := Build{Root: root, Dir: dir, Version: "bench", Tags: "benchnoop",
-		GovernanceKey: hex.EncodeToString(testGovernance.Public().(ed25519.PublicKey))}
-	stickPath, err := bld.Image(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
-	container, err := WrapStick(stickPath, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	stickBytes, _ := os.ReadFile(stickPath)
-	stage0Bytes, _ := os.ReadFile(bld.Stage0())
-	stickSum, stage0Sum := sha256.Sum256(stickBytes), sha256.Sum256(stage0Bytes)
+	img := buildImages(b, ctx, "bench", "benchnoop")
 	node := kubotest.Start(b)
 	echo := node.Publish(b, actortest.GoActor(b, "echo")).String()
-	signed, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: 1,
-		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(stage0Sum[:]), Stick: hex.EncodeToString(stickSum[:])},
-		Actors:   []manifest.Actor{{Name: "echo", CID: echo}}}, testGovernance)
-	if err != nil {
-		b.Fatal(err)
-	}
+	signed := signManifest(b, 1, img.stage0Sum, img.stickSum, manifest.Actor{Name: "echo", CID: echo})
 	const n = 100
 	keyLine := regexp.MustCompile(`^channel: key sha256:([0-9a-f]{64})$`)
 	for b.Loop() {
@@ -93,7 +72,7 @@ func BenchmarkAPIInvokeOnStick(b *testing.B) {
 				return err
 			}()
 		}
-		_, err = Machine{Kernel: bld.Stage0(), StickImage: container, TPM: tpm, HTTPPort: port,
+		_, err = Machine{Kernel: img.build.Stage0(), StickImage: img.container, TPM: tpm, HTTPPort: port,
 			BoxGateway: strings.TrimPrefix(node.Gateway, "http://"), InputAfter: "manifest: none yet",
 			Interact: func(line string) string {
 				if m := keyLine.FindStringSubmatch(line); m != nil {

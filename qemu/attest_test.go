@@ -33,8 +33,16 @@ func buildAttestImages(t *testing.T, ctx context.Context) attestImages {
 	if why := CompilerMissing(root); why != "" {
 		t.Skipf("QEMU attestation test SKIPPED: %s", why)
 	}
+	return buildImages(t, ctx, "attest-test", "")
+}
+
+// buildImages builds stage 0 and a stick image with extra build tags that
+// accepts manifests signed by testGovernance, and wraps the stick in its
+// container.
+func buildImages(t testing.TB, ctx context.Context, version, tags string) attestImages {
+	t.Helper()
 	dir := t.TempDir()
-	b := Build{Root: root, Dir: dir, Version: "attest-test",
+	b := Build{Root: root, Dir: dir, Version: version, Tags: tags,
 		GovernanceKey: hex.EncodeToString(testGovernance.Public().(ed25519.PublicKey))}
 	stickPath, err := b.Image(ctx)
 	if err != nil {
@@ -50,11 +58,14 @@ func buildAttestImages(t *testing.T, ctx context.Context) attestImages {
 		stickSum: sha256.Sum256(stick), stage0Sum: sha256.Sum256(stage0)}
 }
 
-func signManifest(t *testing.T, version uint64, stage0, stick [32]byte) []byte {
+// signManifest signs a manifest for the images with stage0 and stick as
+// digests, naming actors, with testGovernance.
+func signManifest(t testing.TB, version uint64, stage0, stick [32]byte, actors ...manifest.Actor) []byte {
 	t.Helper()
 	signed, err := manifest.Sign(&manifest.Manifest{
 		Schema: manifest.Schema, Version: version,
 		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(stage0[:]), Stick: hex.EncodeToString(stick[:])},
+		Actors:   actors,
 	}, testGovernance)
 	if err != nil {
 		t.Fatal(err)
