@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
+	actorexamples "github.com/teastick/teastick/runtime/examples"
 )
 
 // examples are the actors a development stick comes up with, and what
@@ -57,9 +57,7 @@ func exampleManifest(ctx context.Context, node *kubotest.Node, keyFile, stage0, 
 	box := &ipfs.Client{Gateway: node.Gateway, API: node.API}
 	for _, e := range examples {
 		out := filepath.Join(dir, e.name+".wasm")
-		cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./runtime/examples/"+e.name)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
+		if b, err := actorexamples.Build(ctx, "go", "runtime", e.name, out).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("building the %s actor (run from the repository's root): %v\n%s", e.name, err, b)
 		}
 		code, err := os.ReadFile(out)

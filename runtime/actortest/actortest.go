@@ -6,6 +6,7 @@ package actortest
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/teastick/teastick/netstack/ipfs"
+	"github.com/teastick/teastick/runtime/examples"
 )
 
 // Dir is the runtime package directory.
@@ -77,11 +79,7 @@ func Wat(t testing.TB, name string) []byte {
 func GoActor(t testing.TB, name string) []byte {
 	t.Helper()
 	return build(t, "go/"+name, func(out string) *exec.Cmd {
-		gobin := filepath.Join(goruntime.GOROOT(), "bin", "go")
-		cmd := exec.Command(gobin, "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./examples/"+name)
-		cmd.Dir = Dir()
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-		return cmd
+		return examples.Build(context.Background(), filepath.Join(goruntime.GOROOT(), "bin", "go"), Dir(), name, out)
 	})
 }
 
