@@ -33,9 +33,14 @@ func BenchmarkInvokeEmpty(b *testing.B) {
 }
 
 // ratioRun times native() and actor() alternately in one run and reports
-// both and their ratio.
+// both and their ratio. One untimed call of each comes first: the first
+// call's memory growth and the guest's first allocation of its request
+// buffer are cold start (BenchmarkColdStart), and at -benchtime 20x they
+// would be most of the figure.
 func ratioRun(b *testing.B, native func(), actor func()) {
 	var tn, ta time.Duration
+	native()
+	actor()
 	// The garbage of loading (compiling a Go actor makes tens of MiB)
 	// would otherwise be collected during the first rounds, on either
 	// side at random.

@@ -32,4 +32,4 @@ runtime-test: runtime-prep
 # Host benchmarks: empty call, kernel and SHA-256 ratios against native Go,
 # cold start per example, idle instance heap.
 runtime-bench: runtime-prep
-	$(GO) test ./runtime -run XXX -bench . -benchtime 20x -cpu 1,2
+	$(GO) test ./runtime -run XXX -bench . -cpu 1,2
