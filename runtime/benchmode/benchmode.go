@@ -3,17 +3,18 @@
 // host. It is the runtime's host benchmarks (runtime/bench_test.go,
 // runtime/bench_internal_test.go) cut to what fits one run on an emulated
 // Cortex-A7, every ratio measured in that one run, alternating its two
-// sides. Each figure is one line, stable for grep:
+// sides. Each figure is one line, stable for grep; these are from one run
+// on the stick under QEMU:
 //
 //	bench: runtime interpreter on tamago/arm
-//	bench: empty-invoke edge 412 us/op (n=200)
-//	bench: empty-invoke echo 2400 us/op (n=200)
-//	bench: kernel native 1.2 ms actor 180 ms ratio 150x (n=32 rounds=2 runs=3)
-//	bench: sha256-1MiB native 20.1 ms capability 21.3 ms ratio 1.06x (runs=3)
-//	bench: sha256-1MiB edge native 20.1 ms capability 20.9 ms ratio 1.04x (runs=3)
-//	bench: cold-start echo 2100 ms (3095907 bytes)
-//	bench: idle-instance-heap echo 120 KiB beyond linear memory (n=4, linear 2048 KiB each)
-//	bench: done in 23456 ms
+//	bench: empty-invoke edge 112 us/op (n=200)
+//	bench: empty-invoke echo 335 us/op (n=200)
+//	bench: kernel native 0.910 ms actor 721 ms ratio 793x (n=32 rounds=2 runs=3)
+//	bench: sha256-1MiB native 32.7 ms capability 34.9 ms ratio 1.07x (runs=3)
+//	bench: sha256-1MiB edge native 31.2 ms capability 34.1 ms ratio 1.09x (runs=3)
+//	bench: cold-start echo 2646 ms (2634063 bytes)
+//	bench: idle-instance-heap echo 61.7 KiB beyond linear memory (n=4, linear 3048 KiB each)
+//	bench: done in 26806 ms
 //
 // A figure that fails prints "bench: NAME FAILED: why"; the others still
 // run.
