@@ -292,6 +292,21 @@ func (s *spyKV) Get(actor, key string) ([]byte, error) {
 	return s.MemKV.Get(actor, key)
 }
 
+// blockedCall starts a call of actor (the edge fixture) that waits inside
+// kv's Get until kv.block is closed, and returns once it is there; the
+// channel gets the call's error.
+func blockedCall(r *runtime.Runtime, kv *spyKV, actor string) <-chan error {
+	done := make(chan error)
+	go func() {
+		_, err := invoke(r, actor, "call", hostCall("kv", "get", []byte("k")))
+		done <- err
+	}()
+	for kv.callCount() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	return done
+}
+
 func TestUngrantedCallsNeverReachTheProvider(t *testing.T) {
 	kv := &spyKV{MemKV: runtime.NewMemKV(runtime.DefaultKVLimits)}
 	r, lb := newRuntime(t, runtime.Config{KV: kv})
@@ -519,14 +534,7 @@ func TestBusy(t *testing.T) {
 	kv := &spyKV{MemKV: runtime.NewMemKV(runtime.DefaultKVLimits), block: make(chan struct{})}
 	r, _ := newRuntime(t, runtime.Config{KV: kv, QueueWait: 50 * time.Millisecond})
 	load(t, r, "edge", actortest.Wat(t, "edge"), []string{"kv"}, runtime.Limits{MaxConcurrent: 1})
-	done := make(chan error)
-	go func() {
-		_, err := invoke(r, "edge", "call", hostCall("kv", "get", []byte("k")))
-		done <- err
-	}()
-	for kv.callCount() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	done := blockedCall(r, kv, "edge")
 	if _, err := invoke(r, "edge", "echo", nil); !errors.Is(err, runtime.ErrBusy) {
 		t.Fatalf("second call with max_concurrent 1: %v", err)
 	}
@@ -555,14 +563,7 @@ func TestUpgrade(t *testing.T) {
 	load(t, r, "svc", edge, []string{"kv"}, runtime.Limits{MaxConcurrent: 4, Timeout: time.Minute})
 
 	// A call in flight on the old version...
-	done := make(chan error)
-	go func() {
-		_, err := invoke(r, "svc", "call", hostCall("kv", "get", []byte("k")))
-		done <- err
-	}()
-	for kv.callCount() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	done := blockedCall(r, kv, "svc")
 	// ...a failed upgrade changes nothing...
 	bad := actortest.Wat(t, "inittrap")
 	if err := r.Upgrade(context.Background(), runtime.Spec{Name: "svc", CID: runtime.RawCID(bad), Module: bad}); !errors.Is(err, runtime.ErrInvalidModule) {

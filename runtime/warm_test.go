@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/runtime/actortest"
@@ -30,14 +29,7 @@ func TestWarm(t *testing.T) {
 	if started, _, err := r.Warm(ctx, "edge", 3); err != nil || started != 0 {
 		t.Fatalf("warm a full pool: started %d, %v", started, err)
 	}
-	done := make(chan error)
-	go func() {
-		_, err := invoke(r, "edge", "call", hostCall("kv", "get", []byte("k")))
-		done <- err
-	}()
-	for kv.callCount() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	done := blockedCall(r, kv, "edge")
 	if _, _, err := r.Warm(ctx, "edge", 3); !errors.Is(err, runtime.ErrBusy) {
 		t.Fatalf("warm with a call in flight: %v", err)
 	}
