@@ -365,6 +365,18 @@ func (r *Runtime) Actor(name string) (Info, error) {
 	return v.info(), nil
 }
 
+// Limits returns the limits of the version serving name (defaults
+// applied): what a caller checks a request against, without the counters
+// Actor gathers.
+func (r *Runtime) Limits(name string) (Limits, error) {
+	v, err := r.acquire(name)
+	if err != nil {
+		return Limits{}, err
+	}
+	defer v.release()
+	return v.limits, nil
+}
+
 // Actors describes every loaded actor, sorted by name.
 func (r *Runtime) Actors() []Info {
 	r.mu.Lock()

@@ -640,3 +640,24 @@ func mustIdentity(b []byte) []byte {
 	out := append([]byte{0x00}, binary.AppendUvarint(nil, uint64(len(b)))...)
 	return append(out, b...)
 }
+
+// Limits gives the serving version's limits, defaults applied, as Actor
+// does, and refuses an unknown actor.
+func TestLimits(t *testing.T) {
+	r, _ := newRuntime(t, runtime.Config{})
+	load(t, r, "edge", actortest.Wat(t, "edge"), nil, runtime.Limits{MaxRequest: 4096})
+	lim, err := r.Limits("edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := r.Actor("edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lim != info.Limits || lim.MaxRequest != 4096 || lim.MaxResponse == 0 || lim.Timeout == 0 {
+		t.Fatalf("Limits %+v, Actor's %+v", lim, info.Limits)
+	}
+	if _, err := r.Limits("nobody"); !errors.Is(err, runtime.ErrUnknownActor) {
+		t.Fatalf("unknown actor: %v", err)
+	}
+}

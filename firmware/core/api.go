@@ -236,14 +236,14 @@ func (s *Stick) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	in, err := s.rt.Actor(name)
+	lim, err := s.rt.Limits(name)
 	if err != nil {
 		s.fail(w, fmt.Errorf("%w %q", runtime.ErrUnknownActor, name))
 		return
 	}
 	// Base64 of the largest payload the actor takes, and room for the
 	// operation and JSON.
-	limit := int64(base64.StdEncoding.EncodedLen(int(in.Limits.MaxRequest))) + MaxOperation + 1024
+	limit := int64(base64.StdEncoding.EncodedLen(int(lim.MaxRequest))) + MaxOperation + 1024
 	var req InvokeRequest
 	if !s.readJSON(w, r, limit, &req) {
 		return
