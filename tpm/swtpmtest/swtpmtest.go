@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,13 +208,25 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// Open connects to the TPM's command socket.
+// dialWait bounds how long Open waits for swtpm to take a connection.
+const dialWait = 10 * time.Second
+
+// Open connects to the TPM's command socket. swtpm serves one connection at
+// a time and keeps a short listen queue: while it is still draining closed
+// connections the kernel refuses new ones with EAGAIN (Go's connect does
+// not block on Unix sockets), so Open retries those until dialWait passes.
 func (s *Server) Open() (transport.TPMCloser, error) {
-	c, err := net.Dial("unix", s.Socket)
-	if err != nil {
-		return nil, fmt.Errorf("swtpmtest: dial: %w", err)
+	deadline := time.Now().Add(dialWait)
+	for {
+		c, err := net.Dial("unix", s.Socket)
+		if err == nil {
+			return &Conn{c: c}, nil
+		}
+		if !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("swtpmtest: dial: %w", err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	return &Conn{c: c}, nil
 }
 
 // OpenT connects to the TPM for a test and closes the connection at cleanup.
