@@ -14,7 +14,9 @@ import (
 )
 
 // Startup sends TPM2_Startup(CLEAR) and treats TPM_RC_INITIALIZE (the TPM
-// was already started) as success.
+// was already started) as success. It is measure.Startup without the
+// wrapping: tpmtest cannot import measure, which imports eventlog, whose
+// in-package tests import tpmtest.
 func Startup(tpm transport.TPM) error {
 	_, err := tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(tpm)
 	if errors.Is(err, tpm2.TPMRCInitialize) {
