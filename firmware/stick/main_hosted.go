@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 
 	"github.com/ipfs/go-cid"
 
@@ -34,6 +33,7 @@ import (
 	actorruntime "github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
+	"github.com/teastick/teastick/tpm/tpmsock"
 )
 
 var start = time.Now()
@@ -96,11 +96,11 @@ func main() {
 	if *tpmPath == "" {
 		why = errors.New("no TPM (start the hosted stick with -tpm)")
 		fmt.Printf("tpm: NOT MEASURED: %v: serving no actors\n", why)
-	} else if d, err := linuxudstpm.Open(*tpmPath); err != nil {
+	} else if d, err := tpmsock.Dial(*tpmPath); err != nil {
 		why = err
 		fmt.Printf("tpm: NOT MEASURED: %v: serving no actors\n", err)
 	} else {
-		dev = measure.Serialize(d) // the Measurer and the Attester share it from different goroutines
+		dev = d // safe for the Measurer's and the Attester's goroutines
 		var digest [32]byte
 		if m, digest, why = measureSelf(dev); why != nil {
 			m = nil

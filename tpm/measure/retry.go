@@ -2,7 +2,6 @@ package measure
 
 import (
 	"encoding/binary"
-	"sync"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
@@ -52,29 +51,4 @@ func (r retrying) Send(cmd []byte) ([]byte, error) {
 		}
 		return rsp, nil
 	}
-}
-
-// serialized sends one command at a time.
-type serialized struct {
-	mu  sync.Mutex
-	tpm transport.TPM
-}
-
-func (s *serialized) Send(cmd []byte) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.tpm.Send(cmd)
-}
-
-// Serialize returns tpm sending one command at a time, for transports
-// that are not safe for concurrent use (go-tpm's linuxudstpm, which the
-// hosted stick uses for swtpm's socket: two commands at once read each
-// other's responses or wait forever). Measurer and attest.Attester share
-// the stick's TPM from different goroutines; the TIS driver serializes
-// itself.
-func Serialize(tpm transport.TPM) transport.TPM {
-	if s, ok := tpm.(*serialized); ok {
-		return s
-	}
-	return &serialized{tpm: tpm}
 }

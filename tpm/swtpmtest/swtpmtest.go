@@ -8,21 +8,19 @@ package swtpmtest
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/teastick/teastick/tpm/tpmsock"
 )
 
 // ErrMissingTool is returned when swtpm or swtpm_setup is not installed.
@@ -208,25 +206,9 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// dialWait bounds how long Open waits for swtpm to take a connection.
-const dialWait = 10 * time.Second
-
-// Open connects to the TPM's command socket. swtpm serves one connection at
-// a time and keeps a short listen queue: while it is still draining closed
-// connections the kernel refuses new ones with EAGAIN (Go's connect does
-// not block on Unix sockets), so Open retries those until dialWait passes.
+// Open connects to the TPM's command socket (tpmsock.Dial).
 func (s *Server) Open() (transport.TPMCloser, error) {
-	deadline := time.Now().Add(dialWait)
-	for {
-		c, err := net.Dial("unix", s.Socket)
-		if err == nil {
-			return &Conn{c: c}, nil
-		}
-		if !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) {
-			return nil, fmt.Errorf("swtpmtest: dial: %w", err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return tpmsock.Dial(s.Socket)
 }
 
 // OpenT connects to the TPM for a test and closes the connection at cleanup.
@@ -239,45 +221,6 @@ func (s *Server) OpenT(t testing.TB) transport.TPMCloser {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
-
-// Conn is a transport.TPM over swtpm's socket: each command is written as
-// is, the response is read header first (10 bytes), then the rest its size
-// field announces.
-type Conn struct {
-	mu sync.Mutex
-	c  net.Conn
-}
-
-var _ transport.TPMCloser = (*Conn)(nil)
-
-// MaxResponse bounds the response size a Conn accepts.
-const MaxResponse = 4096
-
-// Send implements transport.TPM.
-func (c *Conn) Send(cmd []byte) ([]byte, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, err := c.c.Write(cmd); err != nil {
-		return nil, fmt.Errorf("swtpmtest: send: %w", err)
-	}
-	hdr := make([]byte, 10)
-	if _, err := io.ReadFull(c.c, hdr); err != nil {
-		return nil, fmt.Errorf("swtpmtest: response header: %w", err)
-	}
-	size := binary.BigEndian.Uint32(hdr[2:6])
-	if size < 10 || size > MaxResponse {
-		return nil, fmt.Errorf("swtpmtest: response size %d out of range", size)
-	}
-	rsp := make([]byte, size)
-	copy(rsp, hdr)
-	if _, err := io.ReadFull(c.c, rsp[10:]); err != nil {
-		return nil, fmt.Errorf("swtpmtest: response body: %w", err)
-	}
-	return rsp, nil
-}
-
-// Close implements transport.TPMCloser.
-func (c *Conn) Close() error { return c.c.Close() }
 
 // Log returns swtpm's log, for test failure messages.
 func (s *Server) Log() string {

@@ -37,21 +37,3 @@ func TestStart(t *testing.T) {
 		})
 	}
 }
-
-// TestOpenBackToBack opens and closes connections faster than swtpm, which
-// serves one at a time, takes them off its listen queue: Open must wait for
-// room rather than fail with EAGAIN, as the TIS fault tests once did in CI.
-func TestOpenBackToBack(t *testing.T) {
-	s := Start(t, Options{})
-	for i := range 200 {
-		c, err := s.Open()
-		if err != nil {
-			t.Fatalf("open %d: %v", i, err)
-		}
-		c.Close()
-	}
-	tpm := s.OpenT(t)
-	if _, err := (tpm2.GetRandom{BytesRequested: 8}).Execute(tpm); err != nil {
-		t.Fatalf("GetRandom after back-to-back opens: %v\n%s", err, s.Log())
-	}
-}
