@@ -121,6 +121,11 @@ func (c *Conn) Send(cmd []byte) ([]byte, error) {
 	if err != nil {
 		c.c.Close()
 		c.c = nil
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// swtpm takes a second client's connection onto its queue
+			// and leaves it there: a silent TPM is most often that.
+			err = fmt.Errorf("%w (no answer in %v; swtpm serves one connection at a time: is another client connected?)", err, timeout)
+		}
 	}
 	return rsp, err
 }

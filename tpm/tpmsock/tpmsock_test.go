@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,5 +199,35 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("%d connections, want 2 (a new one after the fault)", n)
 			}
 		})
+	}
+}
+
+// A second client of a busy swtpm is queued, not refused: its command
+// times out with an error that says why.
+func TestSecondClientTimesOut(t *testing.T) {
+	sw := swtpmtest.Start(t, swtpmtest.Options{})
+	first, err := tpmsock.Dial(sw.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if _, err := (tpm2.GetRandom{BytesRequested: 8}).Execute(first); err != nil {
+		t.Fatal(err)
+	}
+	second, err := tpmsock.Dial(sw.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.Timeout = 200 * time.Millisecond
+	_, err = second.Send([]byte{0x80, 0x01, 0, 0, 0, 12, 0, 0, 1, 0x7b, 0, 8})
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "another client") {
+		t.Fatalf("second client: %v, want a deadline saying another client may hold swtpm", err)
+	}
+	first.Close()
+	// Once the first client is gone the second is served, on a new connection.
+	second.Timeout = 0
+	if _, err := (tpm2.GetRandom{BytesRequested: 8}).Execute(second); err != nil {
+		t.Fatalf("second client after the first left: %v", err)
 	}
 }
