@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
+
 	"github.com/teastick/teastick/tpm/tpmsock"
 )
 
