@@ -7,6 +7,10 @@
 #   make deps       install the Debian packages the tests need
 
 TARGET ?= qemu
+
+# The part makefiles included below define targets of their own; the first
+# goal a user gets from a bare `make` is still the image.
+.DEFAULT_GOAL := all
 BUILD_DIR ?= build
 GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
