@@ -261,6 +261,36 @@ func TestHostileNetReceive(t *testing.T) {
 	}
 }
 
+// A receive buffer returned twice in one batch: the driver re-posts it
+// after the first element, so the second names a buffer in flight again,
+// but was written before the device could have seen that posting.
+func TestHostileNetDuplicate(t *testing.T) {
+	n, m, err := newNet(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := frame(100, 0x66)
+	h := hostileOn(m, netReceiveQ)
+	id, addr, _, _ := h.take()
+	pkt := append(make([]byte, NetHeaderSize), f...)
+	copy(m.at(addr), pkt)
+	h.push(uint32(id), uint32(len(pkt)))
+	h.push(uint32(id), uint32(len(pkt)))
+	buf := make([]byte, MaxFrame)
+	if l, ok, err := n.Receive(buf); !ok || err != nil || !bytes.Equal(buf[:l], f) {
+		t.Fatalf("first copy: %v %v", ok, err)
+	}
+	for i := 0; i < 4; i++ {
+		if l, ok, _ := n.Receive(buf); ok {
+			t.Fatalf("the frame came out again (%d bytes): a duplicate used element was taken for the re-posted buffer", l)
+		}
+	}
+	if n.RxErrors == 0 {
+		t.Fatal("the duplicate was not counted")
+	}
+	netRecovers(t, n, m)
+}
+
 func TestHostileNetTransmit(t *testing.T) {
 	tests := []struct {
 		name string

@@ -64,6 +64,10 @@ type Queue struct {
 	nfree    int
 	availIdx uint16
 	lastUsed uint16
+	// usedPos counts the used elements read (the next one's position in
+	// the device's sequence, not wrapping); seenPos is the position up to
+	// which the device had published when last looked at
+	usedPos, seenPos uint64
 
 	transport *Transport
 	index     uint32
@@ -74,6 +78,10 @@ type shadowDesc struct {
 	addr     uint64
 	length   uint32
 	inFlight bool
+	// postedAt is how far the device had published used elements when
+	// the buffer was posted: an element before it was written before the
+	// device could have seen this posting.
+	postedAt uint64
 }
 
 // MaxQueue is the largest queue this driver builds: enough for the board's
@@ -124,7 +132,7 @@ func (q *Queue) Post(buf uint64, n uint32, deviceWrites bool) (id uint16, err er
 	}
 	q.nfree--
 	id = q.free[q.nfree]
-	q.shadow[id] = shadowDesc{addr: buf, length: n, inFlight: true}
+	q.shadow[id] = shadowDesc{addr: buf, length: n, inFlight: true, postedAt: q.seenPos}
 
 	// The whole descriptor is rewritten from the shadow: whatever the
 	// device wrote into the table since is gone (spec 2.7.5).
@@ -167,7 +175,9 @@ func (q *Queue) Notify() {
 //     written is 0.
 //   - ErrBadUsed: the element named no buffer the device holds (an id out
 //     of range, or not in flight: never posted, or returned already), or
-//     the used index claims more elements than there are buffers in flight.
+//     the used index claims more elements than there are buffers in flight,
+//     or the element was published before the buffer it names was posted
+//     (a buffer returned twice, re-posted in between).
 //     Nothing came back; the buffers the device holds stay with it, since
 //     the driver cannot tell which one the device meant. The queue skips
 //     the bad element (or the whole claimed range), so the device cannot
@@ -191,13 +201,28 @@ func (q *Queue) Used() (id uint16, written uint32, ok bool, err error) {
 	// backwards, which reads as a jump of almost 65536) is skipped whole.
 	if int(pending) > q.InFlight() {
 		q.lastUsed = idx
+		// whatever is in flight may be answered from here on
+		q.seenPos = q.usedPos
+		for i := range q.shadow[:q.size] {
+			q.shadow[i].postedAt = min(q.shadow[i].postedAt, q.usedPos)
+		}
 		return 0, 0, true, ErrBadUsed
 	}
+	q.seenPos = q.usedPos + uint64(pending)
+	pos := q.usedPos
 	e := q.mem[q.usedOff+ringHeaderLen+usedElemSize*uint32(q.lastUsed%q.size):]
 	q.lastUsed++
+	q.usedPos++
 	rawID := binary.LittleEndian.Uint32(e[0:])
 	written = binary.LittleEndian.Uint32(e[4:])
 	if rawID >= uint32(q.size) || !q.shadow[rawID].inFlight {
+		return 0, 0, true, ErrBadUsed
+	}
+	// The device writes used elements in order, so the answer to a
+	// posting sits at or after the position published before it was
+	// posted; one before it answered an earlier posting of the same
+	// descriptor, which came back already.
+	if pos < q.shadow[rawID].postedAt {
 		return 0, 0, true, ErrBadUsed
 	}
 	id = uint16(rawID)

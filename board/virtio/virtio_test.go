@@ -25,6 +25,7 @@ type deviceModel struct {
 	queues             [2]queueState
 	config             []byte
 	served             int
+	resets             int // device resets the driver asked for
 
 	// network: frames the driver transmitted
 	sent [][]byte
@@ -104,6 +105,7 @@ func (m *deviceModel) Write32(off uint32, v uint32) {
 		m.accepted |= uint64(v) << (32 * m.drvSel)
 	case Status:
 		if v == 0 {
+			m.resets++
 			m.status, m.accepted, m.queues = 0, 0, [2]queueState{}
 			return
 		}
