@@ -440,3 +440,22 @@ func TestHostileQueueAccounting(t *testing.T) {
 		t.Fatalf("%d descriptors free, want 2: the device still holds two", q.Free())
 	}
 }
+
+// BenchmarkQueueRoundTrip prices the driver's side of one buffer: Post,
+// then Used checking the device's answer against the shadow.
+func BenchmarkQueueRoundTrip(b *testing.B) {
+	mem := make([]byte, 8192)
+	var q Queue
+	if err := q.Init(mem[:4096], base, 8); err != nil {
+		b.Fatal(err)
+	}
+	h := hostileDevice{m: newModel(mem, base), q: &queueState{num: 8}}
+	h.q.desc, h.q.avail, h.q.used = q.addrs()
+	for b.Loop() {
+		id, _ := q.Post(base+4096, 64, true)
+		h.push(uint32(id), 64)
+		if _, _, ok, err := q.Used(); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+}
