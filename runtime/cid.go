@@ -13,14 +13,14 @@ import (
 // verifyModule checks that module is what c names, before anything parses
 // it. A raw CID (codec 0x55) must hash to the module bytes; a dag-pb CID
 // must be the root `ipfs add --cid-version 1 --raw-leaves` builds from them
-// (how teactl publishes actors too large for one block). Only SHA2-256 is
-// accepted.
+// (how teactl publishes actors too large for one block). Only full 32-byte
+// SHA2-256 digests are accepted (ipfs.CheckCID).
 func verifyModule(c cid.Cid, module []byte) error {
 	if !c.Defined() {
 		return fmt.Errorf("%w: no CID", ErrCIDMismatch)
 	}
-	if c.Prefix().MhType != multihash.SHA2_256 {
-		return fmt.Errorf("%w: %s uses multihash %#x, only sha2-256 is accepted", ErrCIDMismatch, c, c.Prefix().MhType)
+	if err := ipfs.CheckCID(c); err != nil {
+		return fmt.Errorf("%w: %v", ErrCIDMismatch, err)
 	}
 	switch c.Type() {
 	case ipfs.CodecRaw:

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multihash"
 
 	"github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/runtime/actortest"
@@ -112,13 +113,15 @@ func TestCIDMismatchRefusedBeforeCompiling(t *testing.T) {
 		c      cid.Cid
 		module []byte
 	}{
-		"other module":        {actortest.CID(edge), echo},
-		"one byte changed":    {actortest.CID(edge), append(append([]byte{}, edge[:len(edge)-1]...), edge[len(edge)-1]^1)},
-		"garbage, wrong CID":  {actortest.CID(edge), []byte("not wasm")},
-		"no CID":              {cid.Undef, edge},
-		"identity multihash":  {cid.NewCidV1(cid.Raw, mustIdentity(edge)), edge},
-		"dag-cbor codec":      {cid.NewCidV1(cid.DagCBOR, runtime.RawCID(edge).Hash()), edge},
-		"dag-pb of other one": {actortest.CID(echo), edge},
+		"other module":             {actortest.CID(edge), echo},
+		"one byte changed":         {actortest.CID(edge), append(append([]byte{}, edge[:len(edge)-1]...), edge[len(edge)-1]^1)},
+		"garbage, wrong CID":       {actortest.CID(edge), []byte("not wasm")},
+		"no CID":                   {cid.Undef, edge},
+		"identity multihash":       {cid.NewCidV1(cid.Raw, mustIdentity(edge)), edge},
+		"sha2-256 cut to 1 byte":   {cid.NewCidV1(cid.Raw, mustTruncated(edge, 1)), edge},
+		"sha2-256 cut to 31 bytes": {cid.NewCidV1(cid.Raw, mustTruncated(edge, 31)), edge},
+		"dag-cbor codec":           {cid.NewCidV1(cid.DagCBOR, runtime.RawCID(edge).Hash()), edge},
+		"dag-pb of other one":      {actortest.CID(echo), edge},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := r.Load(context.Background(), runtime.Spec{Name: "x", CID: tc.c, Module: tc.module})
@@ -633,6 +636,15 @@ func TestNotaryAndSDK(t *testing.T) {
 	if got, err := invoke(r, "hash-only", "hash", in); err != nil || !bytes.Equal(got, d[:]) {
 		t.Fatalf("hash: %x %v", got, err)
 	}
+}
+
+// mustTruncated is b's SHA2-256 multihash with the digest cut to n bytes.
+func mustTruncated(b []byte, n int) []byte {
+	h, err := multihash.Sum(b, multihash.SHA2_256, n)
+	if err != nil {
+		panic(err)
+	}
+	return h
 }
 
 func mustIdentity(b []byte) []byte {

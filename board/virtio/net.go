@@ -2,6 +2,7 @@ package virtio
 
 import (
 	"encoding/binary"
+	"sync"
 )
 
 // Network device feature bits (spec 5.1.3).
@@ -43,24 +44,39 @@ const (
 // and ignored on receive. Buffers are single descriptors of NetBufferSize
 // bytes carved from one DMA region.
 //
-// Net is not safe for concurrent use: one goroutine polls it (the network
-// stack's link endpoint).
+// The device is not trusted with the rings (see Queue.Used): a used element
+// with a bad length gives its buffer back all the same (re-posted for
+// receive, free again for transmit) and is counted; one that names no
+// buffer the device holds, or a used index that runs ahead, is counted and
+// resets the device (spec 2.4), which gives every buffer back, since the
+// driver cannot tell which buffer the device meant.
+//
+// Receive and Transmit may be called from two goroutines (the network
+// stack's pump and its transmitter): a reset touches both queues, so they
+// take a lock.
 type Net struct {
 	Transport Transport
 
+	mu       sync.Mutex
 	rx, tx   Queue
+	ringMem  []byte
+	ringAddr uint64
+	ring     int
+	size     uint16
 	mem      []byte
 	memAddr  uint64
 	rxBufs   int
 	txBufs   int
-	txFree   []int
+	txFree   [MaxQueue]int
+	ntxFree  int
 	rxSlotOf [MaxQueue]int
 	txSlotOf [MaxQueue]int
 
 	mac [6]byte
 
-	// counters
-	RxFrames, TxFrames, RxErrors, TxErrors uint64
+	// counters; RxErrors and TxErrors include malformed used elements,
+	// Resets the device resets they caused
+	RxFrames, TxFrames, RxErrors, TxErrors, Resets uint64
 }
 
 // Busy reports a transient refusal: the transmit ring is full, try again
@@ -84,9 +100,27 @@ func (n *Net) Init(regs Registers, mem []byte, addr uint64, size uint16) error {
 	} else if id != IDNetwork {
 		return ErrNoDevice
 	}
+	if size == 0 || size > MaxQueue {
+		return ErrQueueSize
+	}
 	if len(mem) < NetMemory(size) || addr%queueAlign != 0 {
 		return ErrMemory
 	}
+	n.ring = (QueueBytes(size) + queueAlign - 1) &^ (queueAlign - 1)
+	n.ringMem, n.ringAddr = mem[:2*n.ring], addr
+	n.mem, n.memAddr = mem[2*n.ring:NetMemory(size):NetMemory(size)], addr+uint64(2*n.ring)
+	n.size = size
+	n.rxBufs, n.txBufs = int(size), int(size)
+	if err := n.bringUp(); err != nil {
+		return err
+	}
+	n.mac = readMAC(regs)
+	return nil
+}
+
+// bringUp (re)initialises the device: both queues empty, every receive
+// buffer posted, every transmit buffer free.
+func (n *Net) bringUp() error {
 	if err := n.Transport.Init(NetFeatureMAC | NetFeatureStatus); err != nil {
 		return err
 	}
@@ -94,11 +128,10 @@ func (n *Net) Init(regs Registers, mem []byte, addr uint64, size uint16) error {
 		n.Transport.Regs.Write32(Status, StatusFailed)
 		return ErrNoMAC
 	}
-	ring := (QueueBytes(size) + queueAlign - 1) &^ (queueAlign - 1)
-	if err := n.rx.Init(mem[:ring], addr, size); err != nil {
+	if err := n.rx.Init(n.ringMem[:n.ring], n.ringAddr, n.size); err != nil {
 		return err
 	}
-	if err := n.tx.Init(mem[ring:2*ring], addr+uint64(ring), size); err != nil {
+	if err := n.tx.Init(n.ringMem[n.ring:2*n.ring], n.ringAddr+uint64(n.ring), n.size); err != nil {
 		return err
 	}
 	if err := n.Transport.SetupQueue(netReceiveQ, &n.rx); err != nil {
@@ -107,12 +140,10 @@ func (n *Net) Init(regs Registers, mem []byte, addr uint64, size uint16) error {
 	if err := n.Transport.SetupQueue(netTransmitQ, &n.tx); err != nil {
 		return err
 	}
-	n.mem, n.memAddr = mem[2*ring:], addr+uint64(2*ring)
-	n.rxBufs, n.txBufs = int(size), int(size)
-	n.mac = readMAC(regs)
-	n.txFree = n.txFree[:0]
+	n.ntxFree = 0
 	for i := 0; i < n.txBufs; i++ {
-		n.txFree = append(n.txFree, i)
+		n.txFree[n.ntxFree] = i
+		n.ntxFree++
 	}
 	n.Transport.Ready()
 	for i := 0; i < n.rxBufs; i++ {
@@ -122,6 +153,16 @@ func (n *Net) Init(regs Registers, mem []byte, addr uint64, size uint16) error {
 	}
 	n.rx.Notify()
 	return nil
+}
+
+// reset resets the device after it broke the ring protocol, and returns
+// cause (or why the device could not be brought up again).
+func (n *Net) reset(cause error) error {
+	n.Resets++
+	if err := n.bringUp(); err != nil {
+		return err
+	}
+	return cause
 }
 
 // MAC returns the device's Ethernet address.
@@ -166,14 +207,16 @@ func readConfig16(r Registers, off uint32) uint16 {
 	return uint16(r.Read32(off&^3) >> (8 * (off & 3)))
 }
 
+// rxBuf and txBuf return a buffer capped at its own length: no length can
+// reach the next buffer through it.
 func (n *Net) rxBuf(slot int) ([]byte, uint64) {
 	off := slot * NetBufferSize
-	return n.mem[off : off+NetBufferSize], n.memAddr + uint64(off)
+	return n.mem[off : off+NetBufferSize : off+NetBufferSize], n.memAddr + uint64(off)
 }
 
 func (n *Net) txBuf(slot int) ([]byte, uint64) {
 	off := (n.rxBufs + slot) * NetBufferSize
-	return n.mem[off : off+NetBufferSize], n.memAddr + uint64(off)
+	return n.mem[off : off+NetBufferSize : off+NetBufferSize], n.memAddr + uint64(off)
 }
 
 func (n *Net) postRx(slot int) error {
@@ -188,73 +231,98 @@ func (n *Net) postRx(slot int) error {
 
 // Receive copies the next received frame into frame and returns its length;
 // ok is false when nothing has arrived. The buffer goes straight back to the
-// device. A frame longer than frame is dropped and counted.
+// device. A frame longer than frame is dropped and counted. A malformed used
+// element is counted and reported as an error (ErrUsedLength, ErrBadUsed);
+// the receive buffers stay posted. One call looks at no more than a ring's
+// worth of elements.
 func (n *Net) Receive(frame []byte) (length int, ok bool, err error) {
-	for {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for range n.rx.Size() {
 		id, written, got, err := n.rx.Used()
 		if !got {
 			return 0, false, nil
 		}
-		if err != nil {
+		if err == ErrBadUsed {
 			n.RxErrors++
-			return 0, false, err
+			return 0, false, n.reset(err)
 		}
+		// err is nil or ErrUsedLength (written 0): either way buffer id
+		// is back, and written is within it
 		slot := n.rxSlotOf[id]
 		buf, _ := n.rxBuf(slot)
 		var l int
-		valid := written >= NetHeaderSize && int(written)-NetHeaderSize <= len(frame)
+		valid := err == nil && written >= NetHeaderSize && int(written)-NetHeaderSize <= len(frame)
 		if valid {
 			l = copy(frame, buf[NetHeaderSize:written])
 		}
-		if err := n.postRx(slot); err != nil {
-			return 0, false, err
+		if perr := n.postRx(slot); perr != nil {
+			return 0, false, perr
 		}
 		n.rx.Notify()
 		if !valid {
 			n.RxErrors++
+			if err != nil {
+				return 0, false, err
+			}
 			continue
 		}
 		n.RxFrames++
 		return l, true, nil
 	}
+	return 0, false, nil
 }
 
-// reclaim takes back transmit buffers the device has sent.
+// reclaim takes back transmit buffers the device has sent. It fails only
+// when a reset fails.
 func (n *Net) reclaim() error {
-	for {
+	for range n.tx.Size() {
 		id, _, got, err := n.tx.Used()
 		if !got {
 			return nil
 		}
-		if err != nil {
+		if err == ErrBadUsed {
 			n.TxErrors++
-			return err
+			return n.reset(nil)
 		}
-		n.txFree = append(n.txFree, n.txSlotOf[id])
+		if err != nil {
+			// ErrUsedLength: a transmit buffer is device-readable, the
+			// device writes nothing into it; the buffer is back all
+			// the same
+			n.TxErrors++
+		}
+		n.txFree[n.ntxFree] = n.txSlotOf[id]
+		n.ntxFree++
 	}
+	return nil
 }
 
 // Transmit queues one Ethernet frame (without FCS) and notifies the device.
 func (n *Net) Transmit(frame []byte) error {
 	if len(frame) > MaxFrame {
+		n.mu.Lock()
 		n.TxErrors++
+		n.mu.Unlock()
 		return ErrFrameSize
 	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	if err := n.reclaim(); err != nil {
 		return err
 	}
-	if len(n.txFree) == 0 {
+	if n.ntxFree == 0 {
 		return ErrTxBusy
 	}
-	slot := n.txFree[len(n.txFree)-1]
-	n.txFree = n.txFree[:len(n.txFree)-1]
+	n.ntxFree--
+	slot := n.txFree[n.ntxFree]
 	buf, addr := n.txBuf(slot)
 	clear(buf[:NetHeaderSize])
 	binary.LittleEndian.PutUint16(buf[10:], 0) // num_buffers
 	copy(buf[NetHeaderSize:], frame)
 	id, err := n.tx.Post(addr, uint32(NetHeaderSize+len(frame)), false)
 	if err != nil {
-		n.txFree = append(n.txFree, slot)
+		n.txFree[n.ntxFree] = slot
+		n.ntxFree++
 		return err
 	}
 	n.txSlotOf[id] = slot

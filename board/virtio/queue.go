@@ -43,6 +43,12 @@ func layout(size uint16) (desc, avail, used, end uint32) {
 // Queue is a split virtqueue whose rings live in mem, guest memory at
 // physical address addr. Buffers handed to the device are single
 // descriptors; the caller owns buffer memory until the device returns it.
+//
+// The device can write all of mem, not only the used ring the spec gives it
+// (2.7), so the queue trusts nothing it reads there: every used element is
+// checked against the driver's own record of each descriptor, kept here in
+// driver-private memory, never against the descriptor table. The driver
+// only writes mem (descriptors, available ring) and reads the used ring.
 type Queue struct {
 	mem  []byte
 	addr uint64
@@ -50,13 +56,32 @@ type Queue struct {
 
 	descOff, availOff, usedOff uint32
 
-	free     [64]uint16 // free descriptor stack (queues are at most 64 here)
+	// shadow is what the driver put in each descriptor, and whether the
+	// device holds it
+	shadow [MaxQueue]shadowDesc
+	// free descriptor stack
+	free     [MaxQueue]uint16
 	nfree    int
 	availIdx uint16
 	lastUsed uint16
+	// usedPos counts the used elements read (the next one's position in
+	// the device's sequence, not wrapping); seenPos is the position up to
+	// which the device had published when last looked at
+	usedPos, seenPos uint64
 
 	transport *Transport
 	index     uint32
+}
+
+// shadowDesc is the driver's copy of one descriptor.
+type shadowDesc struct {
+	addr     uint64
+	length   uint32
+	inFlight bool
+	// postedAt is how far the device had published used elements when
+	// the buffer was posted: an element before it was written before the
+	// device could have seen this posting.
+	postedAt uint64
 }
 
 // MaxQueue is the largest queue this driver builds: enough for the board's
@@ -65,6 +90,7 @@ const MaxQueue = 64
 
 // Init lays out a queue of size entries (a power of two, at most MaxQueue)
 // in mem, which must start on a 16-byte boundary at physical address addr.
+// Every descriptor is free afterwards.
 func (q *Queue) Init(mem []byte, addr uint64, size uint16) error {
 	if size == 0 || size > MaxQueue || size&(size-1) != 0 {
 		return ErrQueueSize
@@ -73,9 +99,9 @@ func (q *Queue) Init(mem []byte, addr uint64, size uint16) error {
 		uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%4 != 0 {
 		return ErrMemory
 	}
-	*q = Queue{mem: mem, addr: addr, size: size}
+	*q = Queue{mem: mem[:QueueBytes(size):QueueBytes(size)], addr: addr, size: size}
 	q.descOff, q.availOff, q.usedOff, _ = layout(size)
-	clear(mem[:QueueBytes(size)])
+	clear(q.mem)
 	for i := uint16(0); i < size; i++ {
 		q.free[i] = size - 1 - i
 	}
@@ -88,6 +114,9 @@ func (q *Queue) Size() uint16 { return q.size }
 
 // Free returns the number of free descriptors.
 func (q *Queue) Free() int { return q.nfree }
+
+// InFlight returns the number of buffers the device holds.
+func (q *Queue) InFlight() int { return int(q.size) - q.nfree }
 
 func (q *Queue) addrs() (desc, avail, used uint64) {
 	return q.addr + uint64(q.descOff), q.addr + uint64(q.availOff), q.addr + uint64(q.usedOff)
@@ -103,7 +132,10 @@ func (q *Queue) Post(buf uint64, n uint32, deviceWrites bool) (id uint16, err er
 	}
 	q.nfree--
 	id = q.free[q.nfree]
+	q.shadow[id] = shadowDesc{addr: buf, length: n, inFlight: true, postedAt: q.seenPos}
 
+	// The whole descriptor is rewritten from the shadow: whatever the
+	// device wrote into the table since is gone (spec 2.7.5).
 	d := q.mem[q.descOff+uint32(id)*descSize:]
 	binary.LittleEndian.PutUint64(d[0:], buf)
 	binary.LittleEndian.PutUint32(d[8:], n)
@@ -119,7 +151,7 @@ func (q *Queue) Post(buf uint64, n uint32, deviceWrites bool) (id uint16, err er
 	q.availIdx++
 	// The ring entry must be visible before the index that publishes it
 	// (spec 2.7.13.3); flags and idx share one aligned word that only the
-	// driver writes.
+	// driver writes (the driver never reads it back).
 	atomic.StoreUint32(q.word(q.availOff), uint32(q.availIdx)<<16)
 	return id, nil
 }
@@ -131,41 +163,76 @@ func (q *Queue) Notify() {
 	}
 }
 
-// Used pops one buffer the device has finished with, returning its
-// descriptor ID and the number of bytes the device wrote into it. ok is false
-// when the device has returned nothing new. A used element naming a
-// descriptor that was not in flight, or a length beyond the buffer, is
-// ErrBadUsed: the device is not trusted to be well formed.
+// Used pops one element of the used ring (spec 2.7.8). ok is false when the
+// device has returned nothing new; otherwise one element (or a bogus index)
+// was consumed and err says what it was worth:
+//
+//   - nil: the device gave back buffer id, having written its first written
+//     bytes; the buffer is free again.
+//   - ErrUsedLength: the device gave back buffer id but claims to have
+//     written more than the buffer holds. The buffer is free again (the
+//     caller re-posts or reuses it) and its contents are not to be used:
+//     written is 0.
+//   - ErrBadUsed: the element named no buffer the device holds (an id out
+//     of range, or not in flight: never posted, or returned already), or
+//     the used index claims more elements than there are buffers in flight,
+//     or the element was published before the buffer it names was posted
+//     (a buffer returned twice, re-posted in between).
+//     Nothing came back; the buffers the device holds stay with it, since
+//     the driver cannot tell which one the device meant. The queue skips
+//     the bad element (or the whole claimed range), so the device cannot
+//     make the driver spin.
+//
+// Everything is checked against the driver's shadow of its descriptors:
+// the device can rewrite the descriptor table, so a length read there
+// bounds nothing. A returned length never exceeds what the driver posted,
+// so a caller that reads written bytes from its buffer stays inside it
+// (spec 2.7.8: the driver MUST NOT make assumptions about data beyond len;
+// it also makes none about len itself).
 func (q *Queue) Used() (id uint16, written uint32, ok bool, err error) {
 	idx := uint16(atomic.LoadUint32(q.word(q.usedOff)) >> 16)
-	if idx == q.lastUsed {
+	pending := idx - q.lastUsed
+	if pending == 0 {
 		return 0, 0, false, nil
 	}
+	// Each used element names a buffer the driver made available and the
+	// device has not returned yet (2.7.8), so an honest device is never
+	// further ahead than the buffers in flight. A bigger jump (or a step
+	// backwards, which reads as a jump of almost 65536) is skipped whole.
+	if int(pending) > q.InFlight() {
+		q.lastUsed = idx
+		// whatever is in flight may be answered from here on
+		q.seenPos = q.usedPos
+		for i := range q.shadow[:q.size] {
+			q.shadow[i].postedAt = min(q.shadow[i].postedAt, q.usedPos)
+		}
+		return 0, 0, true, ErrBadUsed
+	}
+	q.seenPos = q.usedPos + uint64(pending)
+	pos := q.usedPos
 	e := q.mem[q.usedOff+ringHeaderLen+usedElemSize*uint32(q.lastUsed%q.size):]
 	q.lastUsed++
+	q.usedPos++
 	rawID := binary.LittleEndian.Uint32(e[0:])
 	written = binary.LittleEndian.Uint32(e[4:])
-	if rawID >= uint32(q.size) || q.inFree(uint16(rawID)) {
+	if rawID >= uint32(q.size) || !q.shadow[rawID].inFlight {
+		return 0, 0, true, ErrBadUsed
+	}
+	// The device writes used elements in order, so the answer to a
+	// posting sits at or after the position published before it was
+	// posted; one before it answered an earlier posting of the same
+	// descriptor, which came back already.
+	if pos < q.shadow[rawID].postedAt {
 		return 0, 0, true, ErrBadUsed
 	}
 	id = uint16(rawID)
-	d := q.mem[q.descOff+uint32(id)*descSize:]
-	if written > binary.LittleEndian.Uint32(d[8:]) {
-		written = 0
-		err = ErrBadUsed
-	}
+	q.shadow[id].inFlight = false
 	q.free[q.nfree] = id
 	q.nfree++
-	return id, written, true, err
-}
-
-func (q *Queue) inFree(id uint16) bool {
-	for _, f := range q.free[:q.nfree] {
-		if f == id {
-			return true
-		}
+	if written > q.shadow[id].length {
+		return id, 0, true, ErrUsedLength
 	}
-	return false
+	return id, written, true, nil
 }
 
 // word returns the aligned 32-bit word at off in the queue memory.

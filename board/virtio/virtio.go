@@ -33,6 +33,8 @@ const (
 	ErrDeviceFailed = Error("virtio: device needs reset")
 	ErrTimeout      = Error("virtio: device did not answer")
 	ErrBadUsed      = Error("virtio: device returned a malformed used element")
+	ErrUsedLength   = Error("virtio: device claims to have written more than its buffer holds")
+	ErrReset        = Error("virtio: device did not complete its reset")
 )
 
 // Registers is access to one virtio-mmio register window.
@@ -154,7 +156,9 @@ func (t *Transport) Init(want uint64) error {
 	if r.Read32(Version) != 2 {
 		return ErrLegacy
 	}
-	r.Write32(Status, 0)
+	if err := t.Reset(); err != nil {
+		return err
+	}
 	r.Write32(Status, StatusAcknowledge)
 	r.Write32(Status, StatusAcknowledge|StatusDriver)
 
@@ -178,6 +182,23 @@ func (t *Transport) Init(want uint64) error {
 		return ErrFeatures
 	}
 	t.Features = accept
+	return nil
+}
+
+// resetSpin bounds the reads of Status while a reset completes.
+const resetSpin = 1 << 16
+
+// Reset resets the device: writing 0 to Status (spec 4.2.2), then waiting
+// for Status to read 0, when the reset is complete (2.4.2). From then on the
+// device does not touch its queues (2.4.1): every buffer it held is the
+// driver's again. Init follows to use the device again.
+func (t *Transport) Reset() error {
+	t.Regs.Write32(Status, 0)
+	for i := 0; t.Regs.Read32(Status) != 0; i++ {
+		if i == resetSpin {
+			return ErrReset
+		}
+	}
 	return nil
 }
 

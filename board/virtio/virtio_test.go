@@ -25,11 +25,16 @@ type deviceModel struct {
 	queues             [2]queueState
 	config             []byte
 	served             int
+	resets             int // device resets the driver asked for
 
 	// network: frames the driver transmitted
 	sent [][]byte
 
 	faults
+
+	// hostile, when set, answers every notification in place of the
+	// well-behaved device (hostile_test.go)
+	hostile func(m *deviceModel, queue uint32)
 }
 
 type faults struct {
@@ -100,6 +105,7 @@ func (m *deviceModel) Write32(off uint32, v uint32) {
 		m.accepted |= uint64(v) << (32 * m.drvSel)
 	case Status:
 		if v == 0 {
+			m.resets++
 			m.status, m.accepted, m.queues = 0, 0, [2]queueState{}
 			return
 		}
@@ -126,6 +132,10 @@ func (m *deviceModel) Write32(off uint32, v uint32) {
 	case QueueDeviceHigh:
 		q.used = q.used&0xffffffff | uint64(v)<<32
 	case QueueNotify:
+		if m.hostile != nil {
+			m.hostile(m, v)
+			return
+		}
 		if m.status&StatusDriverOK == 0 || m.silent {
 			return
 		}
@@ -414,10 +424,10 @@ func TestQueueRejectsDoubleReturn(t *testing.T) {
 	qs := &m.queues[0]
 	m.next(qs)
 	m.complete(qs, id, 64, 8)
-	m.complete(qs, id, 64, 8) // the same buffer again
 	if _, _, ok, err := q.Used(); !ok || err != nil {
 		t.Fatalf("first return: %v %v", ok, err)
 	}
+	m.complete(qs, id, 64, 8) // the same buffer again
 	if _, _, ok, err := q.Used(); !ok || !errors.Is(err, ErrBadUsed) {
 		t.Fatalf("second return of the same descriptor: %v %v, want ErrBadUsed", ok, err)
 	}

@@ -31,6 +31,8 @@ import (
 	"slices"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/netstack/ipfs"
 )
 
 // Schema names this format.
@@ -167,6 +169,9 @@ func (m *Manifest) Validate() error {
 		}
 		if c.String() != a.CID {
 			return fmt.Errorf("%w: actor %q: cid %q is not in its canonical form %q", ErrInvalid, a.Name, a.CID, c.String())
+		}
+		if err := ipfs.CheckCID(c); err != nil {
+			return fmt.Errorf("%w: actor %q: %v", ErrInvalid, a.Name, err)
 		}
 		if len(a.Grants) > MaxGrants {
 			return fmt.Errorf("%w: actor %q: %d grants, at most %d", ErrInvalid, a.Name, len(a.Grants), MaxGrants)

@@ -152,6 +152,14 @@ func TestValidate(t *testing.T) {
 			c, _ := cid.Decode(m.Actors[0].CID)
 			m.Actors[0].CID, _ = c.StringOfBase('z')
 		}},
+		{"CID with a truncated sha2-256 digest", func(m *Manifest) {
+			h, _ := multihash.Sum([]byte("echo.wasm"), multihash.SHA2_256, 1)
+			m.Actors[0].CID = cid.NewCidV1(cid.Raw, h).String()
+		}},
+		{"CID with an identity multihash", func(m *Manifest) {
+			h, _ := multihash.Sum([]byte("echo.wasm"), multihash.IDENTITY, -1)
+			m.Actors[0].CID = cid.NewCidV1(cid.Raw, h).String()
+		}},
 		{"unsorted grants", func(m *Manifest) { m.Actors[1].Grants = []string{"log", "crypto.sign"} }},
 		{"duplicate grant", func(m *Manifest) { m.Actors[0].Grants = []string{"log", "log"} }},
 		{"malformed grant", func(m *Manifest) { m.Actors[0].Grants = []string{"Log!"} }},

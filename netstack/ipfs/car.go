@@ -12,6 +12,7 @@ package ipfs
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -44,13 +45,32 @@ type Limits struct {
 // DefaultLimits suit actors and modest data sets.
 var DefaultLimits = Limits{MaxBytes: 256 << 20, MaxBlockSize: 2 << 20, MaxBlocks: 1 << 16}
 
-// Verify checks that data is the block c names. Only SHA2-256 multihashes
-// are accepted: a weaker function would let the box forge blocks.
-func Verify(c cid.Cid, data []byte) error {
+// CheckCID refuses a CID whose multihash is not a full 32-byte SHA2-256
+// digest. A weaker function, or SHA2-256 cut short (a multihash declares
+// its own digest length, and one byte is matched by other content in a few
+// hundred tries), would let the box swap content behind the CID. Every
+// place that takes a CID as the name of content checks it here.
+func CheckCID(c cid.Cid) error {
+	if !c.Defined() {
+		return fmt.Errorf("%w: no CID", ErrMalformed)
+	}
 	p := c.Prefix()
 	if p.MhType != multihash.SHA2_256 {
 		return fmt.Errorf("%w: %s uses multihash %#x", ErrHash, c, p.MhType)
 	}
+	if p.MhLength != sha256.Size {
+		return fmt.Errorf("%w: %s has a %d-byte sha2-256 digest, want %d", ErrHash, c, p.MhLength, sha256.Size)
+	}
+	return nil
+}
+
+// Verify checks that data is the block c names. Only full SHA2-256
+// multihashes are accepted (CheckCID).
+func Verify(c cid.Cid, data []byte) error {
+	if err := CheckCID(c); err != nil {
+		return err
+	}
+	p := c.Prefix()
 	got, err := p.Sum(data)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrMalformed, c, err)
