@@ -276,7 +276,10 @@ const (
 
 // Verify checks evidence against exp. It never stops early: every check
 // runs (a check whose inputs are missing or unusable fails) and the
-// verdict lists them all.
+// verdict lists them all. Besides the quote, the log and the reference,
+// it requires the stick's keys event (measure.MeasureKeys) as the first
+// and only keys event, first on PCR 9, naming the channel key the quote
+// binds; the verdict's Keys are then the boot's channel and result keys.
 func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 	v := &Verdict{}
 	if ev == nil {
