@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/teastick/teastick/firmware/stick/hostedtest"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
@@ -40,7 +41,9 @@ func TestReceiptForgedHosted(t *testing.T) {
 	ca := t.TempDir()
 	args := []string{"-governance-key", pub.PublicKey, "-box", node.Gateway, "-box-api", node.API, "-manifest", p("v1.json")}
 	start := func(sw *swtpmtest.Server) *hostedtest.Stick {
-		return hostedtest.Start(t, hostedStick(t), append([]string{"-tpm", sw.Socket}, args...)...)
+		st := hostedtest.Start(t, hostedStick(t), append([]string{"-tpm", sw.Socket}, args...)...)
+		st.WaitFor("READY", 5*time.Minute) // it boots v1.json after its API is up
+		return st
 	}
 	swA := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: ca})
 	bundle, err := swA.CABundle()
