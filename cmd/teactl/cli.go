@@ -64,7 +64,8 @@ usage: teactl [--json] GROUP COMMAND [ARGS]
                             attest, push a signed manifest, attest again (a stick waiting for
                             its first manifest: push it, then attest)
 
-  receipt verify FILE       check a saved receipt offline against an enrolled stick
+  receipt verify FILE       check a saved receipt offline: its evidence against the enrolled stick
+                            and the release, its signature against the result key that boot measured
 
   release build DRAFT       sign a manifest naming the built images and write the release bundle
                             (images, manifest, reference measurements)

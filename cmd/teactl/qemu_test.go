@@ -89,7 +89,7 @@ func TestStickCommandsQEMU(t *testing.T) {
 			step("first manifest", "stick", "upgrade", url, filepath.Join(p("rel"), "manifest.json"), "--identity", p("id.json"), "--pub", p("gov.key"), "--timeout", "10m") &&
 			step("attest against the bundle", "stick", "attest", url, "--identity", p("id.json"), "--pub", p("gov.key"), "--release", p("rel")) &&
 			step("invoke", "actor", "invoke", url, "echo", "echo", "hello from teactl", "--identity", p("id.json"), "--pub", p("gov.key"), "-o", p("r.json")) &&
-			step("receipt verify", "receipt", "verify", p("r.json"), "--identity", p("id.json"))
+			step("receipt verify", "receipt", "verify", p("r.json"), "--identity", p("id.json"), "--pub", p("gov.key"), "--release", p("rel"))
 	}
 	res, err := qemu.Machine{Kernel: b.Stage0(), StickImage: container, TPM: tpm, HTTPPort: port,
 		BoxGateway: strings.TrimPrefix(node.Gateway, "http://"), InputAfter: "manifest: none yet",
@@ -107,5 +107,24 @@ func TestStickCommandsQEMU(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("console:\n%s", res.Console)
+		return
 	}
+
+	// The machine is off; an attacker takes its TPM (the same state: the
+	// same EK and AK, PCRs reset by the power cycle) and forges receipts:
+	// the AK certifies their own key, paired with the genuine evidence;
+	// and a quote of nothing but their own keys event.
+	tpm.Stop()
+	sw := swtpmtest.Start(t, swtpmtest.Options{StateDir: tpm.Dir, CADir: caDir})
+	f := newForger(t, sw.Socket)
+	genuine := readReceiptFile(t, p("r.json"))
+	in := []byte("hello from teactl")
+	f.write(p("forged-certified.json"), genuine, in, in, f.certified(genuine))
+	f.write(p("forged-noimage.json"), genuine, in, in, f.noImage(genuine))
+	verifyArgs := func(file string) []string {
+		return []string{"receipt", "verify", p(file), "--identity", p("id.json"), "--pub", p("gov.key"), "--release", p("rel")}
+	}
+	mustOK(t, teactl(verifyArgs("r.json")...), "the genuine receipt, after the machine is off")
+	wantFail(t, teactl(verifyArgs("forged-certified.json")...), exitCheck, "signature does not verify with the result key", "own key certified by the stick's AK")
+	wantFail(t, teactl(verifyArgs("forged-noimage.json")...), exitCheck, "reference measurement", "own keys event on a TPM with no boot")
 }

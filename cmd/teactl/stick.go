@@ -27,7 +27,6 @@ import (
 	"github.com/teastick/teastick/image/manifest"
 	rel "github.com/teastick/teastick/image/release"
 	"github.com/teastick/teastick/netstack/ipfs"
-	"github.com/teastick/teastick/tpm/attest"
 	"github.com/teastick/teastick/tpm/verify"
 )
 
@@ -42,13 +41,6 @@ type identity struct {
 	// EKCertificateSHA256 names the TPM.
 	EKCertificateSHA256 string    `json:"ek_certificate_sha256"`
 	Enrolled            time.Time `json:"enrolled"`
-}
-
-// receiptFile is what `actor invoke -o` writes and `receipt verify`
-// reads: a receipt with the certification of the key that signed it.
-type receiptFile struct {
-	Receipt       *receipt.Receipt      `json:"receipt"`
-	Certification *attest.Certification `json:"certification"`
 }
 
 // netFlags are the flags of every command that talks to a stick or a box.
@@ -221,7 +213,16 @@ type attested struct {
 	verdict  *verify.Verdict
 	att      *core.Attestation
 	channel  [32]byte
+	nonce    []byte
+	config   []byte   // the configuration record checked against PCR 8
 	problems []string // checks teactl adds to the TPM verdict
+}
+
+// evidence is what makes a receipt from this attested boot checkable
+// offline.
+func (a *attested) evidence() *receipt.Evidence {
+	return &receipt.Evidence{Nonce: a.nonce, Attestation: a.att.Evidence, Certification: a.att.ResultKey,
+		Manifests: a.att.Manifests, Config: a.config}
 }
 
 func (a *attested) ok() bool { return a.verdict.OK() && len(a.problems) == 0 }
@@ -242,7 +243,7 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 	if err != nil {
 		return nil, netErr("attest", err)
 	}
-	a := &attested{att: att, channel: client.KeyDigest(peer)}
+	a := &attested{att: att, channel: client.KeyDigest(peer), nonce: nonce}
 	ref := &verify.Reference{}
 	var versions []uint64
 	for i, raw := range att.Manifests {
@@ -270,6 +271,7 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 				config = core.ConfigRecord(st.Version, st.Board)
 			}
 			ref.Events = verify.BootEvents([32]byte(d), config, raw)
+			a.config = config
 		} else {
 			ref.Upgrades = append(ref.Upgrades, raw)
 		}
@@ -281,12 +283,15 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 		a.problems = append(a.problems, "the stick does not run the given release (its latest manifest differs)")
 	}
 	a.verdict = verify.Verify(att.Evidence, verify.Expect{AKPublic: id.AKPublic, Nonce: nonce, ChannelKey: peer, Reference: ref})
-	// The result key: certified by the same AK, in the same boot.
-	_, certInfo, err := verify.CertifiedKey(id.AKPublic, att.ResultKey, receipt.Qualifying())
+	// The result key is the one the boot measured (a.verdict.Keys); the
+	// AK's certification must name it, in the same boot.
+	key, certInfo, err := verify.CertifiedKey(id.AKPublic, att.ResultKey, receipt.Qualifying())
 	if err != nil {
 		a.problems = append(a.problems, fmt.Sprintf("result key: %v", err))
 	} else if q, err := tpm2.Unmarshal[tpm2.TPMSAttest](att.Evidence.Quote); err != nil || !verify.SameBoot(q, certInfo) {
 		a.problems = append(a.problems, "result key: certified in another boot than the quote's")
+	} else if a.verdict.Keys != nil && !key.Equal(a.verdict.Keys.Result) {
+		a.problems = append(a.problems, "result key: the certified key is not the one the boot measured")
 	}
 	return a, nil
 }
@@ -442,7 +447,7 @@ func payloadArg(pos []string) ([]byte, error) {
 func actorInvoke(e *env, args []string) error {
 	af := &attestFlags{}
 	fs := af.add(e, "actor invoke", "URL NAME OPERATION [PAYLOAD|@FILE] --identity ID.json --pub GOVKEY [-o RECEIPT.json]")
-	out := fs.String("o", "", "write the receipt and its certification here, for teactl receipt verify")
+	out := fs.String("o", "", "write the receipt with the evidence of the boot that signed it here, for teactl receipt verify")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -473,14 +478,17 @@ func actorInvoke(e *env, args []string) error {
 	if err != nil {
 		return netErr("invoke", err)
 	}
-	if err := receipt.VerifyCertified(res.Receipt, a.att.ResultKey, id.AKPublic); err != nil {
+	// The same check as offline: the receipt against the attested boot's
+	// measured result key and the release's reference.
+	f := &receipt.File{Format: receipt.FileFormat, Receipt: res.Receipt, Evidence: a.evidence()}
+	if _, err := receipt.VerifyFile(f, receipt.Trust{AKPublic: id.AKPublic, Governance: gov}); err != nil {
 		return checkErr(err)
 	}
 	if err := receipt.CheckInput(res.Receipt, payload, res.Output); err != nil {
 		return checkErr(err)
 	}
 	if *out != "" {
-		b, _ := json.MarshalIndent(receiptFile{Receipt: res.Receipt, Certification: a.att.ResultKey}, "", "  ")
+		b, _ := json.MarshalIndent(f, "", "  ")
 		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
 			return ioErr(err)
 		}
@@ -497,38 +505,62 @@ func actorInvoke(e *env, args []string) error {
 	return nil
 }
 
-// receipt verify FILE: offline, against the enrolled AK.
+// receipt verify FILE: offline, against the enrolled AK and the
+// governance key: the evidence in the file must show the result key that
+// signed the receipt measured by a verified boot of a released image.
 func receiptVerify(e *env, args []string) error {
-	fs := e.flags("receipt verify", "RECEIPT.json --identity ID.json [--input FILE] [--output FILE]")
+	fs := e.flags("receipt verify", "RECEIPT.json --identity ID.json --pub GOVKEY [--release BUNDLE|MANIFEST] [--input FILE --output FILE]")
 	idPath := fs.String("identity", "", "the enrolled stick's identity")
+	pubArg := fs.String("pub", "", "governance public key: hex, or a key or public-key file")
+	release := fs.String("release", "", "release bundle directory, or signed manifest, the stick must have booted")
 	in := fs.String("input", "", "the payload the receipt should be about")
 	outF := fs.String("output", "", "the result the receipt should be about")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || *idPath == "" {
-		return usageErr("receipt verify needs RECEIPT.json and --identity")
+	if len(pos) != 1 || *idPath == "" || *pubArg == "" {
+		return usageErr("receipt verify needs RECEIPT.json, --identity and --pub")
+	}
+	if (*in == "") != (*outF == "") {
+		return usageErr("--input and --output go together")
 	}
 	id, err := loadIdentity(*idPath)
 	if err != nil {
 		return err
 	}
+	gov, err := loadPub(*pubArg)
+	if err != nil {
+		return err
+	}
+	tr := receipt.Trust{AKPublic: id.AKPublic, Governance: gov}
+	if st, err := os.Stat(*release); err == nil && st.IsDir() {
+		ref, signed, err := rel.Verify(*release, gov)
+		if err != nil {
+			return releaseErr(err)
+		}
+		tr.Release, tr.Config = signed, core.ConfigRecord(ref.ImageVersion, ref.Board)
+	} else if *release != "" {
+		if tr.Release, err = os.ReadFile(*release); err != nil {
+			return ioErr(err)
+		}
+	}
 	b, err := os.ReadFile(pos[0])
 	if err != nil {
 		return ioErr(err)
 	}
-	var rf receiptFile
-	if err := json.Unmarshal(b, &rf); err != nil || rf.Receipt == nil || rf.Certification == nil {
+	var f receipt.File
+	if err := json.Unmarshal(b, &f); err != nil || f.Receipt == nil {
 		return checkErr(fmt.Errorf("%s is not a receipt file (teactl actor invoke -o)", pos[0]))
 	}
-	if err := receipt.VerifyCertified(rf.Receipt, rf.Certification, id.AKPublic); err != nil {
+	v, err := receipt.VerifyFile(&f, tr)
+	if err != nil {
+		if v != nil && !v.OK() {
+			fmt.Fprint(e.stderr, v.String())
+		}
 		return checkErr(err)
 	}
-	if *in != "" || *outF != "" {
-		if *in == "" || *outF == "" {
-			return usageErr("--input and --output go together")
-		}
+	if *in != "" {
 		inB, err := os.ReadFile(*in)
 		if err != nil {
 			return ioErr(err)
@@ -537,14 +569,14 @@ func receiptVerify(e *env, args []string) error {
 		if err != nil {
 			return ioErr(err)
 		}
-		if err := receipt.CheckInput(rf.Receipt, inB, outB); err != nil {
+		if err := receipt.CheckInput(f.Receipt, inB, outB); err != nil {
 			return checkErr(err)
 		}
 	}
-	r := rf.Receipt
-	e.result(map[string]any{"ok": true, "receipt": r},
-		fmt.Sprintf("receipt OK: actor %s (%s) operation %s, manifest version %d, counter %d, signed by a result key the enrolled AK certified\n",
-			r.Actor, r.CID, r.Operation, r.ManifestVersion, r.Counter))
+	r := f.Receipt
+	e.result(map[string]any{"ok": true, "receipt": r, "result_key": hex.EncodeToString(v.Keys.Result)},
+		fmt.Sprintf("receipt OK: actor %s (%s) operation %s, manifest version %d, counter %d, signed by result key %x, measured in a verified boot of the release\n",
+			r.Actor, r.CID, r.Operation, r.ManifestVersion, r.Counter, []byte(v.Keys.Result)))
 	return nil
 }
 

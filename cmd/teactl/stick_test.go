@@ -132,16 +132,17 @@ func TestStickCommands(t *testing.T) {
 	}
 	os.WriteFile(p("in"), []byte("hello stick"), 0o644)
 	os.WriteFile(p("wrong-in"), []byte("hello stick!"), 0o644)
-	mustOK(t, teactl("receipt", "verify", p("r.json"), "--identity", p("a.json"), "--input", p("in"), "--output", p("in")), "receipt verify")
-	wantFail(t, teactl("receipt", "verify", p("r.json"), "--identity", p("a.json"), "--input", p("wrong-in"), "--output", p("in")), exitCheck, "input does not match", "receipt for other input")
-	wantFail(t, teactl("receipt", "verify", p("r.json"), "--identity", p("b.json")), exitCheck, "", "receipt against another stick")
+	mustOK(t, teactl("receipt", "verify", p("r.json"), "--identity", p("a.json"), "--pub", p("gov.key"), "--input", p("in"), "--output", p("in")), "receipt verify")
+	wantFail(t, teactl("receipt", "verify", p("r.json"), "--identity", p("a.json"), "--pub", p("gov.key"), "--input", p("wrong-in"), "--output", p("in")), exitCheck, "input does not match", "receipt for other input")
+	wantFail(t, teactl("receipt", "verify", p("r.json"), "--identity", p("b.json"), "--pub", p("gov.key")), exitCheck, "", "receipt against another stick")
 	raw, _ := os.ReadFile(p("r.json"))
-	var rf map[string]map[string]any
+	var rf map[string]any
 	json.Unmarshal(raw, &rf)
-	rf["receipt"]["counter"] = rf["receipt"]["counter"].(float64) + 1 // one flipped bit: counter 1 -> 2
+	rec := rf["receipt"].(map[string]any)
+	rec["counter"] = rec["counter"].(float64) + 1 // one flipped bit: counter 1 -> 2
 	flipped, _ := json.Marshal(rf)
 	os.WriteFile(p("flipped.json"), flipped, 0o644)
-	wantFail(t, teactl("receipt", "verify", p("flipped.json"), "--identity", p("a.json")), exitCheck, "signature", "receipt with a flipped bit")
+	wantFail(t, teactl("receipt", "verify", p("flipped.json"), "--identity", p("a.json"), "--pub", p("gov.key")), exitCheck, "signature", "receipt with a flipped bit")
 	wantFail(t, teactl("actor", "invoke", urlA, "nobody", "echo", "--identity", p("a.json"), "--pub", p("gov.key")), exitCheck, "404 unknown_actor", "unknown actor")
 
 	// Upgrade, and the old release no longer matches.

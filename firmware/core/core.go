@@ -8,8 +8,8 @@
 // Its life:
 //
 //   - New: generate the channel key (the TLS key of the API, bound into every
-//     quote) and the result key (signs receipts; certified by the attestation
-//     key with TPM2_Certify).
+//     quote) and the result key (signs receipts), and measure both into PCR 9
+//     before anything is served, so a quote names the keys of its boot.
 //   - Boot: take the first signed release manifest, measure it (PCR 8, then a
 //     separator), fetch, verify, measure (PCR 9) and load each actor it
 //     names, close PCR 9 with a separator and print one READY line. An actor
@@ -174,6 +174,17 @@ func New(cfg Config) (*Stick, error) {
 	s.channel, s.channelDER = k, der
 	if s.results, err = receipt.NewSigner(rand.Reader); err != nil {
 		return nil, fmt.Errorf("core: result key: %w", err)
+	}
+	if m := cfg.Measurer; m != nil && m.Err() == nil {
+		// Both keys go into PCR 9 before anything is served: a quote
+		// then names the keys of this boot, and no key made elsewhere
+		// can pass for them. A failure closes the Measurer: the stick
+		// serves nothing.
+		if err := m.MeasureKeys(measure.Keys{Channel: der, Result: s.results.Public()}); err != nil {
+			s.logf("tpm: NOT MEASURED: keys: %v: serving no actors", err)
+		} else {
+			s.logf("tpm: keys measured into PCR %d: channel sha256:%x, result key %x", measure.PCRBootActors, sha256.Sum256(der), s.results.Public())
+		}
 	}
 	if cfg.TPM != nil {
 		s.att = &attest.Attester{TPM: cfg.TPM}

@@ -97,3 +97,33 @@ func FuzzMessageInjective(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerifyFile decodes arbitrary JSON as a receipt file and verifies it
+// against a genuine stick's AK and the governance key: it never panics,
+// and whatever it accepts is signed by the key that stick measured.
+func FuzzVerifyFile(f *testing.F) {
+	s := newStick(f)
+	good, err := json.Marshal(file(sign(f, s.signer), s.evidence(f)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"format":3,"receipt":{},"evidence":{"attestation":{}}}`))
+	f.Add([]byte(`{"format":3,"receipt":{"actor":"echo"},"evidence":{"manifests":["e30="],"attestation":{"EventLog":"AAAA"}}}`))
+	f.Add([]byte(`{"format":2}`))
+	tr := s.trust()
+	key := s.signer.Public()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var rf receipt.File
+		if json.Unmarshal(data, &rf) != nil {
+			return
+		}
+		v, err := receipt.VerifyFile(&rf, tr)
+		if err != nil {
+			return
+		}
+		if v == nil || !v.OK() || !v.Keys.Result.Equal(key) || receipt.Verify(rf.Receipt, key) != nil {
+			t.Fatalf("accepted a file not signed by the measured key: %s", data)
+		}
+	})
+}

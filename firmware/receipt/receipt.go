@@ -7,17 +7,25 @@
 //
 // The result key is a software Ed25519 key the stick generates at boot
 // (signing each receipt in the TPM would make the TPM the bottleneck); it
-// never leaves the stick's memory. At boot the stick has its attestation
-// key (AK) certify it with TPM2_Certify (attest.Attester.Certify, with
-// Qualifying as qualifying data), which gives an attest.Certification.
+// never leaves the stick's memory. Before it serves anything the stick
+// measures the result key with its channel key into PCR 9, as the first
+// event there (measure.MeasureKeys): a quote of that boot names exactly
+// one result key, which tpm/verify.Verify returns once the quote, the log
+// and the release's reference measurements check out.
 //
-// Checking a receipt offline needs the receipt, the certification and the
-// stick's enrolled AK public area (verify.PendingEnrolment.Finish):
-// VerifyCertified checks the AK's certification of the result key
-// (verify.CertifiedKey) and then the receipt's signature with that key
-// (Verify); CheckInput then checks the receipt is about given input and
-// output bytes. To tie the result key to an attested boot, compare the
-// certification's TPMS_ATTEST with a verified quote's using verify.SameBoot.
+// Checking a receipt offline needs a File: the receipt with its Evidence
+// (an attestation of the boot that signed it, the signed manifests the
+// stick accepted, its configuration record and the AK's certification of
+// the result key), and a Trust: the stick's enrolled AK and the
+// governance key (and, optionally, the release the stick must have
+// booted). VerifyFile checks the evidence against the reference the
+// manifests give, then the receipt's signature with the measured result
+// key, then that the receipt's actor version was measured in that boot.
+// CheckInput then checks the receipt is about given input and output
+// bytes. A key the AK certified but the boot did not measure (the AK has
+// an empty authorization: anyone with the TPM can have it certify any
+// key) is not a result key.
+//
 // Counter increases by one per receipt from 1 within one boot (one result
 // key): gaps show receipts withheld, a repeated value a forgery or a
 // result key reused across boots.
@@ -36,14 +44,12 @@ import (
 	"io"
 	"math"
 	"sync/atomic"
-
-	"github.com/teastick/teastick/tpm/attest"
-	"github.com/teastick/teastick/tpm/verify"
 )
 
 // Domain is the prefix of every receipt message. Version 1 receipts were
-// signed with ECDSA P-256.
-const Domain = "teastick/receipt/v2\x00"
+// signed with ECDSA P-256; version 2 receipts by an Ed25519 key that was
+// only certified by the AK, not measured (they do not verify: RATIONALE).
+const Domain = "teastick/receipt/v3\x00"
 
 // QualifyingLabel is hashed into the qualifying data of the result key's
 // certification.
@@ -213,27 +219,16 @@ func Verify(r *Receipt, resultKey ed25519.PublicKey) error {
 // Qualifying is the qualifying data of the result key's certification:
 // SHA-256(QualifyingLabel). It is fixed: the certification is bound to the
 // stick by the AK and to a boot by the TPM clock it carries (see
-// verify.CertifiedKey and verify.SameBoot), not to a verifier's nonce.
+// verify.CertifiedKey and verify.SameBoot), not to a verifier's nonce. The
+// certification alone binds the key to no boot: VerifyFile.
 func Qualifying() []byte {
 	q := sha256.Sum256([]byte(QualifyingLabel))
 	return q[:]
 }
 
-// VerifyCertified checks r offline: c must be a certification of the
-// result key by the AK whose public area (TPMT_PUBLIC) is akPublic, with
-// Qualifying as qualifying data, and r must be signed by that key.
-// Errors wrap verify's ErrCert* errors or this package's.
-func VerifyCertified(r *Receipt, c *attest.Certification, akPublic []byte) error {
-	key, _, err := verify.CertifiedKey(akPublic, c, Qualifying())
-	if err != nil {
-		return err
-	}
-	return Verify(r, key)
-}
-
 // CheckInput checks that r is about input and output: their SHA-256 are
 // the receipt's input_sha256 and output_sha256. It does not check the
-// signature (Verify, VerifyCertified).
+// signature (Verify, VerifyFile).
 func CheckInput(r *Receipt, input, output []byte) error {
 	if r == nil {
 		return fmt.Errorf("%w: no receipt", ErrMalformed)

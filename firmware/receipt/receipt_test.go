@@ -2,8 +2,12 @@ package receipt_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -13,41 +17,128 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/ipfs/go-cid"
+
 	"github.com/teastick/teastick/firmware/receipt"
+	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/tpm/attest"
 	"github.com/teastick/teastick/tpm/measure"
 	"github.com/teastick/teastick/tpm/swtpmtest"
 	"github.com/teastick/teastick/tpm/verify"
 )
 
-// stick is a swtpm with an Attester and a result key it certified, as the
-// stick has after boot.
+// gov is the test governance key.
+var gov = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+
+var (
+	testImage  = []byte("released stick image")
+	testConfig = []byte("version=receipt-test\nboard=swtpm\n")
+)
+
+const testCID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+// signedManifest is a release manifest for image, signed by key, serving
+// echo at testCID.
+func signedManifest(t testing.TB, key ed25519.PrivateKey, version uint64, image []byte) []byte {
+	t.Helper()
+	d := sha256.Sum256(image)
+	m := &manifest.Manifest{Schema: manifest.Schema, Version: version,
+		Firmware: manifest.Firmware{Stage0: strings.Repeat("0", 64), Stick: hex.EncodeToString(d[:])},
+		Actors:   []manifest.Actor{{Name: "echo", CID: testCID, Grants: []string{"log"}}}}
+	b, err := manifest.Sign(m, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// stick is a swtpm booted the way stage 0 and the stick boot a released
+// image: its result key and channel key measured first on PCR 9, the AK's
+// certification of the result key, as the stick has it after boot.
 type stick struct {
-	att    *attest.Attester
-	ak     []byte
-	signer *receipt.Signer
-	cert   *attest.Certification
+	sw       *swtpmtest.Server
+	tpm      transport.TPM
+	m        *measure.Measurer
+	att      *attest.Attester
+	ak       []byte
+	signer   *receipt.Signer
+	ck       []byte
+	cert     *attest.Certification
+	manifest []byte
 }
 
 func newStick(t testing.TB) *stick {
 	t.Helper()
-	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true})
+	return bootOn(t, swtpmtest.Start(t, swtpmtest.Options{Provision: true}), testImage, true)
+}
+
+// reboot restarts s's swtpm on its state (PCRs reset, the same AK) and
+// boots the stick again: a new boot of the same stick.
+func reboot(t testing.TB, s *stick) *stick {
+	t.Helper()
+	s.att.Close()
+	s.sw.Stop()
+	return bootOn(t, swtpmtest.Start(t, swtpmtest.Options{StateDir: s.sw.StateDir, CADir: s.sw.CADir}), testImage, true)
+}
+
+// bootOn boots image on sw; keys says whether the keys are measured (an
+// attacker's boot measures none).
+func bootOn(t testing.TB, sw *swtpmtest.Server, image []byte, keys bool) *stick {
+	t.Helper()
 	tpm := sw.OpenT(t)
-	if err := measure.Startup(tpm); err != nil {
-		t.Fatal(err)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	a := &attest.Attester{TPM: tpm}
-	t.Cleanup(func() { a.Close() })
-	ak, err := a.AKPublic()
+	m, err := measure.New(tpm, nil)
+	must(err)
+	must(m.MeasureImage(image, "teastick receipt test"))
+	must(m.Separator(measure.HandoffPCRs...))
+	must(m.MeasureConfig(testConfig))
+	s := &stick{sw: sw, tpm: tpm, m: m, signer: newSigner(t), manifest: signedManifest(t, gov, 1, testImage)}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	s.ck, err = x509.MarshalPKIXPublicKey(&k.PublicKey)
+	must(err)
+	if keys {
+		must(m.MeasureKeys(measure.Keys{Channel: s.ck, Result: s.signer.Public()}))
+	}
+	must(m.MeasureManifest(s.manifest))
+	must(m.Separator(measure.PCRConfig))
+	c, err := cid.Decode(testCID)
+	must(err)
+	must(m.MeasureActor(measure.PCRBootActors, measure.Actor{Name: "echo", CID: c, Capabilities: []string{"log"}}))
+	must(m.Separator(measure.PCRBootActors))
+	s.att = &attest.Attester{TPM: tpm}
+	t.Cleanup(func() { s.att.Close() })
+	s.ak, err = s.att.AKPublic()
+	must(err)
+	s.cert, err = s.att.Certify(s.signer.Public(), receipt.Qualifying())
+	must(err)
+	return s
+}
+
+// evidence is what the stick's attestation gives a verifier now.
+func (s *stick) evidence(t testing.TB) *receipt.Evidence {
+	t.Helper()
+	nonce := make([]byte, 16)
+	rand.Read(nonce)
+	ev, err := s.att.Attest(nonce, s.ck, s.m.Log(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newSigner(t)
-	c, err := a.Certify(s.Public(), receipt.Qualifying())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &stick{att: a, ak: ak, signer: s, cert: c}
+	return &receipt.Evidence{Nonce: nonce, Attestation: ev, Certification: s.cert, Manifests: [][]byte{s.manifest}, Config: testConfig}
+}
+
+func (s *stick) trust() receipt.Trust {
+	return receipt.Trust{AKPublic: s.ak, Governance: gov.Public().(ed25519.PublicKey)}
+}
+
+func file(r *receipt.Receipt, ev *receipt.Evidence) *receipt.File {
+	return &receipt.File{Format: receipt.FileFormat, Receipt: r, Evidence: ev}
 }
 
 func newSigner(t testing.TB) *receipt.Signer {
@@ -59,11 +150,9 @@ func newSigner(t testing.TB) *receipt.Signer {
 	return s
 }
 
-const testCID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
-
 func sign(t testing.TB, s *receipt.Signer) *receipt.Receipt {
 	t.Helper()
-	r, err := s.Sign("echo", testCID, "invoke", []byte("input"), []byte("output"), 7)
+	r, err := s.Sign("echo", testCID, "invoke", []byte("input"), []byte("output"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,55 +162,213 @@ func sign(t testing.TB, s *receipt.Signer) *receipt.Receipt {
 func TestRoundTrip(t *testing.T) {
 	s := newStick(t)
 	r := sign(t, s.signer)
-	if r.Counter != 1 || r.Actor != "echo" || r.CID != testCID || r.Operation != "invoke" || r.ManifestVersion != 7 {
+	if r.Counter != 1 || r.Actor != "echo" || r.CID != testCID || r.Operation != "invoke" || r.ManifestVersion != 1 {
 		t.Fatalf("receipt %+v", r)
 	}
 	if want := sha256.Sum256([]byte("input")); r.InputSHA256 != hex.EncodeToString(want[:]) {
 		t.Fatalf("input_sha256 %s", r.InputSHA256)
 	}
-	if !bytes.Equal(s.cert.Key, s.signer.PublicDER()) {
-		t.Fatal("certification names another key than the signer's")
-	}
-	if err := receipt.VerifyCertified(r, s.cert, s.ak); err != nil {
+	f := file(r, s.evidence(t))
+	v, err := receipt.VerifyFile(f, s.trust())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !v.Keys.Result.Equal(s.signer.Public()) {
+		t.Fatalf("verdict names result key %x", v.Keys.Result)
 	}
 	if err := receipt.CheckInput(r, []byte("input"), []byte("output")); err != nil {
 		t.Fatal(err)
 	}
 
 	// Offline: everything travels as JSON.
-	var (
-		r2 receipt.Receipt
-		c2 attest.Certification
-	)
-	rj, err := json.Marshal(r)
+	fj, err := json.Marshal(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cj, err := json.Marshal(s.cert)
+	for _, k := range []string{`"format":3`, `"actor"`, `"cid"`, `"operation"`, `"input_sha256"`, `"output_sha256"`, `"manifest_version"`, `"counter"`, `"signature"`,
+		`"nonce"`, `"attestation"`, `"certification"`, `"manifests"`, `"config"`} {
+		if !bytes.Contains(fj, []byte(k)) {
+			t.Errorf("receipt file JSON lacks %s", k)
+		}
+	}
+	var f2 receipt.File
+	if err := json.Unmarshal(fj, &f2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := receipt.VerifyFile(&f2, s.trust()); err != nil {
+		t.Fatal(err)
+	}
+	// With the release given, the boot manifest must be it.
+	tr := s.trust()
+	tr.Release, tr.Config = s.manifest, testConfig
+	if _, err := receipt.VerifyFile(&f2, tr); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("receipt file %d bytes of JSON", len(fj))
+}
+
+// TestForged builds receipts the ways an attacker with the stick's TPM
+// can (the AK has an empty authorization and no policy): every one is
+// refused, and the genuine receipt of the same boot is accepted.
+func TestForged(t *testing.T) {
+	s := newStick(t)
+	genuine := file(sign(t, s.signer), s.evidence(t))
+	if _, err := receipt.VerifyFile(genuine, s.trust()); err != nil {
+		t.Fatalf("genuine: %v", err)
+	}
+	own := newSigner(t) // the attacker's key
+
+	type tc struct {
+		name  string
+		f     *receipt.File
+		trust receipt.Trust
+		want  error
+	}
+	var cases []tc
+
+	// 1. The attack of issue 14: have the AK certify your own key, sign.
+	ownCert, err := s.att.Certify(own.Public(), receipt.Qualifying())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{`"actor"`, `"cid"`, `"operation"`, `"input_sha256"`, `"output_sha256"`, `"manifest_version"`, `"counter"`, `"signature"`} {
-		if !bytes.Contains(rj, []byte(f)) {
-			t.Errorf("receipt JSON lacks %s: %s", f, rj)
-		}
-	}
-	for _, f := range []string{`"key"`, `"attest"`, `"signature"`} {
-		if !bytes.Contains(cj, []byte(f)) {
-			t.Errorf("certification JSON lacks %s: %s", f, cj)
-		}
-	}
-	if err := json.Unmarshal(rj, &r2); err != nil {
+	ev := s.evidence(t)
+	ev.Certification = ownCert
+	cases = append(cases, tc{"own key certified by the AK, genuine evidence", file(sign(t, own), ev), s.trust(), receipt.ErrSignature})
+
+	// 2. Boot the genuine image, then extend your own keys event into
+	// PCR 9 after the stick's, and quote.
+	after := newStick(t)
+	if err := after.m.MeasureKeys(measure.Keys{Channel: after.ck, Result: own.Public()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(cj, &c2); err != nil {
+	ev = after.evidence(t)
+	ev.Certification, err = after.att.Certify(own.Public(), receipt.Qualifying())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := receipt.VerifyCertified(&r2, &c2, s.ak); err != nil {
+	cases = append(cases, tc{"own keys event extended after the genuine boot", file(sign(t, own), ev), after.trust(), receipt.ErrEvidence})
+
+	// 3. Boot another image: stage 0 measures it, the keys are measured
+	// as the stick would.
+	other := bootOn(t, swtpmtest.Start(t, swtpmtest.Options{Provision: true}), []byte("another image"), true)
+	cases = append(cases, tc{"keys measured by a boot of another image", file(sign(t, other.signer), other.evidence(t)), other.trust(), receipt.ErrEvidence})
+
+	// 4. No image at all: a fresh TPM, only the attacker's keys event.
+	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true})
+	bare := &stick{sw: sw, tpm: sw.OpenT(t), signer: own, ck: s.ck, manifest: s.manifest}
+	if bare.m, err = measure.New(bare.tpm, nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("receipt %d bytes of JSON, certification %d", len(rj), len(cj))
+	if err := bare.m.MeasureKeys(measure.Keys{Channel: bare.ck, Result: own.Public()}); err != nil {
+		t.Fatal(err)
+	}
+	bare.att = &attest.Attester{TPM: bare.tpm}
+	t.Cleanup(func() { bare.att.Close() })
+	if bare.ak, err = bare.att.AKPublic(); err != nil {
+		t.Fatal(err)
+	}
+	if bare.cert, err = bare.att.Certify(own.Public(), receipt.Qualifying()); err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, tc{"no image: only the keys event", file(sign(t, own), bare.evidence(t)), bare.trust(), receipt.ErrEvidence})
+
+	// 5. A boot that measured no keys (as before this format), the key
+	// certified by the AK.
+	nokeys := bootOn(t, swtpmtest.Start(t, swtpmtest.Options{Provision: true}), testImage, false)
+	cases = append(cases, tc{"boot without a keys event", file(sign(t, nokeys.signer), nokeys.evidence(t)), nokeys.trust(), receipt.ErrEvidence})
+
+	// 6. Version 2 files: a receipt and a certification.
+	cases = append(cases, tc{"format 2 file", &receipt.File{Receipt: genuine.Receipt, Evidence: &receipt.Evidence{Certification: s.cert}}, s.trust(), receipt.ErrFormat})
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := receipt.VerifyFile(tc.f, tc.trust)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("%v, want %v", err, tc.want)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// TestOtherBootOrStick: a receipt is refused with the evidence of another
+// boot of the same stick (another result key, same AK) or of another
+// stick (another AK), and with tampered evidence.
+func TestOtherBootOrStick(t *testing.T) {
+	s := newStick(t)
+	other := newStick(t)
+	r := sign(t, s.signer)
+	ev := s.evidence(t)
+	if _, err := receipt.VerifyFile(file(r, ev), s.trust()); err != nil {
+		t.Fatalf("genuine: %v", err)
+	}
+	// Another stick's evidence, checked with either AK.
+	otherEv := other.evidence(t)
+
+	// Another boot of the same stick: its evidence, its certification,
+	// and the old certification with the new quote.
+	oldCert := s.cert
+	s2 := reboot(t, s)
+	if !bytes.Equal(s2.ak, s.ak) {
+		t.Fatal("the AK changed across a reboot")
+	}
+	bootEv := s2.evidence(t)
+	mixed := s2.evidence(t)
+	mixed.Certification = oldCert
+	// The stick of that boot signs its own receipts, which verify.
+	if _, err := receipt.VerifyFile(file(sign(t, s2.signer), s2.evidence(t)), s2.trust()); err != nil {
+		t.Fatalf("second boot's own receipt: %v", err)
+	}
+
+	otherGov := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+	badManifests := *ev
+	badManifests.Manifests = [][]byte{signedManifest(t, otherGov, 1, testImage)}
+	badConfig := *ev
+	badConfig.Config = []byte("version=other\nboard=swtpm\n")
+	wrongVersion, err := s.signer.Sign("echo", testCID, "invoke", nil, nil, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmeasured, err := s.signer.Sign("kv", testCID, "invoke", nil, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := s.trust()
+	release.Release = signedManifest(t, gov, 2, testImage)
+	noCert := *ev
+	noCert.Certification = nil
+
+	for _, tc := range []struct {
+		name  string
+		f     *receipt.File
+		trust receipt.Trust
+		want  error
+	}{
+		{"evidence of another boot", file(r, bootEv), s.trust(), receipt.ErrSignature},
+		{"another boot's quote with this boot's certification", file(r, mixed), s.trust(), receipt.ErrSignature},
+		{"evidence of another stick, this stick's AK", file(r, otherEv), s.trust(), receipt.ErrEvidence},
+		{"evidence of another stick, its AK", file(r, otherEv), other.trust(), receipt.ErrSignature},
+		{"this stick's evidence, another stick's AK", file(r, ev), other.trust(), receipt.ErrEvidence},
+		{"manifests of another governance key", file(r, &badManifests), s.trust(), receipt.ErrManifests},
+		{"configuration record differs", file(r, &badConfig), s.trust(), receipt.ErrEvidence},
+		{"another release", file(r, ev), release, receipt.ErrRelease},
+		{"manifest version of no manifest", file(wrongVersion, ev), s.trust(), receipt.ErrActorUnseen},
+		{"actor not measured", file(unmeasured, ev), s.trust(), receipt.ErrActorUnseen},
+		{"no certification", file(r, &noCert), s.trust(), receipt.ErrCertified},
+		{"no evidence", file(r, nil), s.trust(), receipt.ErrNoEvidence},
+		{"no receipt", file(nil, ev), s.trust(), receipt.ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := receipt.VerifyFile(tc.f, tc.trust)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("%v, want %v", err, tc.want)
+			}
+			t.Log(err)
+		})
+	}
 }
 
 func flip(b []byte, bit int) []byte {
@@ -141,45 +388,28 @@ func otherHex(h string, i int) string {
 	return string(b)
 }
 
-// TestTamper: every kind of tampering is rejected, with the error naming
-// what failed. A flipped bit in a receipt field and in its signature are
-// the same failure to a verifier (the signature does not cover the
-// receipt), likewise in the attestation and in the AK's signature.
+// TestTamper: every kind of tampering with a receipt or its
+// certification is rejected, with the error naming what failed.
 func TestTamper(t *testing.T) {
 	s := newStick(t)
-	other := newStick(t) // another TPM
 	r := sign(t, s.signer)
-
-	// The same result key certified by another TPM's AK, and with other
-	// qualifying data by the right AK.
-	byOther, err := other.att.Certify(s.signer.Public(), receipt.Qualifying())
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrongQ, err := s.att.Certify(s.signer.Public(), []byte("another label"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Another key, certified (by the same AK) or not.
-	s2 := newSigner(t)
-	cert2, err := s.att.Certify(s2.Public(), receipt.Qualifying())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2 := sign(t, s2)
-
-	type tc struct {
+	ev := s.evidence(t)
+	var cases []struct {
 		name string
-		r    *receipt.Receipt
-		c    *attest.Certification
-		ak   []byte
+		f    *receipt.File
 		want error
 	}
-	var cases []tc
+	add := func(name string, f *receipt.File, want error) {
+		cases = append(cases, struct {
+			name string
+			f    *receipt.File
+			want error
+		}{name, f, want})
+	}
 	field := func(name string, mod func(*receipt.Receipt), want error) {
 		c := *r
 		mod(&c)
-		cases = append(cases, tc{"receipt " + name, &c, s.cert, s.ak, want})
+		add("receipt "+name, file(&c, ev), want)
 	}
 	field("actor", func(r *receipt.Receipt) { r.Actor = "echO" }, receipt.ErrSignature)
 	field("actor moved into cid", func(r *receipt.Receipt) { r.Actor, r.CID = "ech", "o"+r.CID }, receipt.ErrSignature)
@@ -199,27 +429,34 @@ func TestTamper(t *testing.T) {
 		field("signature", func(r *receipt.Receipt) { r.Signature = flip(r.Signature, bit) }, receipt.ErrSignature)
 	}
 	field("no signature", func(r *receipt.Receipt) { r.Signature = nil }, receipt.ErrSignature)
+	cert := func(c *attest.Certification) *receipt.File {
+		e := *ev
+		e.Certification = c
+		return file(r, &e)
+	}
 	for bit := range 8 * len(s.cert.Attest) {
-		cases = append(cases, tc{"certification attest", r, &attest.Certification{Key: s.cert.Key, Attest: flip(s.cert.Attest, bit), Signature: s.cert.Signature}, s.ak, verify.ErrCertSignature})
+		add("certification attest", cert(&attest.Certification{Key: s.cert.Key, Attest: flip(s.cert.Attest, bit), Signature: s.cert.Signature}), verify.ErrCertSignature)
 	}
 	for bit := range 8 * len(s.cert.Signature) {
-		cases = append(cases, tc{"certification signature", r, &attest.Certification{Key: s.cert.Key, Attest: s.cert.Attest, Signature: flip(s.cert.Signature, bit)}, s.ak, verify.ErrCertSignature})
+		add("certification signature", cert(&attest.Certification{Key: s.cert.Key, Attest: s.cert.Attest, Signature: flip(s.cert.Signature, bit)}), verify.ErrCertSignature)
 	}
-	cases = append(cases,
-		tc{"certification key: another key (uncertified)", r2, &attest.Certification{Key: s2.PublicDER(), Attest: s.cert.Attest, Signature: s.cert.Signature}, s.ak, verify.ErrCertName},
-		tc{"receipt signed by another certified key", r2, s.cert, s.ak, receipt.ErrSignature},
-		tc{"receipt with another key's certification", r, cert2, s.ak, receipt.ErrSignature},
-		tc{"certification key not DER", r, &attest.Certification{Key: s.cert.Key[1:], Attest: s.cert.Attest, Signature: s.cert.Signature}, s.ak, verify.ErrCertKey},
-		tc{"certified by another TPM's AK", r, byOther, s.ak, verify.ErrCertSignature},
-		tc{"checked against another TPM's AK", r, s.cert, other.ak, verify.ErrCertSignature},
-		tc{"certified with other qualifying data", r, wrongQ, s.ak, verify.ErrCertQualifying},
-		tc{"no certification", r, nil, s.ak, verify.ErrNoCertification},
-		tc{"no AK", r, s.cert, nil, verify.ErrCertAK},
-		tc{"no receipt", nil, s.cert, s.ak, receipt.ErrMalformed},
-	)
+	wrongQ, err := s.att.Certify(s.signer.Public(), []byte("another label"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("certified with other qualifying data", cert(wrongQ), verify.ErrCertQualifying)
+	add("certification key not DER", cert(&attest.Certification{Key: s.cert.Key[1:], Attest: s.cert.Attest, Signature: s.cert.Signature}), verify.ErrCertKey)
+	for bit := 0; bit < 8*len(ev.Attestation.Quote); bit += 7 {
+		e := *ev
+		a := *ev.Attestation
+		a.Quote = flip(a.Quote, bit)
+		e.Attestation = &a
+		add("quote", file(r, &e), receipt.ErrEvidence)
+	}
+	add("nonce", func() *receipt.File { e := *ev; e.Nonce = flip(e.Nonce, 3); return file(r, &e) }(), receipt.ErrEvidence)
 	logged := map[string]bool{}
 	for _, tc := range cases {
-		err := receipt.VerifyCertified(tc.r, tc.c, tc.ak)
+		_, err := receipt.VerifyFile(tc.f, s.trust())
 		if err == nil {
 			t.Errorf("%s: accepted", tc.name)
 			continue
@@ -229,17 +466,11 @@ func TestTamper(t *testing.T) {
 		}
 		if !logged[tc.name] {
 			logged[tc.name] = true
-			t.Logf("%-48s %v", tc.name+":", err)
+			t.Logf("%-40s %.200v", tc.name+":", err)
 		}
 	}
-	// Sanity: the untampered inputs of the cases above are fine.
-	for _, c := range []struct {
-		r *receipt.Receipt
-		c *attest.Certification
-	}{{r, s.cert}, {r2, cert2}} {
-		if err := receipt.VerifyCertified(c.r, c.c, s.ak); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := receipt.VerifyFile(file(r, ev), s.trust()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -317,7 +548,7 @@ func TestMessage(t *testing.T) {
 	r := &receipt.Receipt{Actor: "a", CID: "bc", Operation: "", InputSHA256: hex.EncodeToString(in[:]),
 		OutputSHA256: hex.EncodeToString(out[:]), ManifestVersion: 0x0102030405060708, Counter: 42}
 	var want []byte
-	want = append(want, "teastick/receipt/v2\x00"...)
+	want = append(want, "teastick/receipt/v3\x00"...)
 	want = append(want, 0, 0, 0, 1, 'a', 0, 0, 0, 2, 'b', 'c', 0, 0, 0, 0)
 	want = append(want, in[:]...)
 	want = append(want, out[:]...)

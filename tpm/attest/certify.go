@@ -14,7 +14,9 @@ import (
 // an Ed25519 key in the TPM (ResultKeyPublic; TPMs know no Ed25519 keys).
 // The certified Name (in Attest) is the TPM Name of ResultKeyPublic(Key),
 // so a verifier holding the enrolled AK can check it offline
-// (verify.CertifiedKey).
+// (verify.CertifiedKey). It binds the key to no boot (the AK certifies
+// whatever anyone holding the TPM loads): the keys event the stick
+// measures on PCR 9 does (measure.MeasureKeys).
 type Certification struct {
 	// Key is the PKIX (SubjectPublicKeyInfo) DER of the certified Ed25519
 	// key.

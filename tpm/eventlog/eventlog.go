@@ -276,6 +276,7 @@ const (
 	TagConfig   uint32 = 0x74730001 // the stick's configuration
 	TagManifest uint32 = 0x74730002 // the signed release manifest
 	TagActor    uint32 = 0x74730003 // an actor: name, CID, capabilities
+	TagKeys     uint32 = 0x74730004 // the stick's channel and result keys of this boot
 )
 
 // Tagged encodes a TCG_PCClientTaggedEvent.

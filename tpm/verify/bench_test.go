@@ -58,7 +58,7 @@ func BenchmarkAttestRoundTrip(b *testing.B) {
 	image := []byte("image")
 	s := bootStick(b, "", image, "echo")
 	ak := enrol(b, s)
-	ck := channelKey(b)
+	ck := s.ck
 	ref := reference(image, "echo")
 	log, pcrs := s.m.Log(), s.m.PCRs()
 	q := attest.QualifyingData([]byte("nonce"), ck)

@@ -43,10 +43,12 @@ var (
 // for this public key, not that the TPM saw its private part.
 //
 // The returned TPMS_ATTEST carries the TPM's ClockInfo: comparing it with
-// that of a quote from the same AK (SameBoot) binds the key to the boot
-// the quote attests. The fixed qualifying data binds nothing else, so
-// without that comparison the key is only known to have been certified by
-// the stick's TPM at some time.
+// that of a quote from the same AK (SameBoot) shows the certification was
+// made in the boot the quote attests. That does not show the stick's
+// software made the key: the AK has an empty authorization and no policy,
+// so anyone holding the TPM can have it certify any key in any boot. The
+// key of a verified boot is the one its keys event names (Verify,
+// Verdict.Keys); a certification only ever confirms it.
 func CertifiedKey(akPublic []byte, c *attest.Certification, qualifying []byte) (ed25519.PublicKey, *tpm2.TPMSAttest, error) {
 	if c == nil || len(c.Attest) == 0 || len(c.Signature) == 0 || len(c.Key) == 0 {
 		return nil, nil, ErrNoCertification

@@ -212,6 +212,10 @@ func (c Check) String() string {
 // Verdict is the result of a verification: every check, passed or not.
 type Verdict struct {
 	Checks []Check
+	// Keys are the channel and result keys measured by the boot the
+	// quote attests (the keys event on PCR 9); nil unless CheckKeys
+	// passed. Only when OK are they the keys of a verified boot.
+	Keys *measure.Keys
 }
 
 // OK reports whether every check passed (and there were checks).
@@ -267,11 +271,15 @@ const (
 	CheckActor        = "actor allowed by the manifest"
 	CheckPlan         = "events within the PCR plan"
 	CheckBootFinished = "boot separator before serving"
+	CheckKeys         = "keys measured once before serving"
 )
 
 // Verify checks evidence against exp. It never stops early: every check
 // runs (a check whose inputs are missing or unusable fails) and the
-// verdict lists them all.
+// verdict lists them all. Besides the quote, the log and the reference,
+// it requires the stick's keys event (measure.MeasureKeys) as the first
+// and only keys event, first on PCR 9, naming the channel key the quote
+// binds; the verdict's Keys are then the boot's channel and result keys.
 func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 	v := &Verdict{}
 	if ev == nil {
@@ -432,12 +440,35 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 		v.add(CheckReference, true, -1, -1, "PCRs 0-%d", measure.PCRConfig)
 	}
 
+	// Keys: the first event on PCR 9, and only there, is the keys event
+	// (measure.MeasureKeys); the channel key it names is the one the
+	// quote binds. Another keys event anywhere (an attacker extending
+	// their own key after the stick did) fails here or as an actor.
+	var keys *measure.Keys
+	first9 := slices.IndexFunc(events, func(e eventlog.Event) bool { return e.PCR == measure.PCRBootActors })
+	if first9 < 0 {
+		v.add(CheckKeys, false, measure.PCRBootActors, -1, "no keys event")
+	} else if k, msg := keysEvent(events[first9]); msg != "" {
+		v.add(CheckKeys, false, measure.PCRBootActors, first9, "first event on PCR %d: %s", measure.PCRBootActors, msg)
+	} else if !bytes.Equal(k.Channel, ev.ChannelKey) {
+		v.add(CheckKeys, false, measure.PCRBootActors, first9, "measured channel key sha256:%x, evidence names sha256:%x", sha256.Sum256(k.Channel), sha256.Sum256(ev.ChannelKey))
+	} else {
+		keys = k
+		v.add(CheckKeys, true, measure.PCRBootActors, first9, "result key %x", []byte(k.Result))
+	}
+	if keys != nil && replayOK {
+		v.Keys = keys
+	}
+
 	// Actors on PCRs 9 and 10: bound data, allowed CIDs; PCR 9 ends with
 	// one separator before the stick serves, PCR 10 has no separator.
 	actorOK, sep9 := exp.Reference != nil, 0
 	for i, e := range events {
 		if e.PCR != measure.PCRBootActors && e.PCR != measure.PCRRuntime {
 			continue
+		}
+		if i == first9 {
+			continue // the keys event, checked above
 		}
 		if e.Type == eventlog.EV_SEPARATOR && e.PCR == measure.PCRBootActors && e.Digest == sha256.Sum256(eventlog.Separator) && sep9 == 0 {
 			sep9++
@@ -456,6 +487,25 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 	}
 	v.add(CheckBootFinished, sep9 == 1, measure.PCRBootActors, -1, "%d separators on PCR %d", sep9, measure.PCRBootActors)
 	return v
+}
+
+// keysEvent decodes the keys event e, or says why it is not one.
+func keysEvent(e eventlog.Event) (*measure.Keys, string) {
+	if e.Type != eventlog.EV_EVENT_TAG {
+		return nil, fmt.Sprintf("%v is not a keys event", e.Type)
+	}
+	if sha256.Sum256(e.Data) != e.Digest {
+		return nil, "event data does not hash to the extended digest"
+	}
+	tag, payload, err := eventlog.ParseTagged(e.Data)
+	if err != nil || tag != eventlog.TagKeys {
+		return nil, fmt.Sprintf("not a tagged keys event (tag %#x, %v)", tag, err)
+	}
+	var k measure.Keys
+	if err := k.UnmarshalBinary(payload); err != nil {
+		return nil, err.Error()
+	}
+	return &k, ""
 }
 
 func checkActorEvent(e eventlog.Event, ref *Reference) string {

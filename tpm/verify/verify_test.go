@@ -3,6 +3,7 @@ package verify
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -43,6 +44,8 @@ type stick struct {
 	m     *measure.Measurer
 	att   *attest.Attester
 	roots *x509.CertPool
+	ck    []byte            // channel key, measured with the result key
+	rk    ed25519.PublicKey // result key
 }
 
 var (
@@ -71,6 +74,10 @@ func bootStick(t testing.TB, caDir string, image []byte, actors ...string) *stic
 	m, err := measure.Resume(tpm, h, nil)
 	must(err)
 	must(m.MeasureConfig(testConfig))
+	ck := channelKey(t)
+	rk, _, err := ed25519.GenerateKey(rand.Reader)
+	must(err)
+	must(m.MeasureKeys(measure.Keys{Channel: ck, Result: rk}))
 	must(m.MeasureManifest(testManifest))
 	must(m.Separator(measure.PCRConfig))
 	for _, a := range actors {
@@ -85,7 +92,7 @@ func bootStick(t testing.TB, caDir string, image []byte, actors ...string) *stic
 	}
 	att := &attest.Attester{TPM: tpm}
 	t.Cleanup(func() { att.Close() })
-	return &stick{sw: sw, tpm: tpm, m: m, att: att, roots: roots}
+	return &stick{sw: sw, tpm: tpm, m: m, att: att, roots: roots, ck: ck, rk: rk}
 }
 
 // enrol runs the enrolment protocol and returns the trusted AK.
@@ -206,7 +213,7 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	ak := enrol(t, s)
-	ck := channelKey(t)
+	ck := s.ck
 	nonce := []byte("nonce-0123456789")
 	ev, err := s.att.Attest(nonce, ck, s.m.Log(), nil)
 	if err != nil {
@@ -254,19 +261,28 @@ func TestVerify(t *testing.T) {
 		{name: "tampered event digest", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
 			e[9].Digest[0] ^= 1 // PCR 8 config
 			return e
-		}), exp: good, want: map[string]loc{CheckReplay: {8, 11}, CheckReference: {8, 9}}},
+		}), exp: good, want: map[string]loc{CheckReplay: {8, 12}, CheckReference: {8, 9}}},
 		{name: "tampered actor data", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
-			e[12].Data = bytes.Clone(e[12].Data)
-			e[12].Data[len(e[12].Data)-1] ^= 1
+			e[13].Data = bytes.Clone(e[13].Data)
+			e[13].Data[len(e[13].Data)-1] ^= 1
 			return e
-		}), exp: good, want: map[string]loc{CheckActor: {9, 12}}},
+		}), exp: good, want: map[string]loc{CheckActor: {9, 13}}},
 		{name: "reordered events", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
-			e[9], e[10] = e[10], e[9]
+			e[9], e[11] = e[11], e[9]
 			return e
-		}), exp: good, want: map[string]loc{CheckReplay: {8, 11}, CheckReference: {8, 9}}},
+		}), exp: good, want: map[string]loc{CheckReplay: {8, 12}, CheckReference: {8, 9}}},
 		{name: "event dropped", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
-			return append(e[:12], e[13:]...)
-		}), exp: good, want: map[string]loc{CheckReplay: {9, 13}}},
+			return append(e[:13], e[14:]...)
+		}), exp: good, want: map[string]loc{CheckReplay: {9, 14}}},
+		{name: "keys event data swapped for another key", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
+			other, _, _ := ed25519.GenerateKey(rand.Reader)
+			enc, _ := measure.Keys{Channel: ck, Result: other}.MarshalBinary()
+			e[10].Data = eventlog.Tagged(eventlog.TagKeys, enc)
+			return e
+		}), exp: good, want: map[string]loc{CheckKeys: {9, 10}}},
+		{name: "keys event dropped", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
+			return append(e[:10], e[11:]...)
+		}), exp: good, want: map[string]loc{CheckReplay: {9, -2}, CheckKeys: {9, 12}}},
 		{name: "replayed old nonce", ev: oldEv, exp: good, want: map[string]loc{CheckQualifying: {-1, -1}}},
 		{name: "relayed to another channel key", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: channelKey(t), Reference: good.Reference},
 			want: map[string]loc{CheckQualifying: {-1, -1}}},
@@ -278,10 +294,10 @@ func TestVerify(t *testing.T) {
 		{name: "image changed by one byte", ev: badEv, exp: Expect{AKPublic: badAK, Nonce: nonce, ChannelKey: ck, Reference: good.Reference},
 			want: map[string]loc{CheckReference: {4, 0}}},
 		{name: "boot actor not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "echo v2")},
-			want: map[string]loc{CheckActor: {9, 13}}},
+			want: map[string]loc{CheckActor: {9, 14}}},
 		{name: "run-time upgrade not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "kv")},
-			want: map[string]loc{CheckActor: {10, 15}}},
-		{name: "run-time event hidden from the log", ev: withLog(func(e []eventlog.Event) []eventlog.Event { return e[:15] }), exp: good,
+			want: map[string]loc{CheckActor: {10, 16}}},
+		{name: "run-time event hidden from the log", ev: withLog(func(e []eventlog.Event) []eventlog.Event { return e[:16] }), exp: good,
 			want: map[string]loc{CheckReplay: {10, -1}}},
 		{name: "PCR values forged", ev: func() *attest.Evidence {
 			e := *ev
@@ -303,6 +319,9 @@ func TestVerify(t *testing.T) {
 			if tc.want == nil {
 				if !v.OK() {
 					t.Fatalf("verdict fails:\n%s", v)
+				}
+				if v.Keys == nil || !v.Keys.Result.Equal(s.rk) || !bytes.Equal(v.Keys.Channel, ck) {
+					t.Fatalf("verdict names keys %+v, want the measured ones", v.Keys)
 				}
 				return
 			}
@@ -432,4 +451,141 @@ func serializedPCRs(pcrs []uint32, values [][]byte) []byte {
 		}
 	}
 	return b
+}
+
+// TestVerifyKeys: a quote names the keys of its boot only if the stick
+// measured exactly one keys event, first on PCR 9, before the separator.
+// The attacks are the ones an attacker with the TPM can mount: extend
+// their own keys event after the genuine stick's, measure keys late, or
+// not at all.
+func TestVerifyKeys(t *testing.T) {
+	ca := t.TempDir()
+	image := []byte("stick image")
+	own, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := []byte("nonce-keys-0123")
+	for _, tc := range []struct {
+		name string
+		// after runs on the booted stick; it returns the channel key the
+		// evidence carries.
+		after  func(t *testing.T, s *stick) []byte
+		reboot func(t *testing.T) *stick // instead of bootStick
+		fail   string
+		pcr    int
+	}{
+		{name: "genuine", after: func(t *testing.T, s *stick) []byte { return s.ck }},
+		{name: "own keys event extended after the separator", after: func(t *testing.T, s *stick) []byte {
+			if err := s.m.MeasureKeys(measure.Keys{Channel: s.ck, Result: own}); err != nil {
+				t.Fatal(err)
+			}
+			return s.ck
+		}, fail: CheckActor, pcr: 9},
+		{name: "own keys event extended into PCR 10", after: func(t *testing.T, s *stick) []byte {
+			if err := s.m.Extend(measure.PCRRuntime, eventlog.EV_EVENT_TAG, sha256.Sum256(keysData(t, s.ck, own)), keysData(t, s.ck, own)); err != nil {
+				t.Fatal(err)
+			}
+			return s.ck
+		}, fail: CheckActor, pcr: 10},
+		{name: "evidence names another channel key than the measured one", after: func(t *testing.T, s *stick) []byte {
+			return channelKey(t)
+		}, fail: CheckKeys, pcr: 9},
+		{name: "no keys event", reboot: func(t *testing.T) *stick {
+			return bootSequence(t, ca, image, nil, false)
+		}, fail: CheckKeys, pcr: 9},
+		{name: "keys measured after an actor", reboot: func(t *testing.T) *stick {
+			return bootSequence(t, ca, image, []string{"echo"}, true)
+		}, fail: CheckKeys, pcr: 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s *stick
+			ck := []byte(nil)
+			if tc.reboot != nil {
+				s = tc.reboot(t)
+				ck = s.ck
+			} else {
+				s = bootStick(t, ca, image, "echo")
+				ck = tc.after(t, s)
+			}
+			ak := enrol(t, s)
+			ev, err := s.att.Attest(nonce, ck, s.m.Log(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := Verify(ev, Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo")})
+			if tc.fail == "" {
+				if !v.OK() || v.Keys == nil || !v.Keys.Result.Equal(s.rk) {
+					t.Fatalf("verdict (keys %+v):\n%s", v.Keys, v)
+				}
+				return
+			}
+			if v.OK() {
+				t.Fatalf("verdict passes:\n%s", v)
+			}
+			found := false
+			for _, c := range v.Failed() {
+				found = found || c.Name == tc.fail && c.PCR == tc.pcr
+			}
+			if !found {
+				t.Fatalf("no failed %q on PCR %d:\n%s", tc.fail, tc.pcr, v)
+			}
+			if v.Keys != nil && v.Keys.Result.Equal(own) {
+				t.Fatal("the verdict names the attacker's key")
+			}
+			t.Logf("verdict:\n%s", v)
+		})
+	}
+}
+
+func keysData(t *testing.T, ck []byte, rk ed25519.PublicKey) []byte {
+	enc, err := measure.Keys{Channel: ck, Result: rk}.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eventlog.Tagged(eventlog.TagKeys, enc)
+}
+
+// bootSequence boots like bootStick but measures the keys after the
+// actors (late) or not at all.
+func bootSequence(t *testing.T, caDir string, image []byte, actors []string, late bool) *stick {
+	t.Helper()
+	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: caDir})
+	tpm := sw.OpenT(t)
+	m, err := measure.New(tpm, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := channelKey(t)
+	rk, _, _ := ed25519.GenerateKey(rand.Reader)
+	steps := []func() error{
+		func() error { return m.MeasureImage(image, "teastick test") },
+		func() error { return m.Separator(measure.HandoffPCRs...) },
+		func() error { return m.MeasureConfig(testConfig) },
+		func() error { return m.MeasureManifest(testManifest) },
+		func() error { return m.Separator(measure.PCRConfig) },
+	}
+	for _, a := range actors {
+		steps = append(steps, func() error {
+			return m.MeasureActor(measure.PCRBootActors, measure.Actor{Name: a, CID: testCID(t, a), Capabilities: []string{"log"}})
+		})
+	}
+	if late {
+		steps = append(steps, func() error { return m.MeasureKeys(measure.Keys{Channel: ck, Result: rk}) })
+	}
+	steps = append(steps, func() error { return m.Separator(measure.PCRBootActors) })
+	for _, f := range steps {
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundle, err := sw.CABundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(bundle)
+	att := &attest.Attester{TPM: tpm}
+	t.Cleanup(func() { att.Close() })
+	return &stick{sw: sw, tpm: tpm, m: m, att: att, roots: roots, ck: ck, rk: rk}
 }

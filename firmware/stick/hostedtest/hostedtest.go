@@ -96,6 +96,13 @@ func Start(t testing.TB, bin string, args ...string) *Stick {
 	return s
 }
 
+// Stop ends the stick, as pulling it out would, and waits for it to exit
+// (its TPM connection closed).
+func (s *Stick) Stop() {
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+}
+
 // Console is what the stick printed so far.
 func (s *Stick) Console() string {
 	s.mu.Lock()
