@@ -1,0 +1,146 @@
+package core
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// ErrTPMFault: the stick's TPM stopped answering (a transport failure, or
+// TPM_RC_FAILURE / TPM_RC_INITIALIZE). The fault lasts until reboot.
+var ErrTPMFault = errors.New("TPM fault")
+
+// Format-zero response codes that mean the TPM cannot be trusted with the
+// stick's state any more (TPM 2.0 Part 2, 6.6.3 "TPM_RC"): TPM_RC_FAILURE
+// is a TPM in failure mode (and what QEMU's tpm-emulator backend answers
+// when swtpm is gone); TPM_RC_INITIALIZE after boot means the TPM was
+// reset and its PCRs are gone.
+const (
+	rcInitialize = 0x100
+	rcFailure    = 0x101
+)
+
+// DefaultTPMProbeInterval is how often a stick with a TPM probes it when
+// nothing else talks to it.
+const DefaultTPMProbeInterval = 10 * time.Second
+
+// tpmMonitor is the stick's TPM as the core uses it: every command goes
+// through it, and the first one that fails on the transport, or that the
+// TPM answers with TPM_RC_FAILURE or TPM_RC_INITIALIZE, marks the TPM
+// faulty for good. A TPM that stopped answering once may have been reset
+// (its PCRs zeroed), and the stick cannot tell a reset from a hiccup
+// without the TPM: it fails closed until reboot.
+type tpmMonitor struct {
+	tpm    transport.TPM
+	uptime func() time.Duration
+	// onFault is called once, with the fault, when it is first marked.
+	onFault func(error)
+
+	mu      sync.Mutex
+	fault   error
+	faultAt time.Duration
+
+	probeMu sync.Mutex // one probe at a time; waiting callers share its result
+}
+
+var _ transport.TPM = (*tpmMonitor)(nil)
+
+// Send implements transport.TPM.
+func (m *tpmMonitor) Send(cmd []byte) ([]byte, error) {
+	if err := m.Fault(); err != nil {
+		return nil, err
+	}
+	var cc uint32
+	if len(cmd) >= 10 {
+		cc = binary.BigEndian.Uint32(cmd[6:10])
+	}
+	rsp, err := m.tpm.Send(cmd)
+	if err != nil {
+		return nil, m.mark(fmt.Errorf("command %#x: %w", cc, err))
+	}
+	if len(rsp) >= 10 {
+		switch rc := binary.BigEndian.Uint32(rsp[6:10]); rc {
+		case rcFailure, rcInitialize:
+			m.mark(fmt.Errorf("command %#x: %w", cc, tpm2.TPMRC(rc)))
+		}
+	}
+	return rsp, nil
+}
+
+// mark records the first fault and returns the fault error.
+func (m *tpmMonitor) mark(why error) error {
+	m.mu.Lock()
+	first := m.fault == nil
+	if first {
+		m.fault = fmt.Errorf("%w: the stick's TPM stopped answering: %w", ErrTPMFault, why)
+		m.faultAt = m.uptime()
+	}
+	err := m.fault
+	m.mu.Unlock()
+	if first && m.onFault != nil {
+		m.onFault(err)
+	}
+	return err
+}
+
+// Fault returns the TPM's fault (wrapping ErrTPMFault), or nil while it
+// answers.
+func (m *tpmMonitor) Fault() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fault
+}
+
+// faultUptime is the uptime at which the fault was marked.
+func (m *tpmMonitor) faultUptime() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.faultAt
+}
+
+// Probe sends TPM2_ReadClock, a command without side effects that a TPM in
+// failure mode refuses (TPM 2.0 Part 3, 29.4; unlike GetCapability and
+// GetTestResult, which a failed TPM still answers), and returns the fault,
+// if any. Callers that arrive while a probe runs wait for it and share its
+// outcome, so a burst of status requests costs one TPM command.
+func (m *tpmMonitor) Probe() error {
+	if err := m.Fault(); err != nil {
+		return err
+	}
+	if !m.probeMu.TryLock() {
+		// A probe is running: wait for it and take its result.
+		m.probeMu.Lock()
+		m.probeMu.Unlock()
+		return m.Fault()
+	}
+	defer m.probeMu.Unlock()
+	if _, err := (tpm2.ReadClock{}).Execute(m); err != nil {
+		if f := m.Fault(); f != nil {
+			return f
+		}
+		// Any other answer (an error code that is not a fault) still
+		// proves the TPM is there.
+	}
+	return nil
+}
+
+// run probes every interval until stop is closed.
+func (m *tpmMonitor) run(interval time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if m.Probe() != nil {
+				return // the fault is for good: nothing left to watch
+			}
+		}
+	}
+}
