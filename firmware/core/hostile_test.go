@@ -437,3 +437,23 @@ func (f *failingTPM) Send(cmd []byte) ([]byte, error) {
 	}
 	return f.TPM.Send(cmd)
 }
+
+// BenchmarkStatus prices the TPM probe each status request makes: the
+// same stick's Status with its TPM (one TPM2_ReadClock to swtpm over its
+// socket) and without one.
+func BenchmarkStatus(b *testing.B) {
+	for _, withTPM := range []bool{false, true} {
+		b.Run(fmt.Sprintf("tpm=%v", withTPM), func(b *testing.B) {
+			cfg := measured(b)
+			cfg.TPMProbeInterval = -1
+			if !withTPM {
+				cfg.TPM = nil
+			}
+			s, _ := newStick(b, cfg)
+			b.ResetTimer()
+			for b.Loop() {
+				s.Status()
+			}
+		})
+	}
+}
