@@ -186,6 +186,10 @@ func (s *Stick) limit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, write: s.cfg.Timeouts.Write}
 		defer func() { s.m.request(sw.code) }()
+		// Until the answer starts, the only writes are net/http's
+		// (100 Continue, while the body is read): replace the deadline
+		// a kept-alive connection's previous answer left.
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.Timeouts.Read))
 		next.ServeHTTP(sw, r)
 	})
 }
