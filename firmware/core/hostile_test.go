@@ -399,40 +399,55 @@ func TestTPMLoss(t *testing.T) {
 	}
 }
 
-// With its TPM in failure mode (TPM_RC_FAILURE, what QEMU's tpm-emulator
-// backend answers once swtpm is gone), the stick reports the fault too.
+// A TPM in failure mode (TPM_RC_FAILURE), and the answer QEMU's TPM
+// backends give once swtpm is gone (a TPM 1.2 header with TPM_FAIL), are
+// TPM faults too.
 func TestTPMFailureMode(t *testing.T) {
-	cfg := measured(t)
-	failing := &failingTPM{TPM: cfg.TPM}
-	cfg.TPM = failing
-	cfg.TPMProbeInterval = -1
-	s, _ := newStick(t, cfg)
-	if st := s.Status(); !st.TPM.OK {
-		t.Fatalf("status before: %+v", st.TPM)
-	}
-	failing.failed.Store(true)
-	st := s.Status()
-	if st.TPM.OK || !strings.Contains(st.TPM.Fault, "TPM_RC_FAILURE") || st.Attestation.Ready {
-		t.Errorf("status of a TPM in failure mode: %+v %+v", st.TPM, st.Attestation)
-	}
-	if code, out := call(t, s.Handler(), "GET", "/v1/enrol", ""); code != 503 || errCode(out) != "tpm_fault" {
-		t.Errorf("enrol: %d %v", code, out)
+	for _, tc := range []struct {
+		name string
+		tag  uint16
+		rc   uint32
+		want string
+	}{
+		{"TPM_RC_FAILURE", uint16(tpm2.TPMSTNoSessions), uint32(tpm2.TPMRCFailure), "TPM_RC_FAILURE"},
+		{"QEMU without swtpm", 0x00c4, 9, "not a TPM 2.0 response"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := measured(t)
+			failing := &failingTPM{TPM: cfg.TPM, tag: tc.tag, rc: tc.rc}
+			cfg.TPM = failing
+			cfg.TPMProbeInterval = -1
+			s, _ := newStick(t, cfg)
+			if st := s.Status(); !st.TPM.OK {
+				t.Fatalf("status before: %+v", st.TPM)
+			}
+			failing.failed.Store(true)
+			st := s.Status()
+			if st.TPM.OK || !strings.Contains(st.TPM.Fault, tc.want) || st.Attestation.Ready {
+				t.Errorf("status: %+v %+v", st.TPM, st.Attestation)
+			}
+			if code, out := call(t, s.Handler(), "GET", "/v1/enrol", ""); code != 503 || errCode(out) != "tpm_fault" {
+				t.Errorf("enrol: %d %v", code, out)
+			}
+		})
 	}
 }
 
 // failingTPM is a FAULT-INJECTION TPM: once failed is set it answers every
-// command with TPM_RC_FAILURE, as QEMU's tpm-emulator does without swtpm.
+// command with a bare header of tag and rc.
 type failingTPM struct {
 	transport.TPM
+	tag    uint16
+	rc     uint32
 	failed atomic.Bool
 }
 
 func (f *failingTPM) Send(cmd []byte) ([]byte, error) {
 	if f.failed.Load() {
 		rsp := make([]byte, 10)
-		binary.BigEndian.PutUint16(rsp, uint16(tpm2.TPMSTNoSessions))
+		binary.BigEndian.PutUint16(rsp, f.tag)
 		binary.BigEndian.PutUint32(rsp[2:], 10)
-		binary.BigEndian.PutUint32(rsp[6:], uint32(tpm2.TPMRCFailure))
+		binary.BigEndian.PutUint32(rsp[6:], f.rc)
 		return rsp, nil
 	}
 	return f.TPM.Send(cmd)

@@ -25,6 +25,16 @@ const (
 	rcFailure    = 0x101
 )
 
+// A TPM 2.0 answers TPM 2.0 commands with TPM_ST_NO_SESSIONS or
+// TPM_ST_SESSIONS (TPM 2.0 Part 1, 18.8). QEMU's TPM backends answer a
+// command they could not deliver with a TPM 1.2 header instead
+// (tpm_util_write_fatal_error_response: TPM_TAG_RSP_COMMAND, TPM_FAIL):
+// that is what the stick's TIS reads once swtpm is gone.
+const (
+	stNoSessions = 0x8001
+	stSessions   = 0x8002
+)
+
 // DefaultTPMProbeInterval is how often a stick with a TPM probes it when
 // nothing else talks to it.
 const DefaultTPMProbeInterval = 10 * time.Second
@@ -63,11 +73,15 @@ func (m *tpmMonitor) Send(cmd []byte) ([]byte, error) {
 	if err != nil {
 		return nil, m.mark(fmt.Errorf("command %#x: %w", cc, err))
 	}
-	if len(rsp) >= 10 {
-		switch rc := binary.BigEndian.Uint32(rsp[6:10]); rc {
-		case rcFailure, rcInitialize:
-			m.mark(fmt.Errorf("command %#x: %w", cc, tpm2.TPMRC(rc)))
-		}
+	if len(rsp) < 10 {
+		return nil, m.mark(fmt.Errorf("command %#x: %d-byte response", cc, len(rsp)))
+	}
+	tag, rc := binary.BigEndian.Uint16(rsp[0:2]), binary.BigEndian.Uint32(rsp[6:10])
+	switch {
+	case tag != stNoSessions && tag != stSessions:
+		return nil, m.mark(fmt.Errorf("command %#x: answered with tag %#04x and code %#x, not a TPM 2.0 response (QEMU answers so when its TPM backend is gone)", cc, tag, rc))
+	case rc == rcFailure || rc == rcInitialize:
+		m.mark(fmt.Errorf("command %#x: %w", cc, tpm2.TPMRC(rc)))
 	}
 	return rsp, nil
 }
@@ -119,14 +133,20 @@ func (m *tpmMonitor) Probe() error {
 		return m.Fault()
 	}
 	defer m.probeMu.Unlock()
-	if _, err := (tpm2.ReadClock{}).Execute(m); err != nil {
-		if f := m.Fault(); f != nil {
-			return f
-		}
-		// Any other answer (an error code that is not a fault) still
-		// proves the TPM is there.
+	_, err := (tpm2.ReadClock{}).Execute(m)
+	var rc tpm2.TPMRC
+	switch {
+	case err == nil:
+		return nil
+	case m.Fault() != nil:
+		return m.Fault()
+	case errors.As(err, &rc) && rc.IsWarning():
+		// TPM_RC_RETRY, TPM_RC_YIELDED and the like: busy, not gone.
+		return nil
 	}
-	return nil
+	// TPM2_ReadClock has no handles, no authorization and no
+	// parameters: a TPM that refuses it does not work.
+	return m.mark(fmt.Errorf("probe: TPM2_ReadClock: %w", err))
 }
 
 // run probes every interval until stop is closed.
