@@ -472,3 +472,48 @@ func BenchmarkStatus(b *testing.B) {
 		})
 	}
 }
+
+// hangingTPM is a FAULT-INJECTION TPM: once hang is set, each command
+// blocks until release is closed.
+type hangingTPM struct {
+	transport.TPM
+	hang    atomic.Bool
+	release chan struct{}
+}
+
+func (h *hangingTPM) Send(cmd []byte) ([]byte, error) {
+	if h.hang.Load() {
+		<-h.release
+	}
+	return h.TPM.Send(cmd)
+}
+
+// A TPM that hangs does not hang the status: it answers after ProbeWait
+// that the TPM does not answer, and once the TPM answers again, so does
+// the status.
+func TestStatusWithHangingTPM(t *testing.T) {
+	cfg := measured(t)
+	hanging := &hangingTPM{TPM: cfg.TPM, release: make(chan struct{})}
+	cfg.TPM = hanging
+	cfg.TPMProbeInterval = -1
+	s, _ := newStick(t, cfg)
+	var once sync.Once
+	release := func() { once.Do(func() { close(hanging.release) }) }
+	t.Cleanup(release)
+	hanging.hang.Store(true)
+	got := make(chan *Status, 1)
+	go func() { got <- s.Status() }()
+	select {
+	case st := <-got:
+		if st.TPM.OK || !strings.Contains(st.TPM.Fault, "TPM not answering") || st.Attestation.Ready {
+			t.Errorf("status while the TPM hangs: %+v %+v", st.TPM, st.Attestation)
+		}
+	case <-time.After(guard):
+		t.Fatal("status hangs with the TPM")
+	}
+	hanging.hang.Store(false)
+	release()
+	if st := s.Status(); !st.TPM.OK || !st.Attestation.Ready {
+		t.Errorf("status once the TPM answers again: %+v %+v", st.TPM, st.Attestation)
+	}
+}

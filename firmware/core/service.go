@@ -257,10 +257,12 @@ func (s *Stick) Status() *Status {
 	}
 	var fault error
 	if s.tpm != nil {
-		fault = s.tpm.Probe()
+		fault = s.tpm.Probe(ProbeWait)
 		st.TPM = TPMStatus{Present: true, OK: fault == nil}
 		if fault != nil {
 			st.TPM.Fault = fault.Error()
+		}
+		if errors.Is(fault, ErrTPMFault) {
 			st.TPM.FaultUptimeMS = s.tpm.faultUptime().Milliseconds()
 		}
 	}

@@ -55,7 +55,8 @@ type tpmMonitor struct {
 	fault   error
 	faultAt time.Duration
 
-	probeMu sync.Mutex // one probe at a time; waiting callers share its result
+	probeMu sync.Mutex
+	probing chan struct{} // closed when the probe running ends; nil when none
 }
 
 var _ transport.TPM = (*tpmMonitor)(nil)
@@ -117,36 +118,63 @@ func (m *tpmMonitor) faultUptime() time.Duration {
 	return m.faultAt
 }
 
+// ProbeWait is how long a status request waits for the TPM to answer its
+// probe. A TPM that hangs is bounded by its driver's timeouts (the TIS
+// driver's command timeout is minutes, for RSA key generation on discrete
+// TPMs); the status does not wait that long.
+const ProbeWait = 2 * time.Second
+
+// ErrTPMSlow: the TPM has not answered a probe within ProbeWait. Unlike a
+// fault it does not last: the next status probes again.
+var ErrTPMSlow = errors.New("TPM not answering")
+
 // Probe sends TPM2_ReadClock, a command without side effects that a TPM in
 // failure mode refuses (TPM 2.0 Part 3, 29.4; unlike GetCapability and
 // GetTestResult, which a failed TPM still answers), and returns the fault,
-// if any. Callers that arrive while a probe runs wait for it and share its
-// outcome, so a burst of status requests costs one TPM command.
-func (m *tpmMonitor) Probe() error {
+// if any, or ErrTPMSlow when no answer came within wait. Callers that
+// arrive while a probe runs share it, so a burst of status requests costs
+// one TPM command.
+func (m *tpmMonitor) Probe(wait time.Duration) error {
 	if err := m.Fault(); err != nil {
 		return err
 	}
-	if !m.probeMu.TryLock() {
-		// A probe is running: wait for it and take its result.
-		m.probeMu.Lock()
-		m.probeMu.Unlock()
-		return m.Fault()
+	m.probeMu.Lock()
+	done := m.probing
+	if done == nil {
+		done = make(chan struct{})
+		m.probing = done
+		go func() {
+			m.probe()
+			m.probeMu.Lock()
+			m.probing = nil
+			m.probeMu.Unlock()
+			close(done)
+		}()
 	}
-	defer m.probeMu.Unlock()
+	m.probeMu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return m.Fault()
+	case <-t.C:
+		return fmt.Errorf("%w: no answer to TPM2_ReadClock within %v (still waiting)", ErrTPMSlow, wait)
+	}
+}
+
+// probe sends one TPM2_ReadClock and marks a fault if the TPM refuses it.
+func (m *tpmMonitor) probe() {
 	_, err := (tpm2.ReadClock{}).Execute(m)
 	var rc tpm2.TPMRC
 	switch {
-	case err == nil:
-		return nil
-	case m.Fault() != nil:
-		return m.Fault()
+	case err == nil, m.Fault() != nil:
 	case errors.As(err, &rc) && rc.IsWarning():
 		// TPM_RC_RETRY, TPM_RC_YIELDED and the like: busy, not gone.
-		return nil
+	default:
+		// TPM2_ReadClock has no handles, no authorization and no
+		// parameters: a TPM that refuses it does not work.
+		m.mark(fmt.Errorf("probe: TPM2_ReadClock: %w", err))
 	}
-	// TPM2_ReadClock has no handles, no authorization and no
-	// parameters: a TPM that refuses it does not work.
-	return m.mark(fmt.Errorf("probe: TPM2_ReadClock: %w", err))
 }
 
 // run probes every interval until stop is closed.
@@ -158,7 +186,7 @@ func (m *tpmMonitor) run(interval time.Duration, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			if m.Probe() != nil {
+			if errors.Is(m.Probe(interval), ErrTPMFault) {
 				return // the fault is for good: nothing left to watch
 			}
 		}
