@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	goruntime "runtime"
 	gometrics "runtime/metrics"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/runtime"
@@ -24,6 +27,56 @@ const (
 	// maxSmallBody bounds request bodies other than invoke and manifest.
 	maxSmallBody = 16 << 10
 )
+
+// Timeouts bound how long an API client may hold a connection: a client
+// that sends its request or takes its answer slowly, or not at all, loses
+// the connection instead of keeping a goroutine and its buffers for good.
+// Work on a request (an actor call, an upgrade) is bounded by its own
+// limits, not by these.
+type Timeouts struct {
+	// ReadHeader bounds the TLS handshake and reading a request's
+	// headers.
+	ReadHeader time.Duration
+	// Read bounds reading a whole request, headers and body, from its
+	// first byte; a body still incomplete then is answered 408
+	// request_timeout and the connection closed.
+	Read time.Duration
+	// Write bounds writing an answer, from its first byte.
+	Write time.Duration
+	// Idle bounds how long a kept-alive connection waits for its next
+	// request.
+	Idle time.Duration
+}
+
+// DefaultTimeouts are the stick's: 30 s carries the largest invoke body
+// (base64 of 16 MiB) at 0.8 MB/s.
+var DefaultTimeouts = Timeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 30 * time.Second, Idle: time.Minute}
+
+func (t Timeouts) withDefaults() Timeouts {
+	for _, f := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&t.ReadHeader, DefaultTimeouts.ReadHeader}, {&t.Read, DefaultTimeouts.Read}, {&t.Write, DefaultTimeouts.Write}, {&t.Idle, DefaultTimeouts.Idle}} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
+	}
+	return t
+}
+
+// maxHeaderBytes bounds a request's headers (net/http's default is
+// 1 MiB; the API's requests carry a few hundred bytes).
+const maxHeaderBytes = 16 << 10
+
+// Server is the HTTP server for h (the stick's Handler, possibly wrapped)
+// with the stick's timeouts. The write timeout is set per answer, when
+// its first byte is written (see Handler), so that an upgrade that
+// fetches for minutes is not cut off.
+func (s *Stick) Server(h http.Handler) *http.Server {
+	t := s.cfg.Timeouts
+	return &http.Server{Handler: h, ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read, IdleTimeout: t.Idle,
+		MaxHeaderBytes: maxHeaderBytes}
+}
 
 // APIError is the body of every 4xx and 5xx answer.
 type APIError struct {
@@ -99,46 +152,97 @@ func (s *Stick) Handler() http.Handler {
 	return s.limit(mux)
 }
 
-// statusWriter records the status code for metrics.
+// statusWriter records the status code for metrics, and starts the write
+// timeout when the answer starts.
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	code  int
+	write time.Duration
+}
+
+func (w *statusWriter) start(code int) {
+	if w.code == 0 {
+		w.code = code
+		// Not every ResponseWriter has a connection (httptest's).
+		http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.write))
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
+	w.start(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
+	w.start(http.StatusOK)
 	return w.ResponseWriter.Write(b)
 }
 
-// limit bounds requests in flight: beyond MaxInFlight the stick answers
-// 503 at once instead of queueing without bound. Status and metrics stay
-// reachable.
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// limit counts answers by status code and gives each its write timeout.
 func (s *Stick) limit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, write: s.cfg.Timeouts.Write}
 		defer func() { s.m.request(sw.code) }()
-		if r.URL.Path != "/v1/status" && r.URL.Path != "/metrics" {
-			select {
-			case s.inflight <- struct{}{}:
-				defer func() { <-s.inflight }()
-			default:
-				s.m.overload.Add(1)
-				sw.Header().Set("Retry-After", "1")
-				writeError(sw, http.StatusServiceUnavailable, "overloaded", fmt.Sprintf("%d requests in flight; retry", cap(s.inflight)))
-				return
-			}
-		}
+		// Until the answer starts, the only writes are net/http's
+		// (100 Continue, while the body is read): replace the deadline
+		// a kept-alive connection's previous answer left.
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.Timeouts.Read))
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// slot bounds requests in flight: a request takes one of MaxInFlight
+// slots once its body has been read, and gives it back (release) when its
+// work is done, before its answer is written; beyond MaxInFlight the
+// stick answers 503 at once instead of queueing without bound. A client
+// that sends its body slowly, or takes its answer slowly, holds a
+// connection (bounded by the Timeouts), never a slot. Status and metrics
+// take none.
+func (s *Stick) slot(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	select {
+	case s.inflight <- struct{}{}:
+	default:
+		s.m.overload.Add(1)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "overloaded", fmt.Sprintf("%d requests in flight; retry", cap(s.inflight)))
+		return nil, false
+	}
+	// The body is read: the read timeout has done its job. Left in
+	// place, it would cancel the request's context (net/http's
+	// background read fails at the deadline) in the middle of a long
+	// call or upgrade.
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
+	var once bool
+	return func() {
+		if !once {
+			once = true
+			<-s.inflight
+		}
+	}, true
+}
+
+// timedOut reports whether err is a read that ran out of time.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// bodyError answers a request whose body could not be read.
+func (s *Stick) bodyError(w http.ResponseWriter, err error, what string) {
+	s.m.rejected.Add(1)
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("%s over %d bytes", what, mbe.Limit))
+	case timedOut(err):
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, "request_timeout", fmt.Sprintf("%s not received within %v of the request's start", what, s.cfg.Timeouts.Read))
+	default:
+		writeError(w, http.StatusBadRequest, "malformed_json", fmt.Sprintf("%s: %v", what, err))
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -161,6 +265,8 @@ func (s *Stick) fail(w http.ResponseWriter, err error) {
 	code, name := http.StatusInternalServerError, "internal"
 	var ue *UpgradeError
 	switch {
+	case errors.Is(err, ErrTPMFault):
+		code, name = http.StatusServiceUnavailable, "tpm_fault"
 	case errors.Is(err, ErrNotMeasured):
 		code, name = http.StatusServiceUnavailable, "not_measured"
 	case errors.Is(err, ErrNotReady):
@@ -218,12 +324,12 @@ func (s *Stick) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v 
 		err = errors.New("trailing data after the JSON value")
 	}
 	if err != nil {
-		s.m.rejected.Add(1)
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("request body over %d bytes", mbe.Limit))
+		if errors.As(err, &mbe) || timedOut(err) {
+			s.bodyError(w, err, "request body")
 			return false
 		}
+		s.m.rejected.Add(1)
 		writeError(w, http.StatusBadRequest, "malformed_json", err.Error())
 		return false
 	}
@@ -253,7 +359,12 @@ func (s *Stick) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_operation", fmt.Sprintf("operation must be 1 to %d bytes", MaxOperation))
 		return
 	}
+	release, ok := s.slot(w, r)
+	if !ok {
+		return
+	}
 	res, err := s.Invoke(r.Context(), name, req.Operation, req.Payload)
+	release()
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -271,7 +382,12 @@ func (s *Stick) handleAttest(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, fmt.Errorf("%w: not hex: %v", ErrNonce, err))
 		return
 	}
+	release, ok := s.slot(w, r)
+	if !ok {
+		return
+	}
 	a, err := s.Attest(nonce)
+	release()
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -280,7 +396,12 @@ func (s *Stick) handleAttest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Stick) handleEnrol(w http.ResponseWriter, r *http.Request) {
+	release, ok := s.slot(w, r)
+	if !ok {
+		return
+	}
 	e, err := s.Enrol()
+	release()
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -293,7 +414,16 @@ func (s *Stick) handleActivate(w http.ResponseWriter, r *http.Request) {
 	if !s.readJSON(w, r, maxSmallBody, &req) {
 		return
 	}
+	release, ok := s.slot(w, r)
+	if !ok {
+		return
+	}
 	secret, err := s.Activate(req.CredentialBlob, req.EncryptedSecret)
+	release()
+	if errors.Is(err, ErrTPMFault) || errors.Is(err, ErrNoTPM) {
+		s.fail(w, err)
+		return
+	}
 	if err != nil {
 		s.m.rejected.Add(1)
 		writeError(w, http.StatusBadRequest, "activation_failed", err.Error())
@@ -305,11 +435,25 @@ func (s *Stick) handleActivate(w http.ResponseWriter, r *http.Request) {
 func (s *Stick) handleManifest(w http.ResponseWriter, r *http.Request) {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, manifest.MaxSize))
 	if err != nil {
-		s.m.rejected.Add(1)
-		writeError(w, http.StatusRequestEntityTooLarge, "payload_too_large", fmt.Sprintf("manifest over %d bytes", manifest.MaxSize))
+		s.bodyError(w, err, "manifest")
+		return
+	}
+	release, ok := s.slot(w, r)
+	if !ok {
+		return
+	}
+	defer release()
+	// Refuse what can be refused without the upgrade lock: a forged,
+	// foreign or stale manifest is answered at once, not after the
+	// upgrade in progress (which may fetch for minutes). Apply checks
+	// again under the lock.
+	if err := s.precheckManifest(raw); err != nil {
+		release()
+		s.fail(w, err)
 		return
 	}
 	err = s.Apply(r.Context(), raw)
+	release()
 	var ue *UpgradeError
 	switch {
 	case errors.As(err, &ue):
@@ -332,6 +476,22 @@ func (s *Stick) handleManifest(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, resp)
 	}
+}
+
+// precheckManifest verifies a manifest's signature and image, and that it
+// is newer than the running one, without taking the upgrade lock.
+func (s *Stick) precheckManifest(raw []byte) error {
+	next, err := s.verifyManifest(raw)
+	s.mu.Lock()
+	running := s.manifest
+	s.mu.Unlock()
+	if err == nil && running != nil {
+		err = manifest.CheckUpgrade(running, next)
+	}
+	if err != nil && running != nil {
+		s.m.upgradeFailures.Add(1)
+	}
+	return err
 }
 
 // handleMetrics writes the Prometheus text exposition format (0.0.4).
@@ -357,6 +517,7 @@ func (s *Stick) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	metric("ready", "gauge", "1 once the boot sequence printed READY.", bool01(st.Ready))
 	metric("measured", "gauge", "1 while measured boot holds.", bool01(st.Measured))
+	metric("tpm_ok", "gauge", "1 while the stick's TPM answers (0 without one).", bool01(st.TPM.OK))
 	metric("manifest_version", "gauge", "Version of the running manifest (0: none).", one(ver))
 	metric("uptime_seconds", "gauge", "Time since reset.", fmt.Sprintf(" %.3f", float64(st.UptimeMS)/1000))
 	metric("invocations_total", "counter", "Actor invocations through the API.", one(st.Counters.Invocations))

@@ -83,6 +83,14 @@ type Config struct {
 	// MaxInFlight bounds API requests served at once; beyond it the API
 	// answers 503 (default 64).
 	MaxInFlight int
+	// Timeouts bound how long an API client may hold a connection
+	// (DefaultTimeouts for each zero field).
+	Timeouts Timeouts
+	// TPMProbeInterval is how often the stick checks that its TPM still
+	// answers when nothing else asks (DefaultTPMProbeInterval when zero;
+	// negative: never). Every status request probes it too, and every
+	// failed TPM command marks the fault.
+	TPMProbeInterval time.Duration
 }
 
 // Actor states in Status.
@@ -113,6 +121,10 @@ type Stick struct {
 	cfg Config
 	rt  *runtime.Runtime
 	att *attest.Attester
+	tpm *tpmMonitor // nil without a TPM
+	// stop ends the TPM probe.
+	stop     chan struct{}
+	stopOnce sync.Once
 
 	channel    *ecdsa.PrivateKey
 	channelDER []byte
@@ -122,6 +134,12 @@ type Stick struct {
 	certOnce sync.Once
 	cert     *attest.Certification
 	certErr  error
+
+	// enrolment is gathered once per boot (GET /v1/enrol is
+	// unauthenticated, and the EK is an RSA key the TPM derives anew
+	// each time it is asked).
+	enrolMu   sync.Mutex
+	enrolment *attest.Enrolment
 
 	// upgrade serialises manifest changes (boot and upgrades).
 	upgrade sync.Mutex
@@ -158,7 +176,11 @@ func New(cfg Config) (*Stick, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 64
 	}
-	s := &Stick{cfg: cfg, actors: map[string]*ActorStatus{}, started: time.Now()}
+	cfg.Timeouts = cfg.Timeouts.withDefaults()
+	if cfg.TPMProbeInterval == 0 {
+		cfg.TPMProbeInterval = DefaultTPMProbeInterval
+	}
+	s := &Stick{cfg: cfg, actors: map[string]*ActorStatus{}, started: time.Now(), stop: make(chan struct{})}
 	if s.cfg.Uptime == nil {
 		s.cfg.Uptime = func() time.Duration { return time.Since(s.started) }
 	}
@@ -187,7 +209,13 @@ func New(cfg Config) (*Stick, error) {
 		}
 	}
 	if cfg.TPM != nil {
-		s.att = &attest.Attester{TPM: cfg.TPM}
+		s.tpm = &tpmMonitor{tpm: cfg.TPM, uptime: s.cfg.Uptime, onFault: func(err error) {
+			s.logf("tpm: FAULT: %v: attestation, enrolment and manifests refused until reboot; actors keep serving", err)
+		}}
+		s.att = &attest.Attester{TPM: s.tpm}
+		if cfg.TPMProbeInterval > 0 {
+			go s.tpm.run(cfg.TPMProbeInterval, s.stop)
+		}
 	}
 	cfg.Actors.Signer = actorSigner{s.results}
 	if cfg.Actors.Log == nil {
@@ -215,8 +243,20 @@ func (s *Stick) ChannelDigest() [32]byte { return sha256.Sum256(s.channelDER) }
 // Runtime is the actor runtime.
 func (s *Stick) Runtime() *runtime.Runtime { return s.rt }
 
-// Close stops the actors.
-func (s *Stick) Close() error { return s.rt.Close() }
+// Close stops the actors and the TPM probe.
+func (s *Stick) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	return s.rt.Close()
+}
+
+// TPMFault returns nil while the stick's TPM answers, ErrNoTPM without
+// one, and an error wrapping ErrTPMFault once it stopped answering.
+func (s *Stick) TPMFault() error {
+	if s.tpm == nil {
+		return ErrNoTPM
+	}
+	return s.tpm.Fault()
+}
 
 // actorSigner gives actors the result key (crypto.sign): Ed25519 over
 // runtime.ActorMessage, which no receipt can collide with.
@@ -297,6 +337,12 @@ func (s *Stick) verifyManifest(raw []byte) (*manifest.Manifest, error) {
 	}
 	if len(s.cfg.Governance) == 0 {
 		return nil, ErrNoGovernance
+	}
+	if s.tpm != nil {
+		// Accepting a manifest means measuring it: not without the TPM.
+		if err := s.tpm.Fault(); err != nil {
+			return nil, err
+		}
 	}
 	m, err := manifest.Verify(raw, s.cfg.Governance...)
 	if err != nil {

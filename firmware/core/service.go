@@ -95,10 +95,26 @@ func (s *Stick) Certification() (*attest.Certification, error) {
 	if s.att == nil {
 		return nil, ErrNoTPM
 	}
+	if err := s.tpm.Fault(); err != nil {
+		return nil, err
+	}
 	s.certOnce.Do(func() {
 		s.cert, s.certErr = s.att.Certify(s.results.Public(), receipt.Qualifying())
 	})
-	return s.cert, s.certErr
+	return s.cert, s.tpmErr(s.certErr)
+}
+
+// tpmErr is err, or the TPM's fault when the TPM faulted: an error from
+// a TPM that stopped answering says so, not what the command was for (a
+// failed NV read is "TPM fault", not "no EK certificate in NV").
+func (s *Stick) tpmErr(err error) error {
+	if err == nil || s.tpm == nil {
+		return err
+	}
+	if f := s.tpm.Fault(); f != nil {
+		return f
+	}
+	return err
 }
 
 // Attest quotes the PCRs for a verifier's nonce.
@@ -112,13 +128,19 @@ func (s *Stick) Attest(nonce []byte) (*Attestation, error) {
 	if err := s.Measured(); err != nil {
 		return nil, err
 	}
+	if err := s.tpm.Fault(); err != nil {
+		return nil, err
+	}
 	cert, err := s.Certification()
 	if err != nil {
+		if errors.Is(err, ErrTPMFault) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("certify result key: %w", err)
 	}
 	ev, err := s.att.Attest(nonce, s.channelDER, s.cfg.Measurer.Log(), s.cfg.Measurer.PCRs())
 	if err != nil {
-		return nil, err
+		return nil, s.tpmErr(err)
 	}
 	s.m.attests.Add(1)
 	s.mu.Lock()
@@ -132,7 +154,24 @@ func (s *Stick) Enrol() (*attest.Enrolment, error) {
 	if s.att == nil {
 		return nil, ErrNoTPM
 	}
-	return s.att.Enrol()
+	if err := s.tpm.Fault(); err != nil {
+		return nil, err
+	}
+	// Gathered once per boot: the EK certificate, the EK (an RSA
+	// primary the TPM derives anew on each request, tens of
+	// milliseconds on swtpm, seconds on some discrete TPMs) and the AK
+	// do not change while the stick runs, and anyone who reaches the
+	// API may ask.
+	s.enrolMu.Lock()
+	defer s.enrolMu.Unlock()
+	if s.enrolment == nil {
+		e, err := s.att.Enrol()
+		if err != nil {
+			return nil, s.tpmErr(err)
+		}
+		s.enrolment = e
+	}
+	return s.enrolment, nil
 }
 
 // Activate answers a verifier's credential challenge.
@@ -140,7 +179,11 @@ func (s *Stick) Activate(credentialBlob, encryptedSecret []byte) ([]byte, error)
 	if s.att == nil {
 		return nil, ErrNoTPM
 	}
-	return s.att.ActivateCredential(credentialBlob, encryptedSecret)
+	if err := s.tpm.Fault(); err != nil {
+		return nil, err
+	}
+	secret, err := s.att.ActivateCredential(credentialBlob, encryptedSecret)
+	return secret, s.tpmErr(err)
 }
 
 // Status is what GET /v1/status reports.
@@ -156,6 +199,17 @@ type Status struct {
 	Attestation AttestStatus    `json:"attestation"`
 	ChannelKey  string          `json:"channel_key_sha256"`
 	Counters    Counters        `json:"counters"`
+	TPM         TPMStatus       `json:"tpm"`
+}
+
+// TPMStatus says whether the stick's TPM answers. A status request probes
+// it (TPM2_ReadClock), so the answer is as of that request.
+type TPMStatus struct {
+	Present bool   `json:"present"`
+	OK      bool   `json:"ok"`
+	Fault   string `json:"fault,omitempty"`
+	// FaultUptimeMS is the uptime at which the fault was first seen.
+	FaultUptimeMS int64 `json:"fault_uptime_ms,omitempty"`
 }
 
 // ManifestStatus names the running manifest.
@@ -201,11 +255,24 @@ func (s *Stick) Status() *Status {
 	if err != nil {
 		st.NotMeasured = err.Error()
 	}
+	var fault error
+	if s.tpm != nil {
+		fault = s.tpm.Probe(ProbeWait)
+		st.TPM = TPMStatus{Present: true, OK: fault == nil}
+		if fault != nil {
+			st.TPM.Fault = fault.Error()
+		}
+		if errors.Is(fault, ErrTPMFault) {
+			st.TPM.FaultUptimeMS = s.tpm.faultUptime().Milliseconds()
+		}
+	}
 	switch {
 	case s.att == nil:
 		st.Attestation.Reason = ErrNoTPM.Error()
 	case err != nil:
 		st.Attestation.Reason = err.Error()
+	case fault != nil:
+		st.Attestation.Reason = fault.Error()
 	default:
 		st.Attestation.Ready = true
 	}

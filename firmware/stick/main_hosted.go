@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -168,7 +167,7 @@ func serveAPI(s *core.Stick, addr string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: apiHandler(s.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	srv := s.Server(apiHandler(s.Handler()))
 	go srv.Serve(tls.NewListener(l, tlsCfg))
 	fmt.Printf("api: https://%s (channel key sha256:%x)\n", l.Addr(), s.ChannelDigest())
 	return nil

@@ -79,7 +79,7 @@ func main() {
 		fmt.Printf("channel: FAILED: %v\n", err)
 		virt.Exit(1)
 	}
-	startNetwork(tlsCfg, apiHandler(st.Handler()))
+	startNetwork(tlsCfg, st.Server(apiHandler(st.Handler())))
 	fmt.Println("manifest: none yet: waiting for one (POST /v1/manifest or the console's manifest command)")
 
 	cmds := consoleCommands(st)
@@ -149,7 +149,7 @@ func fetchCmd(w io.Writer, args []string) {
 // startNetwork brings up virtio-net, the TCP/IP stack, the net package on
 // top of it, and the stick's HTTPS API, whose TLS key is the channel key
 // attestation binds.
-func startNetwork(tlsCfg *tls.Config, api http.Handler) {
+func startNetwork(tlsCfg *tls.Config, srv *http.Server) {
 	nic, dev, err := virt.OpenNet()
 	if errors.Is(err, virt.ErrNoNet) {
 		fmt.Println("net: no network device")
@@ -191,7 +191,6 @@ func startNetwork(tlsCfg *tls.Config, api http.Handler) {
 		fmt.Printf("net: FAILED: listen: %v\n", err)
 		return
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	go srv.Serve(tls.NewListener(l, tlsCfg))
 	cmdsExtra["fetch"] = command{help: "CID: fetch and verify content from the box's IPFS gateway (" + boxGateway + ")", run: fetchCmd}
 	route := "no gateway"

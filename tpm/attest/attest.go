@@ -159,8 +159,12 @@ func (a *Attester) AKPublic() ([]byte, error) {
 // EKCertificate reads the DER EK certificate at index from NV.
 func (a *Attester) EKCertificate(index tpm2.TPMHandle) ([]byte, error) {
 	pub, err := tpm2.NVReadPublic{NVIndex: index}.Execute(a.tpm())
+	if errors.Is(err, tpm2.TPMRCHandle) {
+		// The index is not defined (TPM 2.0 Part 3, 31.6 NV_ReadPublic).
+		return nil, fmt.Errorf("%w: index %#x: %w", ErrNoEKCert, index, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: index %#x: %v", ErrNoEKCert, index, err)
+		return nil, fmt.Errorf("attest: read EK certificate index %#x: %w", index, err)
 	}
 	nv, err := pub.NVPublic.Contents()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
+	"errors"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
@@ -63,8 +64,8 @@ func TestEKCertificate(t *testing.T) {
 			a := &Attester{TPM: sw.OpenT(t)}
 			der, err := a.EKCertificate(EKCertIndexRSA)
 			if !tc.ok {
-				if err == nil {
-					t.Fatal("read an EK certificate from a fresh TPM")
+				if !errors.Is(err, ErrNoEKCert) {
+					t.Fatalf("fresh TPM: %v, want ErrNoEKCert", err)
 				}
 				return
 			}
@@ -89,6 +90,17 @@ func TestEKCertificate(t *testing.T) {
 				t.Fatal("EK recreated from the standard template is not the certified key")
 			}
 		})
+	}
+}
+
+// A TPM that does not answer is not a TPM without an EK certificate.
+func TestEKCertificateTPMGone(t *testing.T) {
+	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true})
+	a := &Attester{TPM: sw.OpenT(t)}
+	sw.Stop()
+	_, err := a.EKCertificate(EKCertIndexRSA)
+	if err == nil || errors.Is(err, ErrNoEKCert) {
+		t.Fatalf("EK certificate from a stopped swtpm: %v", err)
 	}
 }
 
