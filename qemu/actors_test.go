@@ -147,7 +147,7 @@ func TestStickEndToEnd(t *testing.T) {
 				}
 				return v, peer, nil
 			}
-			ref := &verify.Reference{Events: verify.BootEvents(stickSum, []byte("version=e2e-test\nboard=qemu-virt-arm\n"), v1),
+			ref := &verify.Reference{Stage0: stage0Sum, Events: verify.BootEvents(stickSum, []byte("version=e2e-test\nboard=qemu-virt-arm\n"), v1),
 				Actors: toCIDs(echo, notary, wc)}
 			v, peer, err := attest(ref)
 			if err != nil {
