@@ -186,7 +186,7 @@ func TestStickEndToEnd(t *testing.T) {
 			if err != nil || r.Receipt.CID != edge || string(r.Output) != "upgraded" {
 				return fmt.Errorf("echo after the upgrade: %v %+v", err, r)
 			}
-			ref2 := &verify.Reference{Events: ref.Events, Actors: toCIDs(echo, notary, wc, edge), Upgrades: [][]byte{v2}}
+			ref2 := &verify.Reference{Stage0: ref.Stage0, Events: ref.Events, Actors: toCIDs(echo, notary, wc, edge), Upgrades: [][]byte{v2}}
 			if v, _, err := attest(ref2); err != nil || !v.OK() {
 				return fmt.Errorf("after the upgrade: %v\n%s", err, v)
 			}
