@@ -149,7 +149,7 @@ func TestStickEndToEnd(t *testing.T) {
 				}
 				return v, peer, nil
 			}
-			ref := &verify.Reference{Events: verify.BootEvents(stickSum, []byte("version=e2e-test\nboard=qemu-virt-arm\n"), v1),
+			ref := &verify.Reference{Stage0: stage0Sum, Events: verify.BootEvents(stickSum, []byte("version=e2e-test\nboard=qemu-virt-arm\n"), v1),
 				Actors: toCIDs(echo, notary, wc)}
 			v, peer, err := attest(ref)
 			if err != nil {
@@ -188,7 +188,7 @@ func TestStickEndToEnd(t *testing.T) {
 			if err != nil || r.Receipt.CID != edge || string(r.Output) != "upgraded" {
 				return fmt.Errorf("echo after the upgrade: %v %+v", err, r)
 			}
-			ref2 := &verify.Reference{Events: ref.Events, Actors: toCIDs(echo, notary, wc, edge), Upgrades: [][]byte{v2}}
+			ref2 := &verify.Reference{Stage0: ref.Stage0, Events: ref.Events, Actors: toCIDs(echo, notary, wc, edge), Upgrades: [][]byte{v2}}
 			if v, _, err := attest(ref2); err != nil || !v.OK() {
 				return fmt.Errorf("after the upgrade: %v\n%s", err, v)
 			}

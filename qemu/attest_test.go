@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,7 +125,7 @@ func TestAttestation(t *testing.T) {
 	img := buildAttestImages(t, ctx)
 	signed := signManifest(t, 1, img.stage0Sum, img.stickSum)
 	tpm, roots := provisionedTPM(t, ctx)
-	ref := &verify.Reference{Events: verify.BootEvents(img.stickSum, []byte(attestConfig), signed)}
+	ref := &verify.Reference{Stage0: img.stage0Sum, Events: verify.BootEvents(img.stickSum, []byte(attestConfig), signed)}
 
 	c := converse(t, ctx, Machine{Kernel: img.build.Stage0(), StickImage: img.container, TPM: tpm}, signed, roots, ref)
 	for _, p := range c.problems {
@@ -170,7 +171,7 @@ func TestAttestationTamperedImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	genuine := signManifest(t, 1, img.stage0Sum, img.stickSum)
-	ref := &verify.Reference{Events: verify.BootEvents(img.stickSum, []byte(attestConfig), genuine)}
+	ref := &verify.Reference{Stage0: img.stage0Sum, Events: verify.BootEvents(img.stickSum, []byte(attestConfig), genuine)}
 
 	t.Run("stick refuses the genuine release's manifest", func(t *testing.T) {
 		tpm, roots := provisionedTPM(t, ctx)
@@ -191,14 +192,60 @@ func TestAttestationTamperedImage(t *testing.T) {
 		}
 		named := false
 		for _, f := range c.verdict.Failed() {
-			if f.PCR == 4 && f.Event == 0 {
+			if f.PCR == 4 && f.Event == 1 { // after stage 0's own event
 				named = true
 			}
 		}
 		if !named {
-			t.Errorf("verdict does not name PCR 4 event 0:\n%s", c.verdict)
+			t.Errorf("verdict does not name PCR 4 event 1:\n%s", c.verdict)
 		} else {
 			t.Logf("verdict:\n%s", c.verdict)
 		}
 	})
+}
+
+// TestAttestationOtherStage0 boots the genuine stick image from a stage 0
+// built with another VERSION (so its code and read-only data differ): the
+// stick serves, its event log is the truth, and the verifier holding the
+// genuine release's reference refuses it, naming the stage 0 check on
+// PCR 0, while PCR 4's stick event still matches.
+func TestAttestationOtherStage0(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	img := buildAttestImages(t, ctx)
+	other := img.build
+	other.Dir, other.Version = t.TempDir(), "attest-test-other-stage0"
+	otherStage0, err := other.BuildStage0(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherBytes, _ := os.ReadFile(otherStage0)
+	otherSum := sha256.Sum256(otherBytes)
+	if otherSum == img.stage0Sum {
+		t.Fatal("the other stage 0 is the genuine one")
+	}
+	signed := signManifest(t, 1, img.stage0Sum, img.stickSum)
+	ref := &verify.Reference{Stage0: img.stage0Sum, Events: verify.BootEvents(img.stickSum, []byte(attestConfig), signed)}
+	tpm, roots := provisionedTPM(t, ctx)
+	c := converse(t, ctx, Machine{Kernel: otherStage0, StickImage: img.container, TPM: tpm}, signed, roots, ref)
+	if !matchLine(c.res, `^stage0: measured itself into PCR 0: \d+ bytes sha256:`+hex.EncodeToString(otherSum[:])+`$`) {
+		t.Errorf("the other stage 0 did not measure itself; console:\n%s", c.res.Console)
+	}
+	if c.verdict == nil {
+		t.Fatalf("no attestation happened: %v; console:\n%s", c.problems, c.res.Console)
+	}
+	if c.verdict.OK() {
+		t.Fatalf("a stick booted by another stage 0 passed attestation:\n%s", c.verdict)
+	}
+	t.Logf("verdict:\n%s", c.verdict)
+	for _, f := range c.verdict.Failed() {
+		if f.Name != verify.CheckStage0 {
+			t.Errorf("unexpected failed check %s", f)
+		} else if f.PCR != 0 || f.Event != 0 || !strings.Contains(f.Detail, hex.EncodeToString(otherSum[:])) {
+			t.Errorf("stage 0 check does not name PCR 0 event 0 and the other stage 0's digest: %s", f)
+		}
+	}
+	if len(c.verdict.Failed()) == 0 {
+		t.Error("no failed check")
+	}
 }

@@ -121,6 +121,15 @@ func TestBoot(t *testing.T) {
 		return hex.EncodeToString(p[:])
 	}()
 
+	stage0Digest := func() string {
+		b, err := os.ReadFile(img.stage0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		return hex.EncodeToString(sum[:])
+	}()
+
 	corrupt := append([]byte(nil), elf...)
 	corrupt[1] = 'X' // ELF magic
 	notARM := bootimg.Wrap(corrupt)
@@ -198,13 +207,26 @@ func TestBoot(t *testing.T) {
 			},
 			exitCode: 0,
 			want: []string{
+				`^stage0: measured itself into PCR 0: \d+ bytes sha256:` + stage0Digest + `$`,
 				`^stage0: measured the stick into PCR 4, separators on PCRs 0-7, \d+-byte event log handed over$`,
-				`^tpm: measured boot: 10 events replay to the TPM's PCRs$`,
+				`^tpm: measured boot: 11 events replay to the TPM's PCRs$`,
 				`^tpm: PCR 4 sha256 ` + pcr4 + `$`,
 				`^tpm: PCR 8 sha256 [0-9a-f]{64}$`,
 				`^heartbeat 2 uptime`,
 			},
 			reject: []string{`NOT MEASURED`, `FATAL`},
+		},
+		{
+			name: "stage 0 whose image copy is not the running code measures nothing",
+			machine: func(t *testing.T) Machine {
+				return Machine{Kernel: img.stage0, StickImage: img.container, Stage0Image: img.stick, TPM: startTPM(t, true)}
+			},
+			exitCode: 0,
+			want: []string{
+				`^stage0: NOT MEASURED: stage 0 image at 0x6c000000: measure: stage 0 image: .*: the stick will serve no actors$`,
+				`^tpm: NOT MEASURED: no measured-boot hand-off from stage 0`,
+			},
+			reject: []string{`^tpm: measured boot`, `^stage0: measured`},
 		},
 		{
 			name: "measured boot fails closed on a TPM with extra PCR banks",

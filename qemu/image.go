@@ -79,6 +79,23 @@ func (b Build) Image(ctx context.Context) (string, error) {
 	return filepath.Join(dir, "stick-qemu.elf"), nil
 }
 
+// BuildStage0 builds only stage 0 (with b's Version) and returns its path.
+func (b Build) BuildStage0(ctx context.Context) (string, error) {
+	path := b.Stage0()
+	args := []string{"-s", "--no-print-directory", "-C", b.Root, path, "BUILD_DIR=" + filepath.Dir(path)}
+	if b.Tags != "" {
+		args = append(args, "BUILD_TAGS="+b.Tags)
+	}
+	if b.Version != "" {
+		args = append(args, "VERSION="+b.Version)
+	}
+	out, err := exec.CommandContext(ctx, "make", args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("qemu: building stage 0: %w\n%s", err, out)
+	}
+	return path, nil
+}
+
 // Stage0 returns the path of the stage 0 image built next to the stick by
 // Image.
 func (b Build) Stage0() string {

@@ -26,6 +26,11 @@ import (
 // (board/qemu/virt STICK_IMAGE_BASE).
 const StickImageAddr = 0x68000000
 
+// Stage0ImageAddr is where QEMU puts a copy of stage 0's own ELF file
+// (board/qemu/virt STAGE0_IMAGE_BASE): stage 0 checks it is the code that
+// runs and measures it into PCR 0.
+const Stage0ImageAddr = 0x6c000000
+
 // BoxAddr is where the stick finds its box's IPFS gateway under QEMU.
 const BoxAddr = "10.0.2.100:8080"
 
@@ -53,6 +58,10 @@ type Machine struct {
 	// StickImage is a stick image container (image/bootimg) that QEMU puts
 	// at StickImageAddr for stage 0 to load.
 	StickImage string
+	// Stage0Image is the file QEMU puts at Stage0ImageAddr when StickImage
+	// is set (Kernel is then stage 0): by default Kernel itself, the copy
+	// stage 0 measures itself by.
+	Stage0Image string
 	// MemoryMiB is the guest RAM (default 1024; the stick's runtime uses
 	// the first 512 MiB).
 	MemoryMiB int
@@ -140,6 +149,11 @@ func (m Machine) Args() []string {
 	args = append(args, "-kernel", m.Kernel)
 	if m.StickImage != "" {
 		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(m.StickImage), StickImageAddr))
+		self := m.Stage0Image
+		if self == "" {
+			self = m.Kernel
+		}
+		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(self), Stage0ImageAddr))
 	}
 	return append(args, m.Extra...)
 }

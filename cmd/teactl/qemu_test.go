@@ -14,6 +14,7 @@ import (
 	"github.com/teastick/teastick/qemu"
 	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/tpm/swtpmtest"
+	"github.com/teastick/teastick/tpm/verify"
 )
 
 // TestStickCommandsQEMU runs teactl against the real image under QEMU
@@ -71,6 +72,7 @@ func TestStickCommandsQEMU(t *testing.T) {
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
 
 	var report []string
+	outs := map[string]string{}
 	done := make(chan struct{})
 	session := func(typeIn func(string)) {
 		defer close(done)
@@ -79,6 +81,7 @@ func TestStickCommandsQEMU(t *testing.T) {
 			start := time.Now()
 			r := teactl(args...)
 			report = append(report, fmt.Sprintf("%s: exit %d in %d ms", what, r.code, time.Since(start).Milliseconds()))
+			outs[what] = r.stdout
 			if r.code != 0 {
 				t.Errorf("%s: exit %d\nstdout: %s\nstderr: %s", what, r.code, r.stdout, r.stderr)
 				return false
@@ -104,6 +107,10 @@ func TestStickCommandsQEMU(t *testing.T) {
 	}
 	for _, l := range report {
 		t.Log(l)
+	}
+	// The bundle's boot.elf is the stage 0 that booted: teactl says so.
+	if out := outs["attest against the bundle"]; !strings.Contains(out, "ok   "+verify.CheckStage0+": stage 0 sha256:") {
+		t.Errorf("teactl stick attest --release does not report the stage 0 check passing:\n%s", out)
 	}
 	if t.Failed() {
 		t.Logf("console:\n%s", res.Console)

@@ -272,6 +272,13 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 			}
 			ref.Events = verify.BootEvents([32]byte(d), config, raw)
 			a.config = config
+			// PCR 0: the stage 0 the boot manifest names (a release
+			// bundle's boot.elf, which rel.Verify checked against it).
+			if s0, err := hex.DecodeString(m.Firmware.Stage0); err != nil || len(s0) != 32 {
+				a.problems = append(a.problems, "the boot manifest's stage 0 digest is not SHA-256 hex")
+			} else {
+				ref.Stage0 = [32]byte(s0)
+			}
 		} else {
 			ref.Upgrades = append(ref.Upgrades, raw)
 		}

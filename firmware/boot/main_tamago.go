@@ -1,14 +1,17 @@
 //go:build tamago && arm && stage0
 
 // Command boot is stage 0: the small loader QEMU starts with -kernel. It
-// finds the stick image container that QEMU placed in memory, checks it,
-// measures it, loads its ELF segments into the stick's RAM and jumps to it.
+// measures itself into PCR 0 first (the copy of its own ELF file QEMU
+// placed in memory, once checked to be the code that runs), then finds the
+// stick image container QEMU placed in memory, checks it, measures it into
+// PCR 4, loads its ELF segments into the stick's RAM and jumps to it.
 //
 // Build with the stage0 tag (the Makefile does), which moves its own runtime
 // above the stick's RAM.
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"unsafe"
@@ -55,10 +58,12 @@ func startTPM() error {
 	return measure.Startup(t)
 }
 
-// measureStick starts the TPM, extends the stick image's digest into PCR 4
-// with its event, closes the pre-OS PCRs with separators and returns the
-// hand-off block for the stick.
-func measureStick(digest [32]byte) ([]byte, error) {
+// measureSelf starts the TPM and measures stage 0 itself into PCR 0, before
+// anything of the stick is read (PFP 3.3.4.1: the S-CRTM measures its own
+// contents first): the SHA-256 of stage 0's own ELF file, the file the
+// release manifest names, once measure.CheckStage0 found that the file's
+// code and read-only data are the ones running.
+func measureSelf() (*measure.Measurer, error) {
 	if _, err := virt.ProbeTPM(); err != nil {
 		return nil, err
 	}
@@ -70,6 +75,29 @@ func measureStick(digest [32]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	file, err := measure.Stage0File(window(virt.STAGE0_IMAGE_BASE, virt.STAGE0_IMAGE_MAX))
+	if err == nil {
+		err = measure.CheckStage0(file, runningRegions())
+	}
+	if err != nil {
+		// Cap PCR 0 with an error separator (PFP 10.4.1, EV_SEPARATOR
+		// 0x00000001) so that nothing later can give it a genuine value.
+		errSep := []byte{1, 0, 0, 0}
+		m.Extend(measure.PCRStage0, eventlog.EV_SEPARATOR, sha256.Sum256(errSep), errSep)
+		return nil, fmt.Errorf("stage 0 image at %#x: %w", virt.STAGE0_IMAGE_BASE, err)
+	}
+	digest := sha256.Sum256(file)
+	if err := m.MeasureStage0(digest, "teastick stage0 "+Version); err != nil {
+		return nil, err
+	}
+	fmt.Printf("stage0: measured itself into PCR %d: %d bytes sha256:%x\n", measure.PCRStage0, len(file), digest)
+	return m, nil
+}
+
+// measureStick extends the stick image's digest into PCR 4 with its event,
+// closes the pre-OS PCRs with separators and returns the hand-off block
+// for the stick.
+func measureStick(m *measure.Measurer, digest [32]byte) ([]byte, error) {
 	// bootimg.Open already hashed the image (and checked the container's
 	// digest against it): extend that digest rather than hash 4 MiB twice.
 	if err := m.Extend(measure.PCRImage, eventlog.EV_IPL, digest, []byte("teastick stick "+Version)); err != nil {
@@ -90,6 +118,21 @@ func main() {
 	virt.ARM.ConfigureMMU(virt.RAM_START, virt.RAM_START+virt.RAM_SIZE, 0, arm.MemoryRegion)
 	virt.ARM.ConfigureMMU(virt.HANDOFF_BASE, virt.HANDOFF_BASE+virt.HANDOFF_SIZE, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
 	virt.ARM.ConfigureMMU(virt.STICK_IMAGE_BASE, virt.STICK_IMAGE_BASE+virt.STICK_IMAGE_MAX, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
+	virt.ARM.ConfigureMMU(virt.STAGE0_IMAGE_BASE, virt.STAGE0_IMAGE_BASE+virt.STAGE0_IMAGE_MAX, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
+
+	// Stage 0 measures itself before it touches the stick image.
+	var (
+		m   *measure.Measurer
+		why error
+	)
+	if !measurement {
+		fmt.Println("stage0: WARNING: measurement disabled (nomeasure build, for benchmarks only)")
+		if err := startTPM(); err != nil {
+			fmt.Printf("stage0: TPM: %v\n", err)
+		}
+	} else if m, why = measureSelf(); why != nil {
+		m = nil
+	}
 
 	payload, digest, err := bootimg.Open(window(virt.STICK_IMAGE_BASE, virt.STICK_IMAGE_MAX), virt.STICK_IMAGE_MAX-bootimg.HeaderSize)
 	if err != nil {
@@ -106,11 +149,10 @@ func main() {
 	handoff := window(virt.HANDOFF_BASE, virt.HANDOFF_SIZE)
 	clear(handoff[:measure.HandoffHeaderSize])
 	if !measurement {
-		fmt.Println("stage0: WARNING: measurement disabled (nomeasure build, for benchmarks only)")
-		if err := startTPM(); err != nil {
-			fmt.Printf("stage0: TPM: %v\n", err)
-		}
-	} else if block, err := measureStick(digest); err != nil {
+		// nothing measured: said above
+	} else if why != nil {
+		fmt.Printf("stage0: NOT MEASURED: %v: the stick will serve no actors\n", why)
+	} else if block, err := measureStick(m, digest); err != nil {
 		fmt.Printf("stage0: NOT MEASURED: %v: the stick will serve no actors\n", err)
 	} else if len(block) > len(handoff) {
 		fmt.Printf("stage0: NOT MEASURED: hand-off block of %d bytes exceeds %d\n", len(block), len(handoff))

@@ -77,7 +77,8 @@ type Trust struct {
 // Reference builds the reference measurements the evidence's manifests
 // give: each must be signed by gov with increasing versions; the first
 // (the boot manifest) names the stick image, which with config and the
-// manifest itself makes PCRs 0-8 (verify.BootEvents); every manifest's
+// manifest itself makes PCRs 0-8 (verify.BootEvents, and its stage 0 digest
+// PCR 0's first event); every manifest's
 // actors are allowed; the later ones are the upgrades.
 func Reference(manifests [][]byte, config []byte, gov ed25519.PublicKey) (*verify.Reference, []*manifest.Manifest, error) {
 	if len(manifests) == 0 {
@@ -108,6 +109,12 @@ func Reference(manifests [][]byte, config []byte, gov ed25519.PublicKey) (*verif
 		return nil, nil, fmt.Errorf("%w: the boot manifest's stick digest is not SHA-256 hex", ErrManifests)
 	}
 	ref.Events = verify.BootEvents([32]byte(d), config, manifests[0])
+	// PCR 0: the stage 0 the boot manifest names.
+	s0, err := hex.DecodeString(ms[0].Firmware.Stage0)
+	if err != nil || len(s0) != 32 {
+		return nil, nil, fmt.Errorf("%w: the boot manifest's stage 0 digest is not SHA-256 hex", ErrManifests)
+	}
+	ref.Stage0 = [32]byte(s0)
 	return ref, ms, nil
 }
 

@@ -41,7 +41,10 @@ const hostedBoard = "linux-hosted"
 
 // measureSelf does what stage 0 does for the stick image, with this
 // program's executable as the image, then what the stick does: measure its
-// configuration.
+// configuration. No stage 0 loads the hosted stick (the host's operating
+// system does), so PCR 0 begins with measure.NoStage0, the all-zero
+// digest its manifests name as stage 0: a verifier that expects a real
+// stage 0 refuses it.
 func measureSelf(tpm transport.TPM) (*measure.Measurer, [32]byte, error) {
 	var digest [32]byte
 	exe, err := os.Executable()
@@ -55,6 +58,9 @@ func measureSelf(tpm transport.TPM) (*measure.Measurer, [32]byte, error) {
 	digest = imageDigest(image)
 	m, err := measure.New(tpm, nil)
 	if err != nil {
+		return nil, digest, err
+	}
+	if err := m.MeasureStage0(measure.NoStage0, "teastick hosted stick: no stage 0"); err != nil {
 		return nil, digest, err
 	}
 	if err := m.Extend(measure.PCRImage, eventlog.EV_IPL, digest, []byte("teastick hosted stick "+Version)); err != nil {

@@ -11,8 +11,10 @@
 //	reference.json  Reference: the measurements, the toolchain, build tags
 //
 // The reference measurements are a function of the images, the manifest
-// and the stick's configuration record (its version and board): PCR 4 holds
-// the stick image's digest, PCRs 0-7 the hand-off separators, PCR 8 the
+// and the stick's configuration record (its version and board): PCR 0
+// begins with stage 0's measurement of itself, the SHA-256 of boot.elf
+// (EV_S_CRTM_CONTENTS, tpm/verify.Stage0Event), PCR 4 holds the stick
+// image's digest, PCRs 0-7 the hand-off separators, PCR 8 the
 // configuration, the manifest and a separator (tpm/verify.BootEvents, the
 // code the verifier uses). Signing the manifest therefore signs them, and
 // Verify needs only the governance public key: it checks the signature,
@@ -37,6 +39,7 @@ import (
 	"github.com/teastick/teastick/firmware/core"
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/tpm/eventlog"
+	"github.com/teastick/teastick/tpm/measure"
 	"github.com/teastick/teastick/tpm/verify"
 )
 
@@ -91,8 +94,10 @@ type Reference struct {
 	Board        string `json:"board"`
 	Stage0Build  Build  `json:"stage0_build"`
 	StickBuild   Build  `json:"stick_build"`
-	// Events are the boot's expected events on PCRs 0-8, PCRs their
-	// values (hex SHA-256 bank) before any actor is measured.
+	// Events are the boot's expected events on PCRs 0-8, stage 0's
+	// measurement of itself (PCR 0, EV_S_CRTM_CONTENTS, stage0_sha256)
+	// first; PCRs their values (hex SHA-256 bank) before any actor is
+	// measured.
 	Events []Event           `json:"events"`
 	PCRs   map[string]string `json:"pcrs"`
 }
@@ -156,7 +161,15 @@ func Make(stage0, stick, signed []byte, imageVersion, board string) (*Reference,
 	if r.StickBuild, err = buildOf("the stick image", stick); err != nil {
 		return nil, err
 	}
-	events := verify.BootEvents(st, core.ConfigRecord(imageVersion, board), signed)
+	if r.Stage0Build.GOOS == "tamago" {
+		// Stage 0 finds its own file in memory by its ELF headers
+		// (measure.Stage0File): they must span the whole file, or it
+		// would measure another digest than the manifest's.
+		if f, err := measure.Stage0File(stage0); err != nil || len(f) != len(stage0) {
+			return nil, fmt.Errorf("%w: stage 0's ELF headers do not span its %d bytes (%v): it could not measure itself", ErrBundle, len(stage0), err)
+		}
+	}
+	events := append([]eventlog.Event{verify.Stage0Event(s0)}, verify.BootEvents(st, core.ConfigRecord(imageVersion, board), signed)...)
 	for _, e := range events {
 		r.Events = append(r.Events, Event{PCR: e.PCR, Type: e.Type.String(), Digest: hex.EncodeToString(e.Digest[:])})
 	}

@@ -22,6 +22,10 @@ const (
 	EV_SEPARATOR EventType = 0x00000004 // end of a boot phase
 	EV_EVENT_TAG EventType = 0x00000006 // TCG_PCClientTaggedEvent: config, manifest, actors
 	EV_IPL       EventType = 0x0000000D // the initial program loaded: the stick image
+	// EV_S_CRTM_CONTENTS: the contents of the static root of trust for
+	// measurement, measured into PCR 0 before anything else (PFP 3.3.4.1
+	// PCR[0], 10.4.1): stage 0's own image.
+	EV_S_CRTM_CONTENTS EventType = 0x00000007
 )
 
 func (t EventType) String() string {
@@ -34,6 +38,8 @@ func (t EventType) String() string {
 		return "EV_EVENT_TAG"
 	case EV_IPL:
 		return "EV_IPL"
+	case EV_S_CRTM_CONTENTS:
+		return "EV_S_CRTM_CONTENTS"
 	}
 	return fmt.Sprintf("EV_%#x", uint32(t))
 }

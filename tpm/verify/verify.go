@@ -136,8 +136,14 @@ func parseAK(b []byte) (*tpm2.TPMTPublic, error) {
 
 // Reference is what a release publishes and the verifier expects.
 type Reference struct {
+	// Stage0 is the SHA-256 of the stage 0 image the release names
+	// (manifest firmware.stage0, the bundle's boot.elf): PCR 0's first
+	// event must be stage 0's own measurement of it (CheckStage0). Zero
+	// (measure.NoStage0) expects the hosted stick, which no stage 0 loads.
+	Stage0 [32]byte
 	// Events are the expected events on PCRs 0..8 (the fixed part of the
-	// boot), in log order; BootEvents builds them.
+	// boot), in log order, stage 0's own event aside; BootEvents builds
+	// them.
 	Events []eventlog.Event
 	// Actors are the actor CIDs the manifest allows on PCRs 9 and 10.
 	Actors []cid.Cid
@@ -147,7 +153,14 @@ type Reference struct {
 	Upgrades [][]byte
 }
 
-// BootEvents returns the events a correct boot logs on PCRs 0..8: the image
+// Stage0Event is stage 0's measurement of itself, the first event on PCR
+// 0, as measure.MeasureStage0 extends it.
+func Stage0Event(stage0 [32]byte) eventlog.Event {
+	return eventlog.Event{PCR: measure.PCRStage0, Type: eventlog.EV_S_CRTM_CONTENTS, Digest: stage0}
+}
+
+// BootEvents returns the events a correct boot logs on PCRs 0..8 after
+// stage 0's own measurement (Stage0Event, checked as CheckStage0): the image
 // (PCR 4), the hand-off separators (0-7), configuration, manifest and a
 // separator (PCR 8), exactly as package measure extends them.
 func BootEvents(imageDigest [32]byte, config, manifest []byte) []eventlog.Event {
@@ -267,6 +280,7 @@ const (
 	CheckPCRDigest    = "PCR values match the quote"
 	CheckLogParse     = "event log parses"
 	CheckReplay       = "event log replays to the PCRs"
+	CheckStage0       = "stage 0 measurement (PCR 0)"
 	CheckReference    = "reference measurement"
 	CheckActor        = "actor allowed by the manifest"
 	CheckPlan         = "events within the PCR plan"
@@ -294,6 +308,7 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 	}
 	if exp.Reference == nil {
 		missing = append(missing, "reference")
+		v.add(CheckStage0, false, -1, -1, "no reference stage 0")
 		v.add(CheckReference, false, -1, -1, "no reference measurements")
 		v.add(CheckActor, false, -1, -1, "no manifest actors")
 	}
@@ -405,7 +420,24 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 		v.add(CheckPlan, true, -1, -1, "")
 	}
 
-	// Reference measurements for PCRs 0..8, event by event.
+	// Stage 0: PCR 0's first event is stage 0's measurement of itself
+	// (PFP 3.3.4.1: the S-CRTM measures its own contents first), and it
+	// is the release's stage 0.
+	stage0At := -1
+	for i, e := range events {
+		if e.PCR == measure.PCRStage0 {
+			if e.Type == eventlog.EV_S_CRTM_CONTENTS {
+				stage0At = i
+			}
+			break
+		}
+	}
+	if exp.Reference != nil {
+		checkStage0(v, events, stage0At, exp.Reference.Stage0)
+	}
+
+	// Reference measurements for PCRs 0..8, event by event, stage 0's
+	// own event aside.
 	var ref []eventlog.Event
 	if exp.Reference != nil {
 		ref = exp.Reference.Events
@@ -414,13 +446,13 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 	for p := uint32(0); p <= measure.PCRConfig; p++ {
 		var got []int
 		for i, e := range events {
-			if e.PCR == p {
+			if e.PCR == p && i != stage0At {
 				got = append(got, i)
 			}
 		}
 		var want []eventlog.Event
 		for _, e := range ref {
-			if e.PCR == p {
+			if e.PCR == p && !(p == measure.PCRStage0 && e.Type == eventlog.EV_S_CRTM_CONTENTS) {
 				want = append(want, e)
 			}
 		}
@@ -506,6 +538,32 @@ func keysEvent(e eventlog.Event) (*measure.Keys, string) {
 		return nil, err.Error()
 	}
 	return &k, ""
+}
+
+// checkStage0 adds CheckStage0: the event at stage0At (-1: PCR 0's first
+// event is not EV_S_CRTM_CONTENTS) must carry the reference's stage 0.
+func checkStage0(v *Verdict, events []eventlog.Event, stage0At int, want [32]byte) {
+	what := fmt.Sprintf("stage 0 sha256:%x", want)
+	if want == measure.NoStage0 {
+		what = "no stage 0 (the hosted stick: all-zero digest)"
+	}
+	if stage0At < 0 {
+		first := "no event"
+		for _, e := range events {
+			if e.PCR == measure.PCRStage0 {
+				first = e.Type.String()
+				break
+			}
+		}
+		v.add(CheckStage0, false, measure.PCRStage0, -1, "stage 0 did not measure itself: PCR 0 begins with %s, want %v of %s", first, eventlog.EV_S_CRTM_CONTENTS, what)
+		return
+	}
+	got := events[stage0At].Digest
+	if got != want {
+		v.add(CheckStage0, false, measure.PCRStage0, stage0At, "the stick booted from stage 0 sha256:%x (%q), the release names %s", got, events[stage0At].Data[:min(len(events[stage0At].Data), 64)], what)
+		return
+	}
+	v.add(CheckStage0, true, -1, -1, "%s", what)
 }
 
 func checkActorEvent(e eventlog.Event, ref *Reference) string {

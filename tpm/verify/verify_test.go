@@ -51,9 +51,18 @@ type stick struct {
 var (
 	testConfig   = []byte("box=10.0.0.2")
 	testManifest = []byte("manifest v1")
+	// testStage0 is the stage 0 image the test sticks measure themselves
+	// as.
+	testStage0 = []byte("stage 0 image")
 )
 
 func bootStick(t testing.TB, caDir string, image []byte, actors ...string) *stick {
+	t.Helper()
+	return bootStickFrom(t, caDir, sha256.Sum256(testStage0), image, actors...)
+}
+
+// bootStickFrom boots a stick whose stage 0 measures itself as stage0.
+func bootStickFrom(t testing.TB, caDir string, stage0 [32]byte, image []byte, actors ...string) *stick {
 	t.Helper()
 	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: caDir})
 	tpm := sw.OpenT(t)
@@ -67,6 +76,7 @@ func bootStick(t testing.TB, caDir string, image []byte, actors ...string) *stic
 			t.Fatal(err)
 		}
 	}
+	must(s0.MeasureStage0(stage0, "teastick stage0 test"))
 	must(s0.MeasureImage(image, "teastick test"))
 	must(s0.Separator(measure.HandoffPCRs...))
 	h, err := s0.Handoff()
@@ -130,7 +140,7 @@ func channelKey(t testing.TB) []byte {
 }
 
 func reference(image []byte, actors ...string) *Reference {
-	r := &Reference{Events: BootEvents(sha256.Sum256(image), testConfig, testManifest)}
+	r := &Reference{Stage0: sha256.Sum256(testStage0), Events: BootEvents(sha256.Sum256(image), testConfig, testManifest)}
 	for _, a := range actors {
 		h, _ := multihash.Sum([]byte(a), multihash.SHA2_256, -1)
 		r.Actors = append(r.Actors, cid.NewCidV1(cid.Raw, h))
@@ -259,30 +269,30 @@ func TestVerify(t *testing.T) {
 	}{
 		{name: "genuine", ev: ev, exp: good},
 		{name: "tampered event digest", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
-			e[9].Digest[0] ^= 1 // PCR 8 config
+			e[10].Digest[0] ^= 1 // PCR 8 config
 			return e
-		}), exp: good, want: map[string]loc{CheckReplay: {8, 12}, CheckReference: {8, 9}}},
+		}), exp: good, want: map[string]loc{CheckReplay: {8, 13}, CheckReference: {8, 10}}},
 		{name: "tampered actor data", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
-			e[13].Data = bytes.Clone(e[13].Data)
-			e[13].Data[len(e[13].Data)-1] ^= 1
+			e[14].Data = bytes.Clone(e[14].Data)
+			e[14].Data[len(e[14].Data)-1] ^= 1
 			return e
-		}), exp: good, want: map[string]loc{CheckActor: {9, 13}}},
+		}), exp: good, want: map[string]loc{CheckActor: {9, 14}}},
 		{name: "reordered events", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
-			e[9], e[11] = e[11], e[9]
+			e[10], e[12] = e[12], e[10]
 			return e
-		}), exp: good, want: map[string]loc{CheckReplay: {8, 12}, CheckReference: {8, 9}}},
+		}), exp: good, want: map[string]loc{CheckReplay: {8, 13}, CheckReference: {8, 10}}},
 		{name: "event dropped", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
-			return append(e[:13], e[14:]...)
-		}), exp: good, want: map[string]loc{CheckReplay: {9, 14}}},
+			return append(e[:14], e[15:]...)
+		}), exp: good, want: map[string]loc{CheckReplay: {9, 15}}},
 		{name: "keys event data swapped for another key", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
 			other, _, _ := ed25519.GenerateKey(rand.Reader)
 			enc, _ := measure.Keys{Channel: ck, Result: other}.MarshalBinary()
-			e[10].Data = eventlog.Tagged(eventlog.TagKeys, enc)
+			e[11].Data = eventlog.Tagged(eventlog.TagKeys, enc)
 			return e
-		}), exp: good, want: map[string]loc{CheckKeys: {9, 10}}},
+		}), exp: good, want: map[string]loc{CheckKeys: {9, 11}}},
 		{name: "keys event dropped", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
-			return append(e[:10], e[11:]...)
-		}), exp: good, want: map[string]loc{CheckReplay: {9, -2}, CheckKeys: {9, 12}}},
+			return append(e[:11], e[12:]...)
+		}), exp: good, want: map[string]loc{CheckReplay: {9, -2}, CheckKeys: {9, 13}}},
 		{name: "replayed old nonce", ev: oldEv, exp: good, want: map[string]loc{CheckQualifying: {-1, -1}}},
 		{name: "relayed to another channel key", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: channelKey(t), Reference: good.Reference},
 			want: map[string]loc{CheckQualifying: {-1, -1}}},
@@ -292,12 +302,12 @@ func TestVerify(t *testing.T) {
 		{name: "AK swapped in evidence", ev: func() *attest.Evidence { e := *ev; e.AKPublic = otherAK; return &e }(), exp: good,
 			want: map[string]loc{CheckAKTrusted: {-1, -1}}},
 		{name: "image changed by one byte", ev: badEv, exp: Expect{AKPublic: badAK, Nonce: nonce, ChannelKey: ck, Reference: good.Reference},
-			want: map[string]loc{CheckReference: {4, 0}}},
+			want: map[string]loc{CheckReference: {4, 1}}},
 		{name: "boot actor not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "echo v2")},
-			want: map[string]loc{CheckActor: {9, 14}}},
+			want: map[string]loc{CheckActor: {9, 15}}},
 		{name: "run-time upgrade not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "kv")},
-			want: map[string]loc{CheckActor: {10, 16}}},
-		{name: "run-time event hidden from the log", ev: withLog(func(e []eventlog.Event) []eventlog.Event { return e[:16] }), exp: good,
+			want: map[string]loc{CheckActor: {10, 17}}},
+		{name: "run-time event hidden from the log", ev: withLog(func(e []eventlog.Event) []eventlog.Event { return e[:17] }), exp: good,
 			want: map[string]loc{CheckReplay: {10, -1}}},
 		{name: "PCR values forged", ev: func() *attest.Evidence {
 			e := *ev
@@ -308,7 +318,7 @@ func TestVerify(t *testing.T) {
 		{name: "missing nonce", ev: ev, exp: Expect{AKPublic: ak, ChannelKey: ck, Reference: good.Reference},
 			want: map[string]loc{CheckInputs: {-1, -1}, CheckQualifying: {-1, -1}}},
 		{name: "missing reference", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck},
-			want: map[string]loc{CheckInputs: {-1, -1}, CheckReference: {-2, -2}, CheckActor: {-1, -1}}},
+			want: map[string]loc{CheckInputs: {-1, -1}, CheckStage0: {-1, -1}, CheckReference: {-2, -2}, CheckActor: {-1, -1}}},
 		{name: "missing log", ev: func() *attest.Evidence { e := *ev; e.EventLog = nil; return &e }(), exp: good,
 			want: map[string]loc{CheckInputs: {-1, -1}, CheckLogParse: {-1, -1}, CheckReplay: {-2, -2}}},
 		{name: "no evidence", ev: nil, exp: good,

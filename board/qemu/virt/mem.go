@@ -53,6 +53,11 @@ const (
 	// -device loader,file=...,addr=0x68000000,force-raw=on.
 	STICK_IMAGE_BASE = 0x68000000
 	STICK_IMAGE_MAX  = 0x04000000
+	// Under QEMU a copy of stage 0's own ELF file is put here by
+	// -device loader,file=...,addr=0x6c000000,force-raw=on: stage 0
+	// checks it is the running code and measures it into PCR 0.
+	STAGE0_IMAGE_BASE = 0x6c000000
+	STAGE0_IMAGE_MAX  = 0x01000000
 )
 
 // Interrupt IDs (GIC INTID) of the board's devices: SPIs start at 32, QEMU

@@ -1,0 +1,57 @@
+package release
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/tpm/eventlog"
+)
+
+// TestReferenceStage0 makes a bundle and checks its reference begins PCR 0
+// with stage 0's measurement of itself, the digest of boot.elf, and that
+// the PCR 0 value it publishes is that event then the separator.
+func TestReferenceStage0(t *testing.T) {
+	exe, err := os.Executable() // a Go binary with build information
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage0, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stick := append(bytes.Clone(stage0), 0) // another file, with build information
+	s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
+	gov := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	signed, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: 1,
+		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}}, gov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Make(stage0, stick, signed, "release-test", "linux-hosted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := r.Events[0]
+	if first.PCR != 0 || first.Type != eventlog.EV_S_CRTM_CONTENTS.String() || first.Digest != hex.EncodeToString(s0[:]) {
+		t.Fatalf("first reference event %+v, want PCR 0 EV_S_CRTM_CONTENTS %x", first, s0)
+	}
+	sep := sha256.Sum256(eventlog.Separator)
+	p0 := eventlog.Replay([]eventlog.Event{{PCR: 0, Digest: s0}, {PCR: 0, Digest: sep}})[0]
+	if got := r.PCRs["0"]; got != hex.EncodeToString(p0[:]) {
+		t.Errorf("PCR 0 %s, want %x", got, p0)
+	}
+
+	dir := filepath.Join(t.TempDir(), "rel")
+	if err := Write(dir, stage0, stick, signed, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Verify(dir, gov.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+}
