@@ -83,6 +83,11 @@ type Config struct {
 	// MaxInFlight bounds API requests served at once; beyond it the API
 	// answers 503 (default 64).
 	MaxInFlight int
+	// RetryMin and RetryMax bound the wait before retrying an actor the
+	// box failed to deliver: RetryMin (default 5 s) doubling at each
+	// failure up to RetryMax (default 5 minutes), each wait drawn from
+	// its upper half.
+	RetryMin, RetryMax time.Duration
 }
 
 // Actor states in Status.
@@ -106,6 +111,15 @@ type ActorStatus struct {
 	Busy    uint64   `json:"busy"`
 	Denied  uint64   `json:"denied"`
 	Serving string   `json:"serving_cid,omitempty"`
+	// Attempts counts the tries to load the entry in force (cid).
+	Attempts int `json:"attempts,omitempty"`
+	// NextTryMS is set while the stick keeps trying to load the entry
+	// after a failure of the box: milliseconds until the next try, 0
+	// while a try is under way.
+	NextTryMS *int64 `json:"next_try_in_ms,omitempty"`
+
+	nextTry time.Time // when the next retry starts
+	trying  bool      // a retry is under way
 }
 
 // Stick is the running stick.
@@ -135,6 +149,14 @@ type Stick struct {
 	inflight chan struct{}
 	started  time.Time
 	m        metrics
+
+	// loadSlots bounds actor loads at once (LoadParallel); loadCtx ends
+	// with Close and parents every retry; retriers are the actors being
+	// retried, by name (guarded by mu).
+	loadSlots chan struct{}
+	loadCtx   context.Context
+	loadStop  context.CancelFunc
+	retriers  map[string]*retrier
 }
 
 // ConfigRecord is the configuration a stick measures into PCR 8 before
@@ -158,7 +180,15 @@ func New(cfg Config) (*Stick, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 64
 	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 5 * time.Second
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(5*time.Minute, cfg.RetryMin)
+	}
 	s := &Stick{cfg: cfg, actors: map[string]*ActorStatus{}, started: time.Now()}
+	s.loadSlots = make(chan struct{}, cfg.LoadParallel)
+	s.loadCtx, s.loadStop = context.WithCancel(context.Background())
 	if s.cfg.Uptime == nil {
 		s.cfg.Uptime = func() time.Duration { return time.Since(s.started) }
 	}
@@ -204,8 +234,11 @@ func (s *Stick) ChannelDigest() [32]byte { return sha256.Sum256(s.channelDER) }
 // Runtime is the actor runtime.
 func (s *Stick) Runtime() *runtime.Runtime { return s.rt }
 
-// Close stops the actors.
-func (s *Stick) Close() error { return s.rt.Close() }
+// Close stops the actors and their retries.
+func (s *Stick) Close() error {
+	s.stopRetries()
+	return s.rt.Close()
+}
 
 // actorSigner gives actors the result key (crypto.sign): Ed25519 over
 // runtime.ActorMessage, which no receipt can collide with.
