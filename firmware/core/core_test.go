@@ -33,6 +33,8 @@ type faultBox struct {
 	mu      sync.Mutex
 	content map[string][]byte
 	fail    map[string]error
+	stall   map[string]chan struct{} // FAULT: the fetch waits for close
+	fetches map[string]int
 }
 
 func (b *faultBox) put(data []byte) string {
@@ -47,6 +49,20 @@ func (b *faultBox) put(data []byte) string {
 }
 
 func (b *faultBox) Fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
+	b.mu.Lock()
+	if b.fetches == nil {
+		b.fetches = map[string]int{}
+	}
+	b.fetches[c.String()]++
+	stall := b.stall[c.String()]
+	b.mu.Unlock()
+	if stall != nil {
+		select {
+		case <-stall:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: the box stalled: %w", c, ctx.Err())
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.fail[c.String()]; err != nil {
@@ -95,7 +111,7 @@ func sign(t testing.TB, version uint64, actors ...manifest.Actor) []byte {
 	return b
 }
 
-func newStick(t testing.TB, cfg Config) (*Stick, *bytes.Buffer) {
+func newStick(t testing.TB, cfg Config) (*Stick, *syncBuffer) {
 	t.Helper()
 	var log syncBuffer
 	cfg.Log = &log
@@ -104,7 +120,7 @@ func newStick(t testing.TB, cfg Config) (*Stick, *bytes.Buffer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s, &log.b
+	return s, &log
 }
 
 type syncBuffer struct {
@@ -116,6 +132,14 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
+}
+
+// String is what the stick printed so far (its retries print while a
+// test reads).
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // call posts to the API and decodes the answer.

@@ -52,6 +52,22 @@ var (
 
 func bootStick(t testing.TB, caDir string, image []byte, actors ...string) *stick {
 	t.Helper()
+	s := manifestedStick(t, caDir, image)
+	for _, a := range actors {
+		if err := s.m.MeasureActor(measure.PCRBootActors, measure.Actor{Name: a, CID: testCID(t, a), Capabilities: []string{"log"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.m.Separator(measure.PCRBootActors); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// manifestedStick is a stick booted up to its manifest (PCR 8 closed),
+// before any actor.
+func manifestedStick(t testing.TB, caDir string, image []byte) *stick {
+	t.Helper()
 	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: caDir})
 	tpm := sw.OpenT(t)
 	s0, err := measure.New(tpm, nil)
@@ -73,10 +89,6 @@ func bootStick(t testing.TB, caDir string, image []byte, actors ...string) *stic
 	must(m.MeasureConfig(testConfig))
 	must(m.MeasureManifest(testManifest))
 	must(m.Separator(measure.PCRConfig))
-	for _, a := range actors {
-		must(m.MeasureActor(measure.PCRBootActors, measure.Actor{Name: a, CID: testCID(t, a), Capabilities: []string{"log"}}))
-	}
-	must(m.Separator(measure.PCRBootActors))
 	bundle, err := sw.CABundle()
 	must(err)
 	roots := x509.NewCertPool()
