@@ -190,15 +190,14 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 
 	// Each actor on its own: fetched, compiled, measured and committed
 	// as soon as it can be, so one the box stalls holds back no other.
-	servedOK := make([]bool, len(m.Actors))
 	var wg sync.WaitGroup
-	for i, a := range m.Actors {
+	for _, a := range m.Actors {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			p := &prepared{a: a}
 			s.prepareSlot(ctx, p)
-			servedOK[i] = s.settle(p, measure.PCRBootActors, s.commit(p, measure.PCRBootActors), nil)
+			s.settle(p, measure.PCRBootActors, s.commit(p, measure.PCRBootActors), nil)
 		}()
 	}
 	wg.Wait()
@@ -207,17 +206,19 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 	if err := mm.Separator(measure.PCRBootActors); err != nil {
 		return fmt.Errorf("measure: %w", err)
 	}
+	// READY names what serves now, in manifest order: an actor whose
+	// first try failed may already serve from a retry.
+	var served, failed []string
 	s.mu.Lock()
 	s.ready = true
-	s.mu.Unlock()
-	var served, failed []string
-	for i, a := range m.Actors {
-		if servedOK[i] {
+	for _, a := range m.Actors {
+		if st := s.actors[a.Name]; st != nil && st.State == StateServing {
 			served = append(served, a.Name)
 		} else {
 			failed = append(failed, a.Name)
 		}
 	}
+	s.mu.Unlock()
 	line := fmt.Sprintf("READY: manifest version %d, actors [%s]", m.Version, strings.Join(served, " "))
 	if len(failed) > 0 {
 		line += fmt.Sprintf(", NOT SERVED [%s]", strings.Join(failed, " "))
@@ -228,9 +229,8 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 
 // settle records the outcome of one attempt to load p (err is commit's)
 // into pcr: the status, one console line, and a retry when the box was at
-// fault. ue, when not nil, collects an upgrade's failures. It reports
-// whether the actor now serves p.
-func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) bool {
+// fault. ue, when not nil, collects an upgrade's failures.
+func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) {
 	a := p.a
 	if err == nil {
 		s.setActor(a, StateServing, nil)
@@ -240,13 +240,13 @@ func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) boo
 			s.logf("actor: %s %s %d bytes, fetched in %d ms, loaded in %d ms, measured into PCR %d, grants [%s]",
 				a.Name, a.CID, p.size, p.fetched.Milliseconds(), p.loaded.Milliseconds(), pcr, strings.Join(a.Grants, ","))
 		}
-		return true
+		return
 	}
 	s.setActor(a, StateFailed, err)
-	next := ""
+	next, wait := "", time.Duration(0)
 	if retryable(err) {
-		d := s.startRetry(a)
-		next = fmt.Sprintf("; next try in %s", roundDelay(d))
+		wait = s.retryDelay(1)
+		next = fmt.Sprintf("; next try in %s", roundDelay(wait))
 	}
 	if ue != nil {
 		ue.Failed[a.Name] = err
@@ -254,7 +254,9 @@ func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) boo
 	} else {
 		s.logf("actor: %s NOT SERVED: %v%s", a.Name, err, next)
 	}
-	return false
+	if wait > 0 {
+		s.startRetry(a, wait)
+	}
 }
 
 func roundDelay(d time.Duration) time.Duration {
@@ -394,12 +396,11 @@ func (s *Stick) retryDelay(n int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
-// startRetry schedules retries of a (whose first attempt just failed) and
-// returns the wait before the first one.
-func (s *Stick) startRetry(a manifest.Actor) time.Duration {
+// startRetry schedules retries of a, whose first attempt just failed, the
+// first after d.
+func (s *Stick) startRetry(a manifest.Actor, d time.Duration) {
 	ctx, cancel := context.WithCancel(s.loadCtx)
 	r := &retrier{a: a, cancel: cancel, done: make(chan struct{})}
-	d := s.retryDelay(1)
 	s.mu.Lock()
 	if s.retriers == nil {
 		s.retriers = map[string]*retrier{}
@@ -409,7 +410,7 @@ func (s *Stick) startRetry(a manifest.Actor) time.Duration {
 		// before loading it); never run two.
 		s.mu.Unlock()
 		cancel()
-		return 0
+		return
 	}
 	s.retriers[a.Name] = r
 	if st := s.actors[a.Name]; st != nil {
@@ -417,7 +418,6 @@ func (s *Stick) startRetry(a manifest.Actor) time.Duration {
 	}
 	s.mu.Unlock()
 	go s.retry(ctx, r, d)
-	return d
 }
 
 // stopRetry cancels the retries of actor name and waits until they have
