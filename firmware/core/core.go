@@ -12,8 +12,11 @@
 //     key with TPM2_Certify).
 //   - Boot: take the first signed release manifest, measure it (PCR 8, then a
 //     separator), fetch, verify, measure (PCR 9) and load each actor it
-//     names, close PCR 9 with a separator and print one READY line. An actor
-//     that fails is not served and is reported; the others come up.
+//     names, each on its own and serving as soon as it is ready; once every
+//     actor had its first try, close PCR 9 with a separator and print one
+//     READY line. An actor that fails is not served and is reported; the
+//     others come up. One the box failed to deliver is retried with backoff
+//     and measured into PCR 10 when it comes up.
 //   - Serve: Handler is the HTTP API (see firmware/core/openapi.yaml); every invoke
 //     result carries a receipt.
 //   - Upgrade: a newer manifest is measured into PCR 10 with every changed
