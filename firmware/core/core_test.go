@@ -35,6 +35,7 @@ type faultBox struct {
 	fail    map[string]error
 	stall   map[string]chan struct{} // FAULT: the fetch waits for close
 	fetches map[string]int
+	running map[string]int // fetches under way
 }
 
 func (b *faultBox) put(data []byte) string {
@@ -54,8 +55,17 @@ func (b *faultBox) Fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
 		b.fetches = map[string]int{}
 	}
 	b.fetches[c.String()]++
+	if b.running == nil {
+		b.running = map[string]int{}
+	}
+	b.running[c.String()]++
 	stall := b.stall[c.String()]
 	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.running[c.String()]--
+		b.mu.Unlock()
+	}()
 	if stall != nil {
 		select {
 		case <-stall:

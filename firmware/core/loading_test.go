@@ -36,6 +36,12 @@ func (b *faultBox) count(c string) int {
 	return b.fetches[c]
 }
 
+func (b *faultBox) inFlight(c string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.running[c]
+}
+
 func (b *faultBox) setFail(c string, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -360,7 +366,12 @@ func TestUpgradeCancelsRetries(t *testing.T) {
 		t.Errorf("console:\n%s", log)
 	}
 
-	// Version 3 replaces kept's entry: its retries stop, the new CID loads.
+	// Version 3 replaces kept's entry while a retry of it is under way
+	// (the box stalls it): the retry is cancelled and has ended before
+	// the new CID loads.
+	box.stallOn(kept)
+	box.setFail(kept, nil)
+	waitFor(t, "a retry of kept under way", func() bool { return box.inFlight(kept) == 1 })
 	if err := s.Upgrade(context.Background(), sign(t, 3,
 		manifest.Actor{Name: "edge", CID: edge},
 		manifest.Actor{Name: "kept", CID: fixed},
@@ -368,6 +379,12 @@ func TestUpgradeCancelsRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	keptAfter = box.count(kept)
+	if n := box.inFlight(kept); n != 0 {
+		t.Errorf("%d fetches of kept's old CID under way after version 3", n)
+	}
+	if !strings.Contains(log.String(), "actor: kept retries of "+kept+" cancelled by version 3") {
+		t.Errorf("console:\n%s", log)
+	}
 	if a := actorStatus(s, "kept"); a.State != StateServing || a.Serving != fixed || a.NextTryMS != nil {
 		t.Errorf("kept after version 3: %+v", a)
 	}
