@@ -186,9 +186,10 @@ func New(cfg Config) (*Stick, error) {
 	if cfg.RetryMin <= 0 {
 		cfg.RetryMin = 5 * time.Second
 	}
-	if cfg.RetryMax < cfg.RetryMin {
-		cfg.RetryMax = max(5*time.Minute, cfg.RetryMin)
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Minute
 	}
+	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
 	s := &Stick{cfg: cfg, actors: map[string]*ActorStatus{}, started: time.Now()}
 	s.loadSlots = make(chan struct{}, cfg.LoadParallel)
 	s.loadCtx, s.loadStop = context.WithCancel(context.Background())
