@@ -64,19 +64,20 @@ func (s *Stick) prepare(ctx context.Context, list []manifest.Actor) []*prepared 
 		wg.Add(1)
 		go func(p *prepared) {
 			defer wg.Done()
-			s.prepareSlot(ctx, p)
+			s.prepareSlot(ctx, ctx, p)
 		}(out[i])
 	}
 	wg.Wait()
 	return out
 }
 
-// prepareSlot waits for one of the LoadParallel slots, then prepares p.
-func (s *Stick) prepareSlot(ctx context.Context, p *prepared) {
+// prepareSlot waits for one of the LoadParallel slots (until wait ends),
+// then prepares p (until ctx ends).
+func (s *Stick) prepareSlot(wait, ctx context.Context, p *prepared) {
 	select {
 	case s.loadSlots <- struct{}{}:
-	case <-ctx.Done():
-		p.err = &fetchError{fmt.Errorf("waiting to fetch %s: %w", p.a.CID, ctx.Err())}
+	case <-wait.Done():
+		p.err = &fetchError{fmt.Errorf("waiting to fetch %s: %w", p.a.CID, wait.Err())}
 		return
 	}
 	defer func() { <-s.loadSlots }()
@@ -196,7 +197,7 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 		go func() {
 			defer wg.Done()
 			p := &prepared{a: a}
-			s.prepareSlot(ctx, p)
+			s.prepareSlot(ctx, ctx, p)
 			s.settle(p, measure.PCRBootActors, s.commit(p, measure.PCRBootActors), nil)
 		}()
 	}
@@ -376,8 +377,12 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 // name, and none while Boot or Upgrade loads that name.
 type retrier struct {
 	a      manifest.Actor
-	cancel context.CancelFunc
+	cancel context.CancelFunc // ends the wait for the next try
 	done   chan struct{}
+	// mu orders stopping against committing: once stopped is set, a
+	// try under way finishes but does not commit, and no other follows.
+	mu      sync.Mutex
+	stopped bool
 }
 
 // retryDelay is the wait before retry n (1, 2, ...): RetryMin doubling
@@ -421,7 +426,10 @@ func (s *Stick) startRetry(a manifest.Actor, d time.Duration) {
 }
 
 // stopRetry cancels the retries of actor name and waits until they have
-// stopped; it reports whether there were any.
+// stopped; it reports whether there were any. A try already fetching is
+// not cut but waited for and discarded: under QEMU the link to the box
+// is one stream, and a response abandoned in the middle would be read as
+// the start of the next one.
 func (s *Stick) stopRetry(name string) bool {
 	s.mu.Lock()
 	r := s.retriers[name]
@@ -429,6 +437,9 @@ func (s *Stick) stopRetry(name string) bool {
 	if r == nil {
 		return false
 	}
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
 	r.cancel()
 	<-r.done
 	s.mu.Lock()
@@ -442,7 +453,7 @@ func (s *Stick) stopRetry(name string) bool {
 	return true
 }
 
-// stopRetries stops every retry (Close).
+// stopRetries stops every retry, cutting tries under way (Close).
 func (s *Stick) stopRetries() {
 	s.loadStop()
 	s.mu.Lock()
@@ -457,16 +468,16 @@ func (s *Stick) stopRetries() {
 }
 
 // retry loads r.a again after wait, then with growing waits, until it
-// serves or ctx is cancelled. A retried actor is measured into PCR 10: it
-// loads after its first attempt, like an upgrade's actor, and PCR 9 may
-// already be closed.
-func (s *Stick) retry(ctx context.Context, r *retrier, wait time.Duration) {
+// serves or it is stopped (waitCtx ends when it is). A retried actor is
+// measured into PCR 10: it loads after its first attempt, like an
+// upgrade's actor, and PCR 9 may already be closed.
+func (s *Stick) retry(waitCtx context.Context, r *retrier, wait time.Duration) {
 	defer close(r.done)
 	a := r.a
 	for n := 1; ; n++ {
 		t := time.NewTimer(wait)
 		select {
-		case <-ctx.Done():
+		case <-waitCtx.Done():
 			t.Stop()
 			return
 		case <-t.C:
@@ -477,16 +488,20 @@ func (s *Stick) retry(ctx context.Context, r *retrier, wait time.Duration) {
 		}
 		s.mu.Unlock()
 		p := &prepared{a: a}
-		s.prepareSlot(ctx, p)
-		if ctx.Err() != nil {
-			// Cancelled by a newer manifest or Close: this entry
-			// no longer loads.
+		s.prepareSlot(waitCtx, s.loadCtx, p)
+		r.mu.Lock()
+		if r.stopped || s.loadCtx.Err() != nil {
+			// A newer manifest drops or replaces this entry (it
+			// waits for this), or the stick closes: it no longer
+			// loads.
+			r.mu.Unlock()
 			if p.pending != nil {
 				p.pending.Abort()
 			}
 			return
 		}
 		err := s.commit(p, measure.PCRRuntime)
+		r.mu.Unlock()
 		s.mu.Lock()
 		attempt := 1
 		if st := s.actors[a.Name]; st != nil {

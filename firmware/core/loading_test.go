@@ -183,6 +183,27 @@ func actorEvents(t *testing.T, m *measure.Measurer, pcr uint32) []string {
 	return names
 }
 
+// actorCIDs is actorEvents as name=CID.
+func actorCIDs(t *testing.T, m *measure.Measurer, pcr uint32) []string {
+	t.Helper()
+	var out []string
+	for _, e := range m.Events() {
+		if e.PCR != pcr || e.Type != eventlog.EV_EVENT_TAG {
+			continue
+		}
+		tag, payload, err := eventlog.ParseTagged(e.Data)
+		if err != nil || tag != eventlog.TagActor {
+			continue
+		}
+		var a measure.Actor
+		if err := a.UnmarshalBinary(payload); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a.Name+"="+a.CID.String())
+	}
+	return out
+}
+
 // A box that stalls one actor's blocks at boot holds back no other actor:
 // they serve (measured into PCR 9) while the stalled one is loading, an
 // attestation taken meanwhile verifies (PCR 9 still open), and READY
@@ -366,19 +387,44 @@ func TestUpgradeCancelsRetries(t *testing.T) {
 		t.Errorf("console:\n%s", log)
 	}
 
-	// Version 3 replaces kept's entry while a retry of it is under way
-	// (the box stalls it): the retry is cancelled and has ended before
-	// the new CID loads.
-	box.stallOn(kept)
+	// Version 3 replaces kept's entry while a retry of it is fetching
+	// (the box stalls it): the upgrade stops the retries and waits for
+	// that fetch, which is not cut (on a one-stream link its bytes would
+	// be read as the next answer's) but whose actor never serves.
+	release := box.stallOn(kept)
 	box.setFail(kept, nil)
 	waitFor(t, "a retry of kept under way", func() bool { return box.inFlight(kept) == 1 })
-	if err := s.Upgrade(context.Background(), sign(t, 3,
-		manifest.Actor{Name: "edge", CID: edge},
-		manifest.Actor{Name: "kept", CID: fixed},
-	)); err != nil {
+	upgraded := make(chan error, 1)
+	go func() {
+		upgraded <- s.Upgrade(context.Background(), sign(t, 3,
+			manifest.Actor{Name: "edge", CID: edge},
+			manifest.Actor{Name: "kept", CID: fixed},
+		))
+	}()
+	waitFor(t, "kept's retries stopped", func() bool {
+		s.mu.Lock()
+		r := s.retriers["kept"]
+		s.mu.Unlock()
+		if r == nil {
+			return false
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.stopped
+	})
+	if n := box.inFlight(kept); n != 1 {
+		t.Errorf("the stopped retry's fetch was cut (%d under way)", n)
+	}
+	release()
+	if err := <-upgraded; err != nil {
 		t.Fatal(err)
 	}
 	keptAfter = box.count(kept)
+	for _, e := range actorCIDs(t, cfg.Measurer, measure.PCRRuntime) {
+		if e == "kept="+kept {
+			t.Error("the stopped retry's actor was measured")
+		}
+	}
 	if n := box.inFlight(kept); n != 0 {
 		t.Errorf("%d fetches of kept's old CID under way after version 3", n)
 	}
