@@ -131,6 +131,13 @@ func (s *Stick) commit(p *prepared, pcr uint32) error {
 }
 
 func (s *Stick) setActor(a manifest.Actor, state string, err error) {
+	s.setActorNext(a, state, err, time.Time{})
+}
+
+// setActorNext is setActor for an actor whose next retry starts at next
+// (zero: none), set together so that no status shows one without the
+// other.
+func (s *Stick) setActorNext(a manifest.Actor, state string, err error, next time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := &ActorStatus{Name: a.Name, CID: a.CID, Grants: slices.Clone(a.Grants), State: state}
@@ -149,6 +156,7 @@ func (s *Stick) setActor(a manifest.Actor, state string, err error) {
 		st.Attempts = old.Attempts
 	}
 	st.Attempts++
+	st.nextTry = next
 	s.actors[a.Name] = st
 }
 
@@ -243,12 +251,12 @@ func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) {
 		}
 		return
 	}
-	s.setActor(a, StateFailed, err)
-	next, wait := "", time.Duration(0)
+	next, wait, at := "", time.Duration(0), time.Time{}
 	if retryable(err) {
 		wait = s.retryDelay(1)
-		next = fmt.Sprintf("; next try in %s", roundDelay(wait))
+		next, at = fmt.Sprintf("; next try in %s", roundDelay(wait)), time.Now().Add(wait)
 	}
+	s.setActorNext(a, StateFailed, err, at)
 	if ue != nil {
 		ue.Failed[a.Name] = err
 		s.logf("actor: %s upgrade to %s FAILED, old version kept: %v%s", a.Name, a.CID, err, next)
@@ -418,9 +426,6 @@ func (s *Stick) startRetry(a manifest.Actor, d time.Duration) {
 		return
 	}
 	s.retriers[a.Name] = r
-	if st := s.actors[a.Name]; st != nil {
-		st.nextTry = time.Now().Add(d)
-	}
 	s.mu.Unlock()
 	go s.retry(ctx, r, d)
 }
@@ -505,7 +510,6 @@ func (s *Stick) retry(waitCtx context.Context, r *retrier, wait time.Duration) {
 		s.mu.Lock()
 		attempt := 1
 		if st := s.actors[a.Name]; st != nil {
-			st.trying = false
 			attempt = st.Attempts + 1
 		}
 		s.mu.Unlock()
@@ -516,18 +520,14 @@ func (s *Stick) retry(waitCtx context.Context, r *retrier, wait time.Duration) {
 			s.retryDone(r)
 			return
 		}
-		s.setActor(a, StateFailed, err)
 		if !retryable(err) {
+			s.setActor(a, StateFailed, err)
 			s.logf("actor: %s attempt %d FAILED: %v; no more tries", a.Name, attempt, err)
 			s.retryDone(r)
 			return
 		}
 		wait = s.retryDelay(n + 1)
-		s.mu.Lock()
-		if st := s.actors[a.Name]; st != nil {
-			st.nextTry = time.Now().Add(wait)
-		}
-		s.mu.Unlock()
+		s.setActorNext(a, StateFailed, err, time.Now().Add(wait))
 		s.logf("actor: %s attempt %d FAILED: %v; next try in %s", a.Name, attempt, err, roundDelay(wait))
 	}
 }
