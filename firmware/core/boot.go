@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -38,24 +39,49 @@ type prepared struct {
 	err     error
 }
 
+// fetchError marks a failure of the box (the fetch, or the bytes it
+// served not matching their CID): another try may succeed, so the actor
+// is retried. Anything after the fetch (the verified module does not
+// compile, a measurement failed) is not: the same bytes fail again.
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
+
+func retryable(err error) bool {
+	var fe *fetchError
+	return errors.As(err, &fe)
+}
+
 // prepare fetches, verifies and compiles actors concurrently (at most
-// LoadParallel at a time); the results are in the order given.
+// LoadParallel at a time, shared with every other load); the results are
+// in the order given.
 func (s *Stick) prepare(ctx context.Context, list []manifest.Actor) []*prepared {
 	out := make([]*prepared, len(list))
-	sem := make(chan struct{}, s.cfg.LoadParallel)
 	var wg sync.WaitGroup
 	for i, a := range list {
 		out[i] = &prepared{a: a}
 		wg.Add(1)
 		go func(p *prepared) {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			p.err = s.prepareOne(ctx, p)
+			s.prepareSlot(ctx, ctx, p)
 		}(out[i])
 	}
 	wg.Wait()
 	return out
+}
+
+// prepareSlot waits for one of the LoadParallel slots (until wait ends),
+// then prepares p (until ctx ends).
+func (s *Stick) prepareSlot(wait, ctx context.Context, p *prepared) {
+	select {
+	case s.loadSlots <- struct{}{}:
+	case <-wait.Done():
+		p.err = &fetchError{fmt.Errorf("waiting to fetch %s: %w", p.a.CID, wait.Err())}
+		return
+	}
+	defer func() { <-s.loadSlots }()
+	p.err = s.prepareOne(ctx, p)
 }
 
 func (s *Stick) prepareOne(ctx context.Context, p *prepared) error {
@@ -71,7 +97,7 @@ func (s *Stick) prepareOne(ctx context.Context, p *prepared) error {
 	start := time.Now()
 	module, err := s.cfg.Fetch(fctx, c)
 	if err != nil {
-		return err
+		return &fetchError{err}
 	}
 	p.size = len(module)
 	p.fetched = time.Since(start)
@@ -105,26 +131,43 @@ func (s *Stick) commit(p *prepared, pcr uint32) error {
 }
 
 func (s *Stick) setActor(a manifest.Actor, state string, err error) {
+	s.setActorNext(a, state, err, time.Time{})
+}
+
+// setActorNext is setActor for an actor whose next retry starts at next
+// (zero: none), set together so that no status shows one without the
+// other.
+func (s *Stick) setActorNext(a manifest.Actor, state string, err error, next time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := &ActorStatus{Name: a.Name, CID: a.CID, Grants: slices.Clone(a.Grants), State: state}
 	if err != nil {
 		st.Error = err.Error()
 	}
-	if old, ok := s.actors[a.Name]; ok && state == StateFailed && old.State == StateServing {
+	old, ok := s.actors[a.Name]
+	if ok && state == StateFailed && old.State == StateServing {
 		// A failed upgrade keeps the old version serving.
 		st.State, st.Serving = StateServing, old.CID
 		if old.Serving != "" {
 			st.Serving = old.Serving
 		}
 	}
+	if ok && old.CID == a.CID {
+		st.Attempts = old.Attempts
+	}
+	st.Attempts++
+	st.nextTry = next
 	s.actors[a.Name] = st
 }
 
 // Boot takes the stick's first manifest: it measures it into PCR 8 and
-// closes PCR 8, loads every actor it names (measured into PCR 9), closes
-// PCR 9 and prints the READY line. An actor that fails is reported and not
-// served; the others come up.
+// closes PCR 8, then loads every actor it names independently: each is
+// measured into PCR 9 and serves as soon as it is ready, whatever the
+// others do. Once every actor has served or failed its first attempt it
+// closes PCR 9 and prints the READY line, and returns. An actor the box
+// failed to deliver is retried in the background with backoff (measured
+// into PCR 10 when it comes up); an actor that fails otherwise is
+// reported and not served.
 func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 	s.upgrade.Lock()
 	defer s.upgrade.Unlock()
@@ -154,24 +197,36 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 	s.mu.Unlock()
 	s.logf("manifest: accepted version %d (%d actors), measured into PCR %d", m.Version, len(m.Actors), measure.PCRConfig)
 
-	var served, failed []string
-	for _, p := range s.prepare(ctx, m.Actors) {
-		if err := s.commit(p, measure.PCRBootActors); err != nil {
-			s.setActor(p.a, StateFailed, err)
-			failed = append(failed, p.a.Name)
-			s.logf("actor: %s NOT SERVED: %v", p.a.Name, err)
-			continue
-		}
-		s.setActor(p.a, StateServing, nil)
-		served = append(served, p.a.Name)
-		s.logf("actor: %s %s %d bytes, fetched in %d ms, loaded in %d ms, measured into PCR %d, grants [%s]",
-			p.a.Name, p.a.CID, p.size, p.fetched.Milliseconds(), p.loaded.Milliseconds(), measure.PCRBootActors, strings.Join(p.a.Grants, ","))
+	// Each actor on its own: fetched, compiled, measured and committed
+	// as soon as it can be, so one the box stalls holds back no other.
+	var wg sync.WaitGroup
+	for _, a := range m.Actors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := &prepared{a: a}
+			s.prepareSlot(ctx, ctx, p)
+			s.settle(p, measure.PCRBootActors, s.commit(p, measure.PCRBootActors), nil)
+		}()
 	}
+	wg.Wait()
+	// Every boot actor has had its first attempt: nothing more goes to
+	// PCR 9.
 	if err := mm.Separator(measure.PCRBootActors); err != nil {
 		return fmt.Errorf("measure: %w", err)
 	}
+	// READY names what serves now, in manifest order: an actor whose
+	// first try failed may already serve from a retry.
+	var served, failed []string
 	s.mu.Lock()
 	s.ready = true
+	for _, a := range m.Actors {
+		if st := s.actors[a.Name]; st != nil && st.State == StateServing {
+			served = append(served, a.Name)
+		} else {
+			failed = append(failed, a.Name)
+		}
+	}
 	s.mu.Unlock()
 	line := fmt.Sprintf("READY: manifest version %d, actors [%s]", m.Version, strings.Join(served, " "))
 	if len(failed) > 0 {
@@ -179,6 +234,45 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 	}
 	s.logf("%s in %d ms", line, time.Since(start).Milliseconds())
 	return nil
+}
+
+// settle records the outcome of one attempt to load p (err is commit's)
+// into pcr: the status, one console line, and a retry when the box was at
+// fault. ue, when not nil, collects an upgrade's failures.
+func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) {
+	a := p.a
+	if err == nil {
+		s.setActor(a, StateServing, nil)
+		if ue != nil {
+			s.logf("actor: %s now %s, measured into PCR %d", a.Name, a.CID, pcr)
+		} else {
+			s.logf("actor: %s %s %d bytes, fetched in %d ms, loaded in %d ms, measured into PCR %d, grants [%s]",
+				a.Name, a.CID, p.size, p.fetched.Milliseconds(), p.loaded.Milliseconds(), pcr, strings.Join(a.Grants, ","))
+		}
+		return
+	}
+	next, wait, at := "", time.Duration(0), time.Time{}
+	if retryable(err) {
+		wait = s.retryDelay(1)
+		next, at = fmt.Sprintf("; next try in %s", roundDelay(wait)), time.Now().Add(wait)
+	}
+	s.setActorNext(a, StateFailed, err, at)
+	if ue != nil {
+		ue.Failed[a.Name] = err
+		s.logf("actor: %s upgrade to %s FAILED, old version kept: %v%s", a.Name, a.CID, err, next)
+	} else {
+		s.logf("actor: %s NOT SERVED: %v%s", a.Name, err, next)
+	}
+	if wait > 0 {
+		s.startRetry(a, wait)
+	}
+}
+
+func roundDelay(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 // unchanged reports whether an actor entry loads the same thing.
@@ -211,7 +305,9 @@ func (e *UpgradeError) Error() string {
 // measured into PCR 10, then each changed actor is fetched, verified,
 // measured into PCR 10 and swapped atomically (calls in flight finish on
 // the old version); an actor that fails keeps its old version serving and
-// the error lists it. Actors the new manifest drops stop serving.
+// the error lists it (the box's failures are retried in the background).
+// Actors the new manifest drops stop serving. Retries of actors the new
+// manifest changes or drops are cancelled first.
 func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	s.upgrade.Lock()
 	defer s.upgrade.Unlock()
@@ -237,6 +333,15 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 		}
 		changed = append(changed, a)
 	}
+	// No retry of an entry this manifest replaces or removes may load
+	// after it is measured: stop them, and wait, before anything else.
+	for _, old := range running.Actors {
+		if a, ok := next.Actor(old.Name); !ok || !unchanged(old, a) {
+			if s.stopRetry(old.Name) {
+				s.logf("actor: %s retries of %s cancelled by version %d", old.Name, old.CID, next.Version)
+			}
+		}
+	}
 	// Fetch and compile before measuring anything: a manifest whose
 	// actors cannot load still moves the version, but the measurement
 	// order stays manifest, then actors.
@@ -257,14 +362,7 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	s.logf("manifest: upgraded to version %d (%d actors changed), measured into PCR %d", next.Version, len(changed), measure.PCRRuntime)
 	ue := &UpgradeError{Version: next.Version, Failed: map[string]error{}}
 	for _, p := range ready {
-		if err := s.commit(p, measure.PCRRuntime); err != nil {
-			ue.Failed[p.a.Name] = err
-			s.setActor(p.a, StateFailed, err)
-			s.logf("actor: %s upgrade to %s FAILED, old version kept: %v", p.a.Name, p.a.CID, err)
-			continue
-		}
-		s.setActor(p.a, StateServing, nil)
-		s.logf("actor: %s now %s, measured into PCR %d", p.a.Name, p.a.CID, measure.PCRRuntime)
+		s.settle(p, measure.PCRRuntime, s.commit(p, measure.PCRRuntime), ue)
 	}
 	for _, old := range running.Actors {
 		if _, ok := next.Actor(old.Name); !ok {
@@ -280,4 +378,178 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 		return ue
 	}
 	return nil
+}
+
+// retrier is the one goroutine that retries an actor's manifest entry
+// after the box failed to deliver it. There is at most one per actor
+// name, and none while Boot or Upgrade loads that name.
+type retrier struct {
+	a      manifest.Actor
+	cancel context.CancelFunc // ends the wait for the next try
+	done   chan struct{}
+	// mu orders stopping against committing: once stopped is set, a
+	// try under way finishes but does not commit, and no other follows.
+	mu      sync.Mutex
+	stopped bool
+}
+
+// retryDelay is the wait before retry n (1, 2, ...): RetryMin doubling
+// up to RetryMax, with "equal jitter" (a uniform draw from the upper half)
+// so that actors that failed together do not retry together.
+func (s *Stick) retryDelay(n int) time.Duration {
+	d := s.cfg.RetryMin
+	for i := 1; i < n && d < s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.RetryMax)
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	return half + rand.N(d-half+1)
+}
+
+// startRetry schedules retries of a, whose first attempt just failed, the
+// first after d.
+func (s *Stick) startRetry(a manifest.Actor, d time.Duration) {
+	ctx, cancel := context.WithCancel(s.loadCtx)
+	r := &retrier{a: a, cancel: cancel, done: make(chan struct{})}
+	s.mu.Lock()
+	if s.retriers == nil {
+		s.retriers = map[string]*retrier{}
+	}
+	if old := s.retriers[a.Name]; old != nil {
+		// Cannot happen (Boot and Upgrade stop a name's retries
+		// before loading it); never run two.
+		s.mu.Unlock()
+		cancel()
+		return
+	}
+	s.retriers[a.Name] = r
+	s.mu.Unlock()
+	go s.retry(ctx, r, d)
+}
+
+// stopRetry cancels the retries of actor name and waits until they have
+// stopped; it reports whether there were any. A try already fetching is
+// not cut but waited for and discarded: under QEMU the link to the box
+// is one stream, and a response abandoned in the middle would be read as
+// the start of the next one.
+func (s *Stick) stopRetry(name string) bool {
+	s.mu.Lock()
+	r := s.retriers[name]
+	s.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+	r.cancel()
+	<-r.done
+	s.mu.Lock()
+	if s.retriers[name] == r {
+		delete(s.retriers, name)
+	}
+	if st := s.actors[name]; st != nil {
+		st.nextTry, st.trying = time.Time{}, false
+	}
+	s.mu.Unlock()
+	return true
+}
+
+// stopRetries stops every retry, cutting tries under way (Close).
+func (s *Stick) stopRetries() {
+	s.loadStop()
+	s.mu.Lock()
+	var names []string
+	for n := range s.retriers {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	for _, n := range names {
+		s.stopRetry(n)
+	}
+}
+
+// retry loads r.a again after wait, then with growing waits, until it
+// serves or it is stopped (waitCtx ends when it is). A retried actor is
+// measured into PCR 10: it loads after its first attempt, like an
+// upgrade's actor, and PCR 9 may already be closed.
+func (s *Stick) retry(waitCtx context.Context, r *retrier, wait time.Duration) {
+	defer close(r.done)
+	a := r.a
+	for n := 1; ; n++ {
+		t := time.NewTimer(wait)
+		select {
+		case <-waitCtx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if st := s.actors[a.Name]; st != nil {
+			st.nextTry, st.trying = time.Time{}, true
+		}
+		s.mu.Unlock()
+		p := &prepared{a: a}
+		s.prepareSlot(waitCtx, s.loadCtx, p)
+		r.mu.Lock()
+		if r.stopped || s.loadCtx.Err() != nil {
+			// A newer manifest drops or replaces this entry (it
+			// waits for this), or the stick closes: it no longer
+			// loads.
+			r.mu.Unlock()
+			if p.pending != nil {
+				p.pending.Abort()
+			}
+			return
+		}
+		err := s.commit(p, measure.PCRRuntime)
+		r.mu.Unlock()
+		s.mu.Lock()
+		attempt := 1
+		if st := s.actors[a.Name]; st != nil {
+			attempt = st.Attempts + 1
+		}
+		s.mu.Unlock()
+		if err == nil {
+			s.setActor(a, StateServing, nil)
+			s.logf("actor: %s %s %d bytes, fetched in %d ms, loaded in %d ms, measured into PCR %d on attempt %d, grants [%s]",
+				a.Name, a.CID, p.size, p.fetched.Milliseconds(), p.loaded.Milliseconds(), measure.PCRRuntime, attempt, strings.Join(a.Grants, ","))
+			s.retryDone(r)
+			return
+		}
+		if !retryable(err) {
+			s.setActor(a, StateFailed, err)
+			s.logf("actor: %s attempt %d FAILED: %v; no more tries", a.Name, attempt, err)
+			s.retryDone(r)
+			return
+		}
+		wait = s.retryDelay(n + 1)
+		s.setActorNext(a, StateFailed, err, time.Now().Add(wait))
+		s.logf("actor: %s attempt %d FAILED: %v; next try in %s", a.Name, attempt, err, roundDelay(wait))
+	}
+}
+
+// retryDone forgets r once it has nothing more to do.
+func (s *Stick) retryDone(r *retrier) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retriers[r.a.Name] == r {
+		delete(s.retriers, r.a.Name)
+	}
+}
+
+// withNextTry is a copy of a for the status at now, NextTryMS filled in.
+func (a *ActorStatus) withNextTry(now time.Time) ActorStatus {
+	c := *a
+	switch {
+	case a.trying:
+		c.NextTryMS = new(int64)
+	case !a.nextTry.IsZero():
+		ms := max(a.nextTry.Sub(now).Milliseconds(), 0)
+		c.NextTryMS = &ms
+	}
+	return c
 }

@@ -12,8 +12,11 @@
 //     before anything is served, so a quote names the keys of its boot.
 //   - Boot: take the first signed release manifest, measure it (PCR 8, then a
 //     separator), fetch, verify, measure (PCR 9) and load each actor it
-//     names, close PCR 9 with a separator and print one READY line. An actor
-//     that fails is not served and is reported; the others come up.
+//     names, each on its own and serving as soon as it is ready; once every
+//     actor had its first try, close PCR 9 with a separator and print one
+//     READY line. An actor that fails is not served and is reported; the
+//     others come up. One the box failed to deliver is retried with backoff
+//     and measured into PCR 10 when it comes up.
 //   - Serve: Handler is the HTTP API (see firmware/core/openapi.yaml); every invoke
 //     result carries a receipt.
 //   - Upgrade: a newer manifest is measured into PCR 10 with every changed
@@ -91,6 +94,11 @@ type Config struct {
 	// negative: never). Every status request probes it too, and every
 	// failed TPM command marks the fault.
 	TPMProbeInterval time.Duration
+	// RetryMin and RetryMax bound the wait before retrying an actor the
+	// box failed to deliver: RetryMin (default 5 s) doubling at each
+	// failure up to RetryMax (default 5 minutes), each wait drawn from
+	// its upper half.
+	RetryMin, RetryMax time.Duration
 }
 
 // Actor states in Status.
@@ -114,6 +122,15 @@ type ActorStatus struct {
 	Busy    uint64   `json:"busy"`
 	Denied  uint64   `json:"denied"`
 	Serving string   `json:"serving_cid,omitempty"`
+	// Attempts counts the tries to load the entry in force (cid).
+	Attempts int `json:"attempts,omitempty"`
+	// NextTryMS is set while the stick keeps trying to load the entry
+	// after a failure of the box: milliseconds until the next try, 0
+	// while a try is under way.
+	NextTryMS *int64 `json:"next_try_in_ms,omitempty"`
+
+	nextTry time.Time // when the next retry starts
+	trying  bool      // a retry is under way
 }
 
 // Stick is the running stick.
@@ -153,6 +170,14 @@ type Stick struct {
 	inflight chan struct{}
 	started  time.Time
 	m        metrics
+
+	// loadSlots bounds actor loads at once (LoadParallel); loadCtx ends
+	// with Close and parents every retry; retriers are the actors being
+	// retried, by name (guarded by mu).
+	loadSlots chan struct{}
+	loadCtx   context.Context
+	loadStop  context.CancelFunc
+	retriers  map[string]*retrier
 }
 
 // ConfigRecord is the configuration a stick measures into PCR 8 before
@@ -180,7 +205,16 @@ func New(cfg Config) (*Stick, error) {
 	if cfg.TPMProbeInterval == 0 {
 		cfg.TPMProbeInterval = DefaultTPMProbeInterval
 	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 5 * time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Minute
+	}
+	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
 	s := &Stick{cfg: cfg, actors: map[string]*ActorStatus{}, started: time.Now(), stop: make(chan struct{})}
+	s.loadSlots = make(chan struct{}, cfg.LoadParallel)
+	s.loadCtx, s.loadStop = context.WithCancel(context.Background())
 	if s.cfg.Uptime == nil {
 		s.cfg.Uptime = func() time.Duration { return time.Since(s.started) }
 	}
@@ -243,9 +277,10 @@ func (s *Stick) ChannelDigest() [32]byte { return sha256.Sum256(s.channelDER) }
 // Runtime is the actor runtime.
 func (s *Stick) Runtime() *runtime.Runtime { return s.rt }
 
-// Close stops the actors and the TPM probe.
+// Close stops the actors, their retries and the TPM probe.
 func (s *Stick) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
+	s.stopRetries()
 	return s.rt.Close()
 }
 

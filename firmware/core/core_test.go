@@ -33,6 +33,9 @@ type faultBox struct {
 	mu      sync.Mutex
 	content map[string][]byte
 	fail    map[string]error
+	stall   map[string]chan struct{} // FAULT: the fetch waits for close
+	fetches map[string]int
+	running map[string]int // fetches under way
 }
 
 func (b *faultBox) put(data []byte) string {
@@ -47,6 +50,29 @@ func (b *faultBox) put(data []byte) string {
 }
 
 func (b *faultBox) Fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
+	b.mu.Lock()
+	if b.fetches == nil {
+		b.fetches = map[string]int{}
+	}
+	b.fetches[c.String()]++
+	if b.running == nil {
+		b.running = map[string]int{}
+	}
+	b.running[c.String()]++
+	stall := b.stall[c.String()]
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.running[c.String()]--
+		b.mu.Unlock()
+	}()
+	if stall != nil {
+		select {
+		case <-stall:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: the box stalled: %w", c, ctx.Err())
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.fail[c.String()]; err != nil {
@@ -73,6 +99,10 @@ func measured(t testing.TB) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// PCR 0 as the hosted stick begins it (the manifests name no stage 0).
+	if err := m.MeasureStage0(measure.NoStage0, "test: no stage 0"); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Extend(measure.PCRImage, eventlog.EV_IPL, testImage, []byte("test image")); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +125,7 @@ func sign(t testing.TB, version uint64, actors ...manifest.Actor) []byte {
 	return b
 }
 
-func newStick(t testing.TB, cfg Config) (*Stick, *bytes.Buffer) {
+func newStick(t testing.TB, cfg Config) (*Stick, *syncBuffer) {
 	t.Helper()
 	var log syncBuffer
 	cfg.Log = &log
@@ -104,7 +134,7 @@ func newStick(t testing.TB, cfg Config) (*Stick, *bytes.Buffer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s, &log.b
+	return s, &log
 }
 
 type syncBuffer struct {
@@ -116,6 +146,14 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
+}
+
+// String is what the stick printed so far (its retries print while a
+// test reads).
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // call posts to the API and decodes the answer.

@@ -330,6 +330,10 @@ func measuredOn(t *testing.T, sw *swtpmtest.Server) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// PCR 0 as the hosted stick begins it (the manifests name no stage 0).
+	if err := m.MeasureStage0(measure.NoStage0, "test: no stage 0"); err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Extend(measure.PCRImage, eventlog.EV_IPL, testImage, []byte("test image")); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/teastick/teastick/firmware/receipt"
 	"github.com/teastick/teastick/image/manifest"
@@ -287,8 +288,9 @@ func (s *Stick) Status() *Status {
 		st.Manifest = &ManifestStatus{Version: s.manifest.Version, SHA256: hex.EncodeToString(sum[:])}
 	}
 	st.Actors = []ActorStatus{}
+	now := time.Now()
 	for _, a := range s.actors {
-		st.Actors = append(st.Actors, *a)
+		st.Actors = append(st.Actors, a.withNextTry(now))
 	}
 	s.mu.Unlock()
 	slices.SortFunc(st.Actors, func(a, b ActorStatus) int {

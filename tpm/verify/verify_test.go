@@ -64,6 +64,29 @@ func bootStick(t testing.TB, caDir string, image []byte, actors ...string) *stic
 // bootStickFrom boots a stick whose stage 0 measures itself as stage0.
 func bootStickFrom(t testing.TB, caDir string, stage0 [32]byte, image []byte, actors ...string) *stick {
 	t.Helper()
+	s := manifestedStickFrom(t, caDir, stage0, image)
+	for _, a := range actors {
+		if err := s.m.MeasureActor(measure.PCRBootActors, measure.Actor{Name: a, CID: testCID(t, a), Capabilities: []string{"log"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.m.Separator(measure.PCRBootActors); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// manifestedStick is a stick booted up to its manifest (PCR 8 closed),
+// before any actor.
+func manifestedStick(t testing.TB, caDir string, image []byte) *stick {
+	t.Helper()
+	return manifestedStickFrom(t, caDir, sha256.Sum256(testStage0), image)
+}
+
+// manifestedStickFrom is manifestedStick with stage 0 measuring itself as
+// stage0.
+func manifestedStickFrom(t testing.TB, caDir string, stage0 [32]byte, image []byte) *stick {
+	t.Helper()
 	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: caDir})
 	tpm := sw.OpenT(t)
 	s0, err := measure.New(tpm, nil)
@@ -90,10 +113,6 @@ func bootStickFrom(t testing.TB, caDir string, stage0 [32]byte, image []byte, ac
 	must(m.MeasureKeys(measure.Keys{Channel: ck, Result: rk}))
 	must(m.MeasureManifest(testManifest))
 	must(m.Separator(measure.PCRConfig))
-	for _, a := range actors {
-		must(m.MeasureActor(measure.PCRBootActors, measure.Actor{Name: a, CID: testCID(t, a), Capabilities: []string{"log"}}))
-	}
-	must(m.Separator(measure.PCRBootActors))
 	bundle, err := sw.CABundle()
 	must(err)
 	roots := x509.NewCertPool()
