@@ -656,20 +656,30 @@ func (sh *meterShape) code(body []byte) ([]byte, error) {
 	return out, nil
 }
 
-// check appends the metering check: fuel -= cost; if fuel < 0 { fuel =
-// yield() }.
+// check appends the metering check:
+//
+//	global.get $fuel  i32.const cost  i32.sub  global.set $fuel
+//	block
+//	  global.get $fuel  i32.clz  br_if 0     ;; fuel >= 0: go on
+//	  call $yield  global.set $fuel
+//	end
+//
+// Seven instructions run when the fuel lasts (block and end are labels,
+// no work): clz is zero only for a negative fuel, so it tests the sign in
+// one instruction where i32.const 0, i32.lt_s takes two, and br_if skips
+// where an if with an empty then would need a jump over its else.
 func (sh *meterShape) check(out []byte, cost int64) []byte {
 	cost = min(cost, 1<<30)
 	g := uint64(sh.globals)
-	out = append(out, 0x23)
+	out = append(out, 0x23) // global.get
 	out = binary.AppendUvarint(out, g)
-	out = append(out, 0x41)
+	out = append(out, 0x41) // i32.const
 	out = appendSLEB(out, cost)
 	out = append(out, 0x6b, 0x24) // i32.sub, global.set
 	out = binary.AppendUvarint(out, g)
-	out = append(out, 0x23)
+	out = append(out, 0x02, 0x40, 0x23) // block, global.get
 	out = binary.AppendUvarint(out, g)
-	out = append(out, 0x41, 0x00, 0x48, 0x04, 0x40, 0x10) // i32.const 0, i32.lt_s, if, call
+	out = append(out, 0x67, 0x0d, 0x00, 0x10) // i32.clz, br_if 0, call
 	out = binary.AppendUvarint(out, uint64(sh.importFuncs))
 	out = append(out, 0x24) // global.set
 	out = binary.AppendUvarint(out, g)
@@ -729,7 +739,7 @@ func (r *wreader) sleb(bits uint) int64 {
 const (
 	meterTarget   = time.Millisecond
 	meterMinSlice = 1 << 10
-	meterMaxSlice = 1 << 26
+	meterMaxSlice = 1 << 30
 )
 
 // meterFirstSlice is a version's slice before any calibration: about a
