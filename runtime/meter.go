@@ -395,9 +395,9 @@ func (sh *meterShape) expr(r *wreader, out []byte) []byte {
 		case 0x0b: // end
 			return append(out, op)
 		case 0x41: // i32.const
-			r.sleb(32)
+			r.skipLEB(5)
 		case 0x42: // i64.const
-			r.sleb(64)
+			r.skipLEB(10)
 		case 0x43:
 			r.skip(4)
 		case 0x44:
@@ -495,10 +495,10 @@ func (sh *meterShape) insn(r *wreader) (kind int, immStart int, fn uint32) {
 		if r.byte() != 0 {
 			r.fail("memory index other than a one-byte zero")
 		}
-	case op == 0x41:
-		r.sleb(32)
-	case op == 0x42:
-		r.sleb(64)
+	case op == 0x41: // i32.const
+		r.skipLEB(5)
+	case op == 0x42: // i64.const
+		r.skipLEB(10)
 	case op == 0x43:
 		r.skip(4)
 	case op == 0x44:
@@ -565,19 +565,57 @@ func (r *wreader) zeroByte() {
 	}
 }
 
-// blockType reads a block type (§5.4.1) as wazero's DecodeBlockType does:
-// an s33, negative for the empty type or one value type, else a type
-// index.
+// blockType reads a block type (§5.4.1) as wazero's DecodeBlockType and
+// leb128.DecodeInt33AsInt64 do: an s33 of at most five bytes, negative
+// for the empty type or one value type, else a type index.
 func (sh *meterShape) blockType(r *wreader) {
-	v := r.sleb(33)
+	var raw int64
+	var c byte
+	n := 0
+	for shift := 0; ; shift += 7 {
+		if n == 5 {
+			r.fail("block type longer than five bytes")
+			return
+		}
+		c = r.byte()
+		if r.err != nil {
+			return
+		}
+		n++
+		raw |= int64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if shift+7 < 33 && c&0x40 != 0 {
+				raw |= (1<<33 - 1) << (shift + 7)
+			}
+			break
+		}
+	}
+	v := raw & (1<<33 - 1)
+	if v&(1<<32) != 0 {
+		v -= 1 << 33
+	}
+	if n == 5 && (v < 0) != (c&0x20 != 0) {
+		r.fail("block type out of range")
+		return
+	}
 	switch {
-	case r.err != nil:
 	case v == -64, v == -1, v == -2, v == -3, v == -4, v == -5, v == -16, v == -17:
 	case v < 0:
 		r.fail("block type %d not in WebAssembly 2.0", v)
 	case v >= int64(sh.types):
 		r.fail("block type index %d out of range", v)
 	}
+}
+
+// skipLEB skips a LEB128 of at most max bytes, whose value the rewrite
+// copies unread (wazero checks it).
+func (r *wreader) skipLEB(max int) {
+	for i := 0; i < max; i++ {
+		if r.byte()&0x80 == 0 || r.err != nil {
+			return
+		}
+	}
+	r.fail("LEB128 longer than %d bytes", max)
 }
 
 func (sh *meterShape) valType(r *wreader) {
