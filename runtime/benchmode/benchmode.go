@@ -167,12 +167,14 @@ func (b *bench) load(name, what string, m Module, grants []string, lim runtime.L
 	return name, func() { b.rt.Unload(name) }, nil
 }
 
-// invoke calls the actor, then yields: wazero ends each call's deadline
-// watcher in a goroutine of its own, which holds the call's instance until
-// it runs. On the stick's one core with no preemption, a loop of calls
-// that never blocks would starve them all and keep every instance it ever
-// used (out of memory within a run); yielding runs them, and charges them
-// to the call that made them.
+// invoke calls the actor, then yields. For the unmetered kernel (the
+// meter's baseline) wazero ends each call's deadline watcher in a
+// goroutine of its own, which holds the call's instance until it runs: on
+// the stick's one core with no preemption, a loop of calls that never
+// blocks would starve them all and keep every instance it ever used (out
+// of memory within a run); yielding runs them, and charges them to the
+// call that made them. Metered actors have no watcher and yield inside
+// long calls by themselves.
 func (b *bench) invoke(actor, op string, payload []byte) ([]byte, error) {
 	out, err := b.rt.Invoke(b.ctx, actor, op, payload)
 	goruntime.Gosched()
