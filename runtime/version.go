@@ -37,6 +37,7 @@ type Stats struct {
 	Faults    uint64 // traps, deadline hits and ABI breaks: instance replaced
 	Busy      uint64 // refused with ErrBusy
 	Instances uint64 // instances created
+	Yields    uint64 // times the meter gave the core to others (meter.go)
 	Idle      int    // instances idle in the pool now
 	Denied    map[string]uint64
 }
@@ -317,6 +318,7 @@ func (v *version) stats() Stats {
 		Faults:    v.faults.Load(),
 		Busy:      v.busy.Load(),
 		Instances: v.instances.Load(),
+		Yields:    v.meter.yields.Load(),
 		Idle:      len(v.idle),
 		Denied:    d,
 	}
