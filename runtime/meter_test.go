@@ -80,6 +80,25 @@ func TestMeterEndsSpin(t *testing.T) {
 	}
 }
 
+// Initializers run under the meter and the deadline too: an actor whose
+// _initialize never returns fails to load.
+func TestMeterEndsSpinningInitializer(t *testing.T) {
+	for _, e := range meterEngines {
+		t.Run(e.String(), func(t *testing.T) {
+			m := actortest.Wat(t, "initspin")
+			r := New(Config{Engine: e, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			defer r.Close()
+			var err error
+			within(t, "load", func() {
+				err = r.Load(context.Background(), Spec{Name: "m", CID: actortest.CID(m), Module: m, Limits: Limits{Timeout: 100 * time.Millisecond}})
+			})
+			if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "_initialize") {
+				t.Fatalf("load: %v, want ErrInvalidModule from _initialize", err)
+			}
+		})
+	}
+}
+
 // Long finite work: recursion with no loop at all (only the function-entry
 // check bounds it) and a long counting loop.
 func TestMeterEndsLongCompute(t *testing.T) {
