@@ -209,7 +209,8 @@ func (b *bench) emptyInvoke(name string, m Module, op string) error {
 }
 
 // ratio times its sides (native, then one or more actors) alternately,
-// runs times each, and returns their totals. One untimed run of each comes first: what a first call
+// runs times each, and returns their totals. One untimed run of each
+// comes first, in order, stopping at the first error: what a first call
 // pays once (growing the guest's memory, the guest allocating its request
 // buffer) is cold start, priced on its own, and with three runs it would
 // otherwise be a third of the figure. Each timed run starts from a
@@ -244,6 +245,12 @@ func ms(d time.Duration, runs int) string {
 // as the kernel actor (metered, as every actor runs) and as the same
 // actor loaded without the meter (internal/meteroff: the benchmarks' own
 // baseline, which no manifest can ask for), alternately in one run.
+//
+// The console's user names the kernel's module, so it could be anything;
+// ratio's untimed round runs the metered side first, and the unmetered
+// side only once that returned the native answer within the deadline.
+// The same bytes on the same input, with no clock or random grant, are
+// the same computation: the unmetered runs end too.
 func (b *bench) kernel(m Module) error {
 	actor, unload, err := b.load("kernel", "kernel", m, nil, runtime.Limits{Timeout: time.Minute})
 	if err != nil {
