@@ -104,7 +104,9 @@ func TestMeterEndsSpinningInitializer(t *testing.T) {
 func TestMeterEndsLongCompute(t *testing.T) {
 	for _, e := range meterEngines {
 		t.Run(e.String(), func(t *testing.T) {
-			v := loadVersion(t, e, actortest.Wat(t, "compute"), Limits{Timeout: 100 * time.Millisecond})
+			// Long enough for the short calls below under -race on a
+			// loaded machine.
+			v := loadVersion(t, e, actortest.Wat(t, "compute"), Limits{Timeout: time.Second})
 			for _, c := range []struct {
 				op      string
 				payload []byte
@@ -118,9 +120,9 @@ func TestMeterEndsLongCompute(t *testing.T) {
 					t.Fatalf("%s: %v, want ErrDeadline", c.op, err)
 				}
 			}
-			out, err := v.invoke(context.Background(), "fib", []byte{20})
-			if err != nil || len(out) != 8 || binary.LittleEndian.Uint64(out) != 6765 {
-				t.Fatalf("fib(20) after the deadlines: %x %v", out, err)
+			out, err := v.invoke(context.Background(), "fib", []byte{15})
+			if err != nil || len(out) != 8 || binary.LittleEndian.Uint64(out) != 610 {
+				t.Fatalf("fib(15) after the deadlines: %x %v", out, err)
 			}
 			if _, err := v.invoke(context.Background(), "count", []byte{0x10, 0x27, 0, 0}); err != nil {
 				t.Fatalf("count 10000: %v", err)
