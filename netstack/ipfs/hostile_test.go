@@ -40,6 +40,37 @@ func carBytes(root cid.Cid, blocks []Block) []byte {
 	return out
 }
 
+// dfs orders blocks as a depth-first walk from root meets them (kubo's
+// order=dfs), each block once.
+func dfs(root cid.Cid, blocks []Block) []Block {
+	byCID := map[cid.Cid][]byte{}
+	for _, b := range blocks {
+		byCID[b.CID] = b.Data
+	}
+	var out []Block
+	seen := map[cid.Cid]bool{}
+	var walk func(c cid.Cid)
+	walk = func(c cid.Cid) {
+		d, ok := byCID[c]
+		if !ok || seen[c] {
+			return
+		}
+		seen[c] = true
+		out = append(out, Block{c, d})
+		if c.Type() == CodecDagPB {
+			n, err := decodePBNode(d)
+			if err != nil {
+				panic(err)
+			}
+			for _, l := range n.Links {
+				walk(l.Hash)
+			}
+		}
+	}
+	walk(root)
+	return out
+}
+
 func testFile(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -60,6 +91,7 @@ func hostileGateway(t *testing.T, serve func(w http.ResponseWriter, r *http.Requ
 func TestFetchFromHostileGateway(t *testing.T) {
 	file := testFile(3*ChunkSize + 1000) // 4 leaves and a root
 	root, blocks := Add(file)
+	blocks = dfs(root, blocks)
 	sha512 := func() cid.Cid {
 		h, _ := multihash.Sum(file[:100], multihash.SHA2_512, -1)
 		return cid.NewCidV1(cid.Raw, h)
@@ -89,7 +121,7 @@ func TestFetchFromHostileGateway(t *testing.T) {
 			b := carBytes(root, blocks)
 			return b[:len(b)-500]
 		}, ErrMalformed},
-		{"wrong root", root, func() []byte { return carBytes(blocks[0].CID, blocks) }, ErrMalformed},
+		{"wrong root", root, func() []byte { return carBytes(blocks[len(blocks)-1].CID, blocks) }, ErrMalformed},
 		{"unknown codec", cbor, func() []byte { return carBytes(cbor, []Block{{cbor, []byte{0xa0}}}) }, ErrCodec},
 		{"other hash function", sha512, func() []byte { return carBytes(sha512, []Block{{sha512, file[:100]}}) }, ErrHash},
 		{"block over the size limit", root, func() []byte {
