@@ -3,13 +3,17 @@ package runtime_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/teastick/teastick/netstack/ipfs"
+	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/runtime/actortest"
 )
@@ -82,5 +86,54 @@ func BenchmarkFdWrite(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// ipfs.cat of a DAG whose nodes link 32 times to the next, 6 deep (a few
+// KB of real blocks in a real kubo; a walk of 32^6 nodes), through the
+// stick's client (one CAR): with the bound on nodes lifted, the call's
+// 200 ms deadline alone ends the walk, and the call fails with
+// ErrDeadline; with the stick's limits, the actor gets the client's
+// refusal. Either way the actor serves the next call. The code before
+// walked for hours whatever the deadline.
+func TestCatAmplifiedDAG(t *testing.T) {
+	node := kubotest.Start(t)
+	root, blocks := kubotest.Amplified(32, 6, []byte{})
+	node.Put(t, blocks)
+	edge := actortest.Wat(t, "edge")
+	cat := hostCall("ipfs", "cat", []byte(root.String()))
+	within := func(f func() error) error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(time.Minute):
+			t.Fatal("ipfs.cat still running a minute on")
+			return nil
+		}
+	}
+
+	unbounded := ipfs.DefaultLimits
+	unbounded.MaxNodes = math.MaxInt
+	cl := &ipfs.Client{Gateway: node.Gateway, CAR: true, Limits: unbounded, Timeout: time.Minute}
+	r, _ := newRuntime(t, runtime.Config{Files: cl})
+	load(t, r, "edge", edge, []string{"ipfs.cat"}, runtime.Limits{Timeout: 200 * time.Millisecond})
+	err := within(func() error { _, err := invoke(r, "edge", "call", cat); return err })
+	if !errors.Is(err, runtime.ErrDeadline) {
+		t.Fatalf("ipfs.cat past the deadline: %v, want ErrDeadline", err)
+	}
+	if got, err := invoke(r, "edge", "echo", []byte("next")); err != nil || string(got) != "next" {
+		t.Fatalf("next call: %q %v", got, err)
+	}
+
+	stick := &ipfs.Client{Gateway: node.Gateway, CAR: true, Timeout: time.Minute}
+	r2, _ := newRuntime(t, runtime.Config{Files: stick})
+	load(t, r2, "edge", edge, []string{"ipfs.cat"}, runtime.Limits{Timeout: 30 * time.Second})
+	err = within(func() error { _, err := invoke(r2, "edge", "call", cat); return err })
+	var ae *runtime.ActorError
+	if !errors.As(err, &ae) || !strings.Contains(ae.Message, "ipfs: limit exceeded") || !strings.Contains(ae.Message, "nodes visited") {
+		t.Fatalf("ipfs.cat with the stick's limits: %v, want the client's refusal", err)
 	}
 }

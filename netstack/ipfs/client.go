@@ -369,10 +369,10 @@ func (cl *Client) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 // returns its CID, after checking the node stored it under the CID
 // computed here.
 func (cl *Client) Put(ctx context.Context, codec uint64, data []byte) (cid.Cid, error) {
-	want := sumCID(codec, data)
 	if len(data) > cl.limits().MaxBlockSize {
-		return cid.Undef, fmt.Errorf("%w: block of %d bytes", ErrLimit, len(data))
+		return cid.Undef, fmt.Errorf("%w: block of %d bytes, limit %d", ErrLimit, len(data), cl.limits().MaxBlockSize)
 	}
+	want := sumCID(codec, data)
 	codecName := map[uint64]string{CodecRaw: "raw", CodecDagPB: "dag-pb"}[codec]
 	if codecName == "" {
 		return cid.Undef, fmt.Errorf("%w: %#x", ErrCodec, codec)
