@@ -290,6 +290,14 @@ func FuzzCAR(f *testing.F) {
 			return
 		}
 		for i := 0; i < 32; i++ {
+			if i%2 == 1 {
+				// every other section is dropped unread
+				_, n, err := cr.nextHeader()
+				if err != nil || cr.skip(n) != nil {
+					return
+				}
+				continue
+			}
 			c, data, err := cr.Next()
 			if err != nil {
 				return
@@ -369,4 +377,57 @@ func TestFetchRebuilt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// smallDAG builds a dag-pb file over small raw leaves (repeats allowed),
+// blocks in DFS order.
+func smallDAG(leaves ...string) (cid.Cid, []Block) {
+	var blocks []Block
+	var nodes []dagNode
+	for _, l := range leaves {
+		c := sumCID(CodecRaw, []byte(l))
+		blocks = append(blocks, Block{c, []byte(l)})
+		nodes = append(nodes, dagNode{c: c, fileSize: uint64(len(l)), dagSize: uint64(len(l))})
+	}
+	root, parents := buildTree(nodes)
+	return root, dfs(root, append(blocks, parents...))
+}
+
+// FuzzAssembleCAR feeds arbitrary CAR streams to the depth-first
+// assembler: it must never panic, never exceed its bounds, and only
+// return files whose blocks all verified.
+func FuzzAssembleCAR(f *testing.F) {
+	root, blocks := smallDAG("ab", "cd", "ab", "efg")
+	f.Add(carBytes(root, blocks))
+	raw := sumCID(CodecRaw, []byte("raw root"))
+	f.Add(carBytes(raw, []Block{{raw, []byte("raw root")}}))
+	// a node linking 8 times to a node linking 8 times to an empty leaf
+	leaf := sumCID(CodecRaw, nil)
+	next, amp := leaf, []Block{{leaf, []byte{}}}
+	for range 2 {
+		n := &pbNode{Data: []byte{0x08, 0x02}}
+		for range 8 {
+			n.Links = append(n.Links, pbLink{Hash: next})
+		}
+		enc := encodePBNode(n)
+		next = sumCID(CodecDagPB, enc)
+		amp = append([]Block{{next, enc}}, amp...)
+	}
+	f.Add(carBytes(next, amp))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		lim := Limits{MaxBytes: 1 << 16, MaxBlockSize: 1 << 12, MaxBlocks: 64, MaxNodes: 256, Window: 1 << 13}
+		cr, err := NewCARReader(bytes.NewReader(b), lim)
+		if err != nil || len(cr.Roots) != 1 {
+			return
+		}
+		a := newAssembler(cr.Roots[0], lim)
+		src := &carSource{cr: cr, a: a, lim: lim, window: map[cid.Cid][]byte{}}
+		out, err := a.run(context.Background(), src)
+		if a.nodes > lim.MaxNodes+1 || a.held > lim.Window || len(out) > int(lim.MaxBytes) {
+			t.Fatalf("bounds broken: %d nodes, %d held, %d bytes", a.nodes, a.held, len(out))
+		}
+		if err != nil && out != nil {
+			t.Fatal("bytes handed out with an error")
+		}
+	})
 }
