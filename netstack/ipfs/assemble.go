@@ -247,7 +247,6 @@ type carSource struct {
 	scratch []byte
 	dropped int // bytes
 	drops   int // blocks
-	peak    int // most bytes held in the window
 }
 
 func (s *carSource) block(ctx context.Context, c cid.Cid) ([]byte, error) {
@@ -288,7 +287,6 @@ func (s *carSource) block(ctx context.Context, c cid.Cid) ([]byte, error) {
 			}
 			s.window[bc] = b
 			s.a.held += n
-			s.peak = max(s.peak, s.a.held)
 		default:
 			s.dropped += n
 			s.drops++
