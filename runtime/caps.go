@@ -68,8 +68,18 @@ var (
 
 // dispatch routes one host call after checking the grant. The payload is
 // a view of guest memory, valid only during the call: providers copy what
-// they keep.
+// they keep. Providers get the call's context and must return when it is
+// done; if the call's deadline passed (or it was canceled) meanwhile, the
+// call ends there, as wazero ends a running loop, and fails with
+// ErrDeadline rather than handing the actor a late answer.
 func (v *version) dispatch(ctx context.Context, binding, ns, op string, payload []byte) ([]byte, error) {
+	exitIfDone(ctx)
+	out, err := v.route(ctx, binding, ns, op, payload)
+	exitIfDone(ctx)
+	return out, err
+}
+
+func (v *version) route(ctx context.Context, binding, ns, op string, payload []byte) ([]byte, error) {
 	if binding != "" && binding != "default" {
 		return nil, fmt.Errorf("binding %q: %w", binding, errUnknownOp)
 	}
@@ -84,7 +94,7 @@ func (v *version) dispatch(ctx context.Context, binding, ns, op string, payload 
 	case "kv":
 		return v.capKV(op, payload)
 	case "crypto":
-		return v.capCrypto(op, payload)
+		return v.capCrypto(ctx, op, payload)
 	case "ipfs":
 		return v.capIPFS(ctx, op, payload)
 	case "clock":
@@ -125,11 +135,25 @@ func (v *version) capLog(op string, payload []byte) error {
 	return nil
 }
 
-func (v *version) capCrypto(op string, p []byte) ([]byte, error) {
+// maxBlock is the largest block ipfs.put takes (the trustless gateway's
+// and bitswap's largest), refused before it is copied.
+const maxBlock = 2 << 20
+
+// hashStep is how many bytes crypto.sha256 hashes between looks at the
+// call's deadline (about 10 ms on the stick).
+const hashStep = 1 << 20
+
+func (v *version) capCrypto(ctx context.Context, op string, p []byte) ([]byte, error) {
 	switch op {
 	case "sha256":
-		d := sha256.Sum256(p)
-		return d[:], nil
+		h := sha256.New()
+		for len(p) > 0 {
+			exitIfDone(ctx)
+			n := min(len(p), hashStep)
+			h.Write(p[:n])
+			p = p[n:]
+		}
+		return h.Sum(nil), nil
 	case "verify.ed25519":
 		// public key (32) || signature (64) || message
 		if len(p) < 96 {
@@ -185,6 +209,9 @@ func (v *version) capIPFS(ctx context.Context, op string, p []byte) ([]byte, err
 	case "put":
 		if cfg.Blocks == nil {
 			return nil, fmt.Errorf("ipfs.put: %w", errNoProvider)
+		}
+		if len(p) > maxBlock {
+			return nil, fmt.Errorf("ipfs.put: block of %d bytes, at most %d", len(p), maxBlock)
 		}
 		c, err := cfg.Blocks.Put(ctx, cid.Raw, append([]byte(nil), p...))
 		if err != nil {

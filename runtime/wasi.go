@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -56,17 +57,27 @@ func streamName(fd int32) string {
 	return "stdout"
 }
 
-// output buffers fd_write data into lines.
+// output buffers fd_write data into lines. Its work is linear in b: a
+// newline is searched for only within the room left in the line, and once
+// the call has logged maxLogPerCall bytes the rest is counted, not scanned.
 func (w *wasiState) output(fd int32, b []byte) {
+	if w.logged >= maxLogPerCall {
+		w.logged += len(b)
+		return
+	}
 	buf := w.line[fd]
 	if buf == nil {
 		buf = &bytes.Buffer{}
 		w.line[fd] = buf
 	}
 	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
+		if w.logged >= maxLogPerCall {
+			w.logged += len(b)
+			return
+		}
+		room := maxLogLine - buf.Len()
+		i := bytes.IndexByte(b[:min(len(b), room)], '\n')
 		if i < 0 {
-			room := maxLogLine - buf.Len()
 			if len(b) < room {
 				buf.Write(b)
 				return
@@ -76,6 +87,7 @@ func (w *wasiState) output(fd int32, b []byte) {
 		} else {
 			buf.Write(b[:i])
 			b = b[i+1:]
+			w.logged++ // the newline: empty lines count too
 		}
 		w.emit(fd, buf)
 	}
@@ -216,7 +228,15 @@ func wasiClockTime(_ context.Context, cs *callState, m api.Module, s []uint64) {
 	s[0] = errnoSuccess
 }
 
-func wasiFdWrite(_ context.Context, cs *callState, m api.Module, s []uint64) {
+// maxIovecs bounds the iovecs of one fd_write: IOV_MAX of wasi-libc
+// (libc-top-half/musl/include/limits.h) and of Linux, so no libc asks for
+// more; above it fd_write fails with EINVAL, as writev(2) does.
+const maxIovecs = 1024
+
+// wasiFdWrite logs the iovecs (WASI preview 1 fd_write). Its work is
+// linear in the number of iovecs plus the bytes logged (bounded per call),
+// whatever their lengths, and it stops when the call's deadline passes.
+func wasiFdWrite(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 	fd, iovs, n, nwritten := int32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
 	if fd != 1 && fd != 2 {
 		s[0] = errnoBadf
@@ -227,24 +247,55 @@ func wasiFdWrite(_ context.Context, cs *callState, m api.Module, s []uint64) {
 		s[0] = errnoNotcapable
 		return
 	}
+	if n > maxIovecs {
+		s[0] = errnoInval
+		return
+	}
 	mem := m.Memory()
-	var total uint32
+	vec, ok := mem.Read(iovs, 8*n)
+	if !ok {
+		s[0] = errnoFault
+		return
+	}
+	// Check every iovec and the total before writing any of them: the
+	// result is all or nothing, and the total must fit the u32 size.
+	var total uint64
 	for i := range n {
-		ptr, ok1 := mem.ReadUint32Le(iovs + 8*i)
-		l, ok2 := mem.ReadUint32Le(iovs + 8*i + 4)
-		b, ok3 := mem.Read(ptr, l)
-		if !ok1 || !ok2 || !ok3 {
+		ptr, l := binary.LittleEndian.Uint32(vec[8*i:]), binary.LittleEndian.Uint32(vec[8*i+4:])
+		if _, ok := mem.Read(ptr, l); !ok {
 			s[0] = errnoFault
 			return
 		}
-		cs.in.wasi.output(fd, b)
-		total += l
+		total += uint64(l)
 	}
-	if !mem.WriteUint32Le(nwritten, total) {
+	if total > 1<<32-1 {
+		s[0] = errnoInval
+		return
+	}
+	for i := range n {
+		exitIfDone(ctx)
+		ptr, l := binary.LittleEndian.Uint32(vec[8*i:]), binary.LittleEndian.Uint32(vec[8*i+4:])
+		b, _ := mem.Read(ptr, l)
+		cs.in.wasi.output(fd, b)
+	}
+	if !mem.WriteUint32Le(nwritten, uint32(total)) {
 		s[0] = errnoFault
 		return
 	}
 	s[0] = errnoSuccess
+}
+
+// exitIfDone ends the call when its deadline has passed or it was
+// canceled, from inside a host function, as wazero ends a running loop
+// (the call then fails with ErrDeadline or context.Canceled).
+func exitIfDone(ctx context.Context) {
+	if err := ctx.Err(); err != nil {
+		code := sys.ExitCodeContextCanceled
+		if errors.Is(err, context.DeadlineExceeded) {
+			code = sys.ExitCodeDeadlineExceeded
+		}
+		panic(sys.NewExitError(code))
+	}
 }
 
 func wasiFdstat(_ context.Context, _ *callState, m api.Module, s []uint64) {
@@ -316,11 +367,7 @@ func wasiPoll(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 				// The call's deadline or cancellation ends the sleep and
 				// the call, as wazero ends a running loop.
 				t.Stop()
-				code := sys.ExitCodeContextCanceled
-				if ctx.Err() == context.DeadlineExceeded {
-					code = sys.ExitCodeDeadlineExceeded
-				}
-				panic(sys.NewExitError(code))
+				exitIfDone(ctx)
 			}
 		} else {
 			cs.in.wasi.virtual += wait

@@ -83,6 +83,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8443", "address of the HTTPS API (empty: no API)")
 	manifestFile := flag.String("manifest", "", "signed release manifest to boot (file)")
 	manifestCID := flag.String("manifest-cid", "", "signed release manifest to boot, fetched by CID from the box")
+	ramMiB := flag.Uint64("ram-mib", ipfs.StickRAM>>20, "RAM the hosted stick sets its fetch limits by, in MiB (the stick has 512)")
 	flag.Parse()
 
 	uptime := func() time.Duration { return time.Since(start) }
@@ -125,7 +126,10 @@ func main() {
 	cfg := core.Config{Version: Version, Board: hostedBoard, TPM: dev, Measurer: m, NotMeasured: why,
 		Governance: gov, Log: os.Stdout, Uptime: uptime}
 	if *box != "" {
-		cl = &ipfs.Client{Gateway: *box, API: *boxAPI, Timeout: time.Minute}
+		lim := ipfs.LimitsForRAM(*ramMiB << 20)
+		fmt.Printf("ipfs: fetch limits: file %d MiB, held besides it %d MiB, %d nodes (from %d MiB of RAM)\n",
+			lim.MaxBytes>>20, lim.Window>>20, lim.MaxNodes, *ramMiB)
+		cl = &ipfs.Client{Gateway: *box, API: *boxAPI, Timeout: time.Minute, Limits: lim}
 		benchFetch = cl.Fetch
 		cfg.Fetch = cl.Fetch
 		cfg.Actors = actorruntime.Config{Files: cl, Blocks: cl}

@@ -64,7 +64,11 @@ func main() {
 	}
 	// wazero's interpreter: it has no compiler for 32-bit ARM. The box is
 	// reachable once the network is up; until then fetches fail.
-	box := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute}
+	// Fetch limits derive from the RAM the runtime has.
+	boxLimits = ipfs.LimitsForRAM(uint64(ramEnd - ramStart))
+	fmt.Printf("ipfs: fetch limits: file %d MiB, held besides it %d MiB, %d nodes (from %d MiB of RAM)\n",
+		boxLimits.MaxBytes>>20, boxLimits.Window>>20, boxLimits.MaxNodes, (ramEnd-ramStart)>>20)
+	box := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute, Limits: boxLimits}
 	benchFetch = box.Fetch
 	st, err := core.New(core.Config{Version: Version, Board: virt.Name, TPM: tpmDev, Measurer: measurer, NotMeasured: why,
 		Governance: gov, Actors: actorruntime.Config{Files: box, Blocks: box}, Fetch: box.Fetch,
@@ -122,6 +126,9 @@ var netMode string
 // boxGateway is the box's IPFS gateway as QEMU forwards it (qemu.BoxAddr).
 const boxGateway = "http://10.0.2.100:8080"
 
+// boxLimits bound fetches from the box: derived from the stick's RAM.
+var boxLimits = ipfs.DefaultLimits
+
 // cmdsExtra are console commands that exist once the network is up.
 var cmdsExtra = map[string]command{}
 
@@ -136,7 +143,7 @@ func fetchCmd(w io.Writer, args []string) {
 		fmt.Fprintf(w, "fetch: bad CID: %v\n", err)
 		return
 	}
-	cl := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute}
+	cl := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute, Limits: boxLimits}
 	start := time.Now()
 	b, err := cl.Fetch(context.Background(), c)
 	if err != nil {

@@ -1,6 +1,8 @@
 package ipfs
 
 import (
+	"context"
+
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
 )
@@ -32,9 +34,21 @@ type dagNode struct {
 // Add splits data as `ipfs add --cid-version 1 --raw-leaves` does and
 // returns the root CID and every block (leaves first, root last).
 func Add(data []byte) (cid.Cid, []Block) {
+	root, blocks, _ := add(context.Background(), data)
+	return root, blocks
+}
+
+// add is Add that stops when ctx is done (hashing 128 MiB takes seconds on
+// the stick), checking it every 16 chunks.
+func add(ctx context.Context, data []byte) (cid.Cid, []Block, error) {
 	var blocks []Block
 	var leaves []dagNode
 	for off := 0; off < len(data) || off == 0; off += ChunkSize {
+		if off%(16*ChunkSize) == 0 {
+			if err := ctx.Err(); err != nil {
+				return cid.Undef, nil, err
+			}
+		}
 		end := min(off+ChunkSize, len(data))
 		chunk := data[off:end]
 		c := sumCID(CodecRaw, chunk)
@@ -45,7 +59,7 @@ func Add(data []byte) (cid.Cid, []Block) {
 		}
 	}
 	root, parents := buildTree(leaves)
-	return root, append(blocks, parents...)
+	return root, append(blocks, parents...), nil
 }
 
 // buildTree builds the balanced dag-pb tree over the leaves and returns the

@@ -35,15 +35,70 @@ var (
 	ErrCIDChanged = errors.New("ipfs: the node stored the data under another CID")
 )
 
-// Limits bound what a fetch accepts.
+// Limits bound what a fetch accepts, the work it may do and the memory it
+// may hold. A zero field takes DefaultLimits' value.
 type Limits struct {
-	MaxBytes     int64 // file size
-	MaxBlockSize int   // one block
-	MaxBlocks    int   // blocks in the response
+	// MaxBytes bounds the file; a root that announces more is refused
+	// before anything else is fetched.
+	MaxBytes int64
+	// MaxBlockSize bounds one block.
+	MaxBlockSize int
+	// MaxBlocks bounds the blocks read: CAR sections (dropped ones
+	// included) or blocks fetched one by one.
+	MaxBlocks int
+	// MaxNodes bounds the nodes visited while reassembling: a node
+	// linked n times counts n times, so a small DAG whose nodes link
+	// many times to the next (work growing as k^depth) is refused.
+	MaxNodes int
+	// Window bounds the bytes of blocks held besides the file: blocks
+	// that arrived before their turn, and the decoded dag-pb nodes kept
+	// for nodes linked more than once.
+	Window int
 }
 
-// DefaultLimits suit actors and modest data sets.
-var DefaultLimits = Limits{MaxBytes: 256 << 20, MaxBlockSize: 2 << 20, MaxBlocks: 1 << 16}
+// StickRAM is the RAM of the stick (the USB armory Mk II and the QEMU
+// stick): DefaultLimits are derived from it.
+const StickRAM = 512 << 20
+
+// DefaultLimits are LimitsForRAM(StickRAM).
+var DefaultLimits = LimitsForRAM(StickRAM)
+
+// LimitsForRAM derives fetch limits from the RAM of the machine the fetch
+// runs on: a file may take a quarter of it (the actor that asked gets a
+// copy in its linear memory, and the Go heap grows to twice what is live
+// before it collects), and the blocks held besides the file a thirty-second.
+// Blocks are at most 2 MiB (the trustless gateway's and bitswap's largest).
+func LimitsForRAM(ram uint64) Limits {
+	ram = max(ram, 16<<20)
+	return Limits{
+		MaxBytes:     int64(ram / 4),
+		MaxBlockSize: int(min(2<<20, ram/64)),
+		MaxBlocks:    1 << 16,
+		MaxNodes:     1 << 16,
+		Window:       int(ram / 32),
+	}
+}
+
+// withDefaults fills zero fields from DefaultLimits.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.MaxBytes > 0 {
+		d.MaxBytes = l.MaxBytes
+	}
+	if l.MaxBlockSize > 0 {
+		d.MaxBlockSize = l.MaxBlockSize
+	}
+	if l.MaxBlocks > 0 {
+		d.MaxBlocks = l.MaxBlocks
+	}
+	if l.MaxNodes > 0 {
+		d.MaxNodes = l.MaxNodes
+	}
+	if l.Window > 0 {
+		d.Window = l.Window
+	}
+	return d
+}
 
 // CheckCID refuses a CID whose multihash is not a full 32-byte SHA2-256
 // digest. A weaker function, or SHA2-256 cut short (a multihash declares
@@ -92,7 +147,7 @@ type CARReader struct {
 
 // NewCARReader reads the CAR header.
 func NewCARReader(r io.Reader, lim Limits) (*CARReader, error) {
-	cr := &CARReader{r: bufio.NewReaderSize(r, 64<<10), lim: lim}
+	cr := &CARReader{r: bufio.NewReaderSize(r, 64<<10), lim: lim.withDefaults()}
 	hdr, err := cr.section(4096)
 	if err != nil {
 		return nil, fmt.Errorf("ipfs: CAR header: %w", err)
@@ -132,26 +187,77 @@ func (cr *CARReader) section(max int) ([]byte, error) {
 
 // Next returns the next verified block, or io.EOF at the end.
 func (cr *CARReader) Next() (cid.Cid, []byte, error) {
-	sec, err := cr.section(cr.lim.MaxBlockSize + 128)
+	c, n, err := cr.nextHeader()
 	if err != nil {
 		return cid.Undef, nil, err
 	}
-	if sec == nil {
-		return cid.Undef, nil, io.EOF
-	}
-	cr.blocks++
-	if cr.blocks > cr.lim.MaxBlocks {
-		return cid.Undef, nil, fmt.Errorf("%w: more than %d blocks", ErrLimit, cr.lim.MaxBlocks)
-	}
-	n, c, err := cid.CidFromBytes(sec)
+	data, err := cr.readBlock(c, n, nil)
 	if err != nil {
-		return cid.Undef, nil, fmt.Errorf("%w: block CID: %v", ErrMalformed, err)
-	}
-	data := sec[n:]
-	if err := Verify(c, data); err != nil {
 		return cid.Undef, nil, err
 	}
 	return c, data, nil
+}
+
+// maxCIDLen bounds a section's CID: version, codec, hash function and
+// length varints and a digest of at most 64 bytes.
+const maxCIDLen = 96
+
+// nextHeader reads the next section's length and CID (CARv1 specification,
+// "Data"); readBlock or skip must follow with the n data bytes. io.EOF at
+// a clean end.
+func (cr *CARReader) nextHeader() (c cid.Cid, n int, err error) {
+	size, err := binary.ReadUvarint(cr.r)
+	if err == io.EOF {
+		return cid.Undef, 0, io.EOF
+	}
+	if err != nil {
+		return cid.Undef, 0, fmt.Errorf("%w: section length: %v", ErrMalformed, err)
+	}
+	if size == 0 || size > uint64(cr.lim.MaxBlockSize+maxCIDLen) {
+		return cid.Undef, 0, fmt.Errorf("%w: section of %d bytes (limit %d)", ErrLimit, size, cr.lim.MaxBlockSize+maxCIDLen)
+	}
+	cr.blocks++
+	if cr.blocks > cr.lim.MaxBlocks {
+		return cid.Undef, 0, fmt.Errorf("%w: more than %d blocks", ErrLimit, cr.lim.MaxBlocks)
+	}
+	head, _ := cr.r.Peek(int(min(size, maxCIDLen)))
+	k, c, err := cid.CidFromBytes(head)
+	if err != nil {
+		if len(head) < int(min(size, maxCIDLen)) {
+			return cid.Undef, 0, fmt.Errorf("%w: truncated section", ErrMalformed)
+		}
+		return cid.Undef, 0, fmt.Errorf("%w: block CID: %v", ErrMalformed, err)
+	}
+	cr.r.Discard(k)
+	n = int(size) - k
+	if n > cr.lim.MaxBlockSize {
+		return cid.Undef, 0, fmt.Errorf("%w: block %s of %d bytes (limit %d)", ErrLimit, c, n, cr.lim.MaxBlockSize)
+	}
+	return c, n, nil
+}
+
+// readBlock reads the n data bytes of block c into buf (grown if short)
+// and verifies them.
+func (cr *CARReader) readBlock(c cid.Cid, n int, buf []byte) ([]byte, error) {
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(cr.r, buf); err != nil {
+		return nil, fmt.Errorf("%w: block %s: truncated section: %v", ErrMalformed, c, err)
+	}
+	if err := Verify(c, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// skip drops n data bytes without keeping or hashing them.
+func (cr *CARReader) skip(n int) error {
+	if _, err := cr.r.Discard(n); err != nil {
+		return fmt.Errorf("%w: truncated section: %v", ErrMalformed, err)
+	}
+	return nil
 }
 
 // parseCARHeader decodes the dag-cbor header {"roots": [CID...],

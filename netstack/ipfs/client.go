@@ -54,12 +54,7 @@ type BlockStore interface {
 
 var _ BlockStore = (*Client)(nil)
 
-func (cl *Client) limits() Limits {
-	if cl.Limits == (Limits{}) {
-		return DefaultLimits
-	}
-	return cl.Limits
-}
+func (cl *Client) limits() Limits { return cl.Limits.withDefaults() }
 
 func (cl *Client) http() *http.Client {
 	if cl.HTTP != nil {
@@ -117,8 +112,13 @@ func (cl *Client) withRetry(ctx context.Context, what string, f func(ctx context
 		case <-ctx.Done():
 		}
 	}
-	if ctx.Err() != nil && err != nil && !errors.Is(err, ErrMismatch) {
-		return fmt.Errorf("%w: %s: %v", ErrLimit, what, err)
+	// Out of time (the Timeout, or the caller's deadline): a limit, and
+	// the context's error for errors.Is.
+	if ctx.Err() != nil && err != nil && !errors.Is(err, ErrMismatch) && !errors.Is(err, ErrLimit) {
+		if errors.Is(err, ctx.Err()) {
+			return fmt.Errorf("%w: %s: %w", ErrLimit, what, err)
+		}
+		return fmt.Errorf("%w: %s: %w: %v", ErrLimit, what, ctx.Err(), err)
 	}
 	return err
 }
@@ -141,10 +141,11 @@ func (cl *Client) gateway(ctx context.Context, c cid.Cid, query, accept string) 
 	return resp, nil
 }
 
-// car fetches the CAR of c's whole DAG and returns its verified blocks.
-func (cl *Client) car(ctx context.Context, c cid.Cid) (map[cid.Cid][]byte, error) {
+// fetchCAR fetches the CAR of c's whole DAG and reassembles the file as
+// the blocks arrive.
+func (cl *Client) fetchCAR(ctx context.Context, c cid.Cid) ([]byte, error) {
 	lim := cl.limits()
-	var blocks map[cid.Cid][]byte
+	var out []byte
 	err := cl.withRetry(ctx, "fetch "+c.String(), func(ctx context.Context) error {
 		resp, err := cl.gateway(ctx, c, "?format=car&dag-scope=all", "application/vnd.ipld.car;version=1;order=dfs;dups=n")
 		if err != nil {
@@ -162,24 +163,18 @@ func (cl *Client) car(ctx context.Context, c cid.Cid) (map[cid.Cid][]byte, error
 		if len(cr.Roots) != 1 || !cr.Roots[0].Equals(c) {
 			return fmt.Errorf("%w: %s: CAR roots %v", ErrMalformed, c, cr.Roots)
 		}
-		blocks = map[cid.Cid][]byte{}
-		var total int64
-		for {
-			bc, data, err := cr.Next()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("fetch %s: %w", c, err)
-			}
-			total += int64(len(data))
-			if total > lim.MaxBytes+int64(lim.MaxBlocks)*1024 {
-				return fmt.Errorf("%w: fetch %s: response over %d bytes", ErrLimit, c, lim.MaxBytes)
-			}
-			blocks[bc] = data
+		a := newAssembler(c, lim)
+		src := &carSource{cr: cr, a: a, lim: lim, window: map[cid.Cid][]byte{}}
+		out, err = a.run(ctx, src)
+		if src.drops > 0 {
+			cl.log().Warn("dropped blocks unrelated to the DAG", "cid", c.String(), "blocks", src.drops, "bytes", src.dropped)
 		}
+		return err
 	})
-	return blocks, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Fetch returns the content c names: the block itself for a raw CID, the
@@ -199,24 +194,13 @@ func (cl *Client) Fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
 			return nil, err
 		}
 	}
-	var blocks map[cid.Cid][]byte
-	var err error
+	if t := c.Type(); t != CodecRaw && t != CodecDagPB {
+		return nil, fmt.Errorf("%w: %s has codec %#x", ErrCodec, c, t)
+	}
 	if cl.CAR {
-		blocks, err = cl.car(ctx, c)
-	} else {
-		blocks, err = cl.walk(ctx, c)
+		return cl.fetchCAR(ctx, c)
 	}
-	if err != nil {
-		return nil, err
-	}
-	var out bytes.Buffer
-	if size := announcedSize(c, blocks); size > 0 && size <= uint64(cl.limits().MaxBytes) {
-		out.Grow(int(size))
-	}
-	if err := assemble(c, blocks, &out, cl.limits(), 0); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
+	return cl.fetchBlocks(ctx, c)
 }
 
 // errRebuildMismatch means the plainly downloaded bytes do not rebuild to
@@ -265,15 +249,19 @@ func (cl *Client) fetchRebuilt(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if root, _ := Add(data); !root.Equals(c) {
+	root, _, err := add(ctx, data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: fetch %s: rebuilding its DAG: %w", ErrLimit, c, err)
+	}
+	if !root.Equals(c) {
 		return nil, errRebuildMismatch
 	}
 	return data, nil
 }
 
-// walk fetches c's DAG level by level, each level's blocks in parallel,
-// each verified by Get.
-func (cl *Client) walk(ctx context.Context, root cid.Cid) (map[cid.Cid][]byte, error) {
+// fetchBlocks walks c's DAG depth first, getting the blocks one by one
+// (each verified by Get), a few ahead in parallel.
+func (cl *Client) fetchBlocks(ctx context.Context, root cid.Cid) ([]byte, error) {
 	lim := cl.limits()
 	timeout := cl.Timeout
 	if timeout == 0 {
@@ -285,48 +273,8 @@ func (cl *Client) walk(ctx context.Context, root cid.Cid) (map[cid.Cid][]byte, e
 	if par == 0 {
 		par = 8
 	}
-	blocks := map[cid.Cid][]byte{}
-	var total int64
-	level := []cid.Cid{root}
-	for depth := 0; len(level) > 0; depth++ {
-		if depth > 32 {
-			return nil, fmt.Errorf("%w: fetch %s: DAG deeper than 32", ErrLimit, root)
-		}
-		if len(blocks)+len(level) > lim.MaxBlocks {
-			return nil, fmt.Errorf("%w: fetch %s: more than %d blocks", ErrLimit, root, lim.MaxBlocks)
-		}
-		for _, c := range level {
-			if c.Type() != CodecRaw && c.Type() != CodecDagPB {
-				return nil, fmt.Errorf("%w: %s has codec %#x", ErrCodec, c, c.Type())
-			}
-		}
-		got, err := cl.getMany(ctx, level, par)
-		if err != nil {
-			return nil, fmt.Errorf("fetch %s: %w", root, err)
-		}
-		var next []cid.Cid
-		for i, c := range level {
-			blocks[c] = got[i]
-			total += int64(len(got[i]))
-			if total > lim.MaxBytes+int64(lim.MaxBlocks)*1024 {
-				return nil, fmt.Errorf("%w: fetch %s: over %d bytes", ErrLimit, root, lim.MaxBytes)
-			}
-			if c.Type() != CodecDagPB {
-				continue
-			}
-			n, err := decodePBNode(got[i])
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", c, err)
-			}
-			for _, l := range n.Links {
-				if _, seen := blocks[l.Hash]; !seen {
-					next = append(next, l.Hash)
-				}
-			}
-		}
-		level = next
-	}
-	return blocks, nil
+	a := newAssembler(root, lim)
+	return a.run(ctx, &getSource{cl: cl, a: a, lim: lim, par: par, window: map[cid.Cid][]byte{}})
 }
 
 // getMany gets blocks with par requests at a time; the first error wins.
@@ -371,69 +319,6 @@ func (cl *Client) getMany(ctx context.Context, cids []cid.Cid, par int) ([][]byt
 		return nil, first
 	}
 	return out, nil
-}
-
-// announcedSize is the file size the root node claims (checked later by
-// assemble), to size the output once.
-func announcedSize(c cid.Cid, blocks map[cid.Cid][]byte) uint64 {
-	if c.Type() != CodecDagPB {
-		return uint64(len(blocks[c]))
-	}
-	n, err := decodePBNode(blocks[c])
-	if err != nil {
-		return 0
-	}
-	u, err := decodeUnixFS(n.Data)
-	if err != nil || !u.HasSize {
-		return 0
-	}
-	return u.FileSize
-}
-
-// assemble writes the file under c, walking links in order.
-func assemble(c cid.Cid, blocks map[cid.Cid][]byte, out *bytes.Buffer, lim Limits, depth int) error {
-	if depth > 32 {
-		return fmt.Errorf("%w: %s: DAG deeper than 32", ErrLimit, c)
-	}
-	data, ok := blocks[c]
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrMissing, c)
-	}
-	switch c.Type() {
-	case CodecRaw:
-		if int64(out.Len()+len(data)) > lim.MaxBytes {
-			return fmt.Errorf("%w: %s: file over %d bytes", ErrLimit, c, lim.MaxBytes)
-		}
-		out.Write(data)
-		return nil
-	case CodecDagPB:
-		n, err := decodePBNode(data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c, err)
-		}
-		u, err := decodeUnixFS(n.Data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c, err)
-		}
-		if u.Type != unixfsFile && u.Type != unixfsRaw {
-			return fmt.Errorf("%w: %s is UnixFS type %d", ErrNotFile, c, u.Type)
-		}
-		start := out.Len()
-		if int64(out.Len()+len(u.Data)) > lim.MaxBytes {
-			return fmt.Errorf("%w: %s: file over %d bytes", ErrLimit, c, lim.MaxBytes)
-		}
-		out.Write(u.Data)
-		for _, l := range n.Links {
-			if err := assemble(l.Hash, blocks, out, lim, depth+1); err != nil {
-				return err
-			}
-		}
-		if u.HasSize && uint64(out.Len()-start) != u.FileSize {
-			return fmt.Errorf("%w: %s: file size %d, content %d", ErrMalformed, c, u.FileSize, out.Len()-start)
-		}
-		return nil
-	}
-	return fmt.Errorf("%w: %s has codec %#x", ErrCodec, c, c.Type())
 }
 
 // Get returns the verified block c.
@@ -484,10 +369,10 @@ func (cl *Client) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 // returns its CID, after checking the node stored it under the CID
 // computed here.
 func (cl *Client) Put(ctx context.Context, codec uint64, data []byte) (cid.Cid, error) {
-	want := sumCID(codec, data)
 	if len(data) > cl.limits().MaxBlockSize {
-		return cid.Undef, fmt.Errorf("%w: block of %d bytes", ErrLimit, len(data))
+		return cid.Undef, fmt.Errorf("%w: block of %d bytes, limit %d", ErrLimit, len(data), cl.limits().MaxBlockSize)
 	}
+	want := sumCID(codec, data)
 	codecName := map[uint64]string{CodecRaw: "raw", CodecDagPB: "dag-pb"}[codec]
 	if codecName == "" {
 		return cid.Undef, fmt.Errorf("%w: %#x", ErrCodec, codec)

@@ -66,16 +66,20 @@ func TestCIDsMatchKubo(t *testing.T) {
 func TestFetchAndPutWithKubo(t *testing.T) {
 	node := kubotest.Start(t)
 	cl := &ipfs.Client{Gateway: node.Gateway, API: node.API}
+	car := &ipfs.Client{Gateway: node.Gateway, API: node.API, CAR: true}
 	ctx := context.Background()
-	for _, n := range []int{10, ipfs.ChunkSize, 3*ipfs.ChunkSize + 5} {
-		data := content(n)
+	// the last file repeats one leaf 8 times: kubo's CAR (dups=n) sends it
+	// once
+	for _, data := range [][]byte{content(10), content(ipfs.ChunkSize), content(3*ipfs.ChunkSize + 5), make([]byte, 8*ipfs.ChunkSize+3)} {
 		c := kuboAdd(t, node, data)
-		got, err := cl.Fetch(ctx, c)
-		if err != nil {
-			t.Fatalf("%d bytes: %v", n, err)
-		}
-		if !bytes.Equal(got, data) {
-			t.Fatalf("%d bytes: fetched content differs", n)
+		for _, cl := range []*ipfs.Client{cl, car} {
+			got, err := cl.Fetch(ctx, c)
+			if err != nil {
+				t.Fatalf("%d bytes (CAR %v): %v", len(data), cl.CAR, err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("%d bytes (CAR %v): fetched content differs", len(data), cl.CAR)
+			}
 		}
 	}
 	block := []byte("a result the stick computed")
