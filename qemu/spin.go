@@ -22,10 +22,10 @@ import (
 // The stick serves three actors: Echo (the example echo), Spin, whose
 // every call loops forever (runtime/testdata/spin.wat), and Crunch, which
 // computes for a bounded time (runtime/testdata/crunch.wat). Run times
-// echo idle; then, while Spinners calls of Spin run back to back and one
-// call of Crunch computes, it keeps calling echo, types a command on the
-// console and asks for the status; then it checks that the stick still
-// serves. Every spin call must end with 504 deadline, no earlier than its
+// echo idle; then it starts Spinners calls of Spin, back to back, and one
+// call of Crunch, and once the stick's status counts a spin call running
+// it types a command on the console, asks for the status and keeps
+// calling echo; then it checks that the stick still serves. Every spin call must end with 504 deadline, no earlier than its
 // timeout; every other answer must come within Wait, so a stick that
 // stops answering fails the check instead of hanging it.
 type SpinCheck struct {
@@ -68,7 +68,8 @@ type SpinReport struct {
 	Spins []time.Duration
 	// Crunch is the compute call's duration while the spin calls ran.
 	Crunch time.Duration
-	// Console is the console's answer while spinning and how long it took.
+	// Console is the console's answer, typed while the stick ran a spin
+	// call, and how long it took.
 	Console     string
 	ConsoleWait time.Duration
 	// Heartbeats is how many heartbeat lines the stick printed during the
@@ -173,6 +174,23 @@ func (c SpinCheck) serving(ctx context.Context, when string) error {
 	return nil
 }
 
+// spinRunning reports whether the stick is running a spin call: it
+// counts one started and not failed (a spin call never succeeds).
+func (c SpinCheck) spinRunning(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Wait)
+	defer cancel()
+	st, err := c.Client.Status(ctx)
+	if err != nil {
+		return false, c.fail("status while a spin call starts: no answer within %v: %v", c.Wait, err)
+	}
+	for _, a := range st.Actors {
+		if a.Name == c.Spin {
+			return a.Calls > a.Failed, nil
+		}
+	}
+	return false, c.fail("status names no actor %s", c.Spin)
+}
+
 // Run plays the scenario and returns what it saw, or the first failure.
 func (c SpinCheck) Run(ctx context.Context) (*SpinReport, error) {
 	rep := &SpinReport{}
@@ -253,10 +271,20 @@ func (c SpinCheck) Run(ctx context.Context) (*SpinReport, error) {
 		echoes = append(echoes, s)
 		return nil
 	}
-	// Let the first spin call start, then ask the console and the
-	// status while it runs.
-	if err := echoWhile("spinning 0"); err != nil {
-		return finish(err)
+	// Wait until the stick runs a spin call (the status counts it
+	// started and not failed), then ask the console and the status.
+	for {
+		running, err := c.spinRunning(ctx)
+		if err != nil {
+			return finish(err)
+		}
+		if running {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return finish(c.fail("no spin call started: %v", err))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Wait)
 	typed := time.Now()
@@ -271,7 +299,7 @@ func (c SpinCheck) Run(ctx context.Context) (*SpinReport, error) {
 	}
 	var crunchErr error
 	crunchDone := false
-	for i := 1; ; i++ {
+	for i := 0; ; i++ {
 		if err := echoWhile(fmt.Sprintf("spinning %d", i)); err != nil {
 			return finish(err)
 		}
@@ -294,7 +322,7 @@ func (c SpinCheck) Run(ctx context.Context) (*SpinReport, error) {
 		if crunchErr != nil {
 			return finish(crunchErr)
 		}
-		if enough && i >= c.EchoCalls {
+		if enough && i+1 >= c.EchoCalls {
 			break
 		}
 		if err := ctx.Err(); err != nil {
