@@ -12,6 +12,7 @@ import (
 	"github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/runtime/internal/kernel"
+	"github.com/teastick/teastick/runtime/internal/meteroff"
 )
 
 var benchEngines = []runtime.Engine{runtime.EngineInterpreter, runtime.EngineCompiler}
@@ -58,8 +59,15 @@ func ratioRun(b *testing.B, native func(), actor func()) {
 	b.ReportMetric(float64(ta)/float64(tn), "x-native")
 }
 
-// The compute kernel (internal/kernel) as native Go and as the kernel
-// actor, in the same run.
+// The compute kernel (internal/kernel) as native Go, as the kernel actor
+// (metered, as every actor runs) and as the same actor loaded without the
+// meter (internal/meteroff, benchmarks only), alternately in one run.
+// x-native is the metered actor's ratio, x-native-unmetered the ratio
+// without the meter, meter-% what the meter adds to the actor's time
+// (wall clock) and meter-cpu-% to the process's CPU time. The unmetered
+// actor runs as every actor ran before the meter: with wazero's deadline
+// watcher, whose loop-header checks cost the compiler more than the
+// meter's.
 func BenchmarkKernel(b *testing.B) {
 	const n, rounds = 48, 2
 	p := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, n), rounds)
@@ -67,17 +75,57 @@ func BenchmarkKernel(b *testing.B) {
 	for _, e := range benchEngines {
 		b.Run(e.String(), func(b *testing.B) {
 			r, _ := newRuntime(b, runtime.Config{Engine: e})
-			load(b, r, "kernel", actortest.GoActor(b, "kernel"), nil, runtime.Limits{Timeout: time.Minute})
-			ratioRun(b, func() {
+			m := actortest.GoActor(b, "kernel")
+			load(b, r, "kernel", m, nil, runtime.Limits{Timeout: time.Minute})
+			err := r.Load(meteroff.Context(context.Background()), runtime.Spec{Name: "kernel-unmetered", CID: actortest.CID(m), Module: m, Limits: runtime.Limits{Timeout: time.Minute}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			actor := func(name string) func() {
+				return func() {
+					out, err := invoke(r, name, "run", p)
+					if err != nil || binary.BigEndian.Uint64(out) != want {
+						b.Fatalf("actor kernel: %x %v", out, err)
+					}
+				}
+			}
+			native := func() {
 				if kernel.Run(n, rounds) != want {
 					b.Fatal("native kernel changed its answer")
 				}
-			}, func() {
-				out, err := invoke(r, "kernel", "run", p)
-				if err != nil || binary.BigEndian.Uint64(out) != want {
-					b.Fatalf("actor kernel: %x %v", out, err)
+			}
+			// As ratioRun, with the unmetered actor as a third side. The
+			// process's CPU time is taken too (on Linux; run with -cpu 1):
+			// the meter's cost is some ten percent, and on a shared
+			// machine the wall time of one side swings more than that.
+			sides := []func(){native, actor("kernel"), actor("kernel-unmetered")}
+			var d, cpu [3]time.Duration
+			for _, f := range sides {
+				f()
+			}
+			goruntime.GC()
+			cpuOK := true
+			for b.Loop() {
+				for i, f := range sides {
+					c0, ok0 := processCPU()
+					t := time.Now()
+					f()
+					d[i] += time.Since(t)
+					c1, ok1 := processCPU()
+					cpu[i] += c1 - c0
+					cpuOK = cpuOK && ok0 && ok1
 				}
-			})
+			}
+			if cpuOK {
+				b.ReportMetric(100*(float64(cpu[1])/float64(cpu[2])-1), "meter-cpu-%")
+			}
+			per := func(x time.Duration) float64 { return float64(x.Nanoseconds()) / float64(b.N) }
+			b.ReportMetric(per(d[0]), "native-ns/op")
+			b.ReportMetric(per(d[1]), "actor-ns/op")
+			b.ReportMetric(per(d[2]), "unmetered-ns/op")
+			b.ReportMetric(float64(d[1])/float64(d[0]), "x-native")
+			b.ReportMetric(float64(d[2])/float64(d[0]), "x-native-unmetered")
+			b.ReportMetric(100*(float64(d[1])/float64(d[2])-1), "meter-%")
 		})
 	}
 }

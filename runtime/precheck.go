@@ -233,12 +233,28 @@ func (r *wreader) leb(maxBits uint) uint64 {
 	}
 }
 
+// u32 reads an unsigned LEB128 of at most 32 bits as strictly as wazero
+// (and §5.2.2): at most five bytes, the unused bits of the fifth zero. The
+// meter re-encodes what it reads; it must not turn an encoding wazero
+// refuses into one it takes.
 func (r *wreader) u32() uint32 {
-	v := r.leb(32)
-	if v > 1<<32-1 {
-		r.fail("u32 out of range")
+	var v uint32
+	for i := 0; i < 5; i++ {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		if i == 4 && c&0xf0 != 0 {
+			r.fail("u32 out of range")
+			return 0
+		}
+		v |= uint32(c&0x7f) << (7 * i)
+		if c&0x80 == 0 {
+			return v
+		}
 	}
-	return uint32(v)
+	r.fail("LEB128 too long")
+	return 0
 }
 
 func (r *wreader) s33() { r.leb(33) }
@@ -344,15 +360,15 @@ func coalesceData(body []byte) []byte {
 		if r.u32() != 0 || r.byte() != 0x41 {
 			return nil
 		}
-		off := r.leb(32)
-		if r.byte() != 0x0b || r.err != nil {
+		// i32.const takes a signed LEB128 (§5.4.7): one byte 0x7f is -1,
+		// not 127. A negative offset, or an encoding the specification
+		// does not allow, leaves the section to wazero, which refuses the
+		// one (out of bounds) and decides on the other itself.
+		soff := r.sleb(32)
+		if r.byte() != 0x0b || r.err != nil || soff < 0 {
 			return nil
 		}
-		// A negative i32.const offset decodes here above 2^31: leave such
-		// modules to wazero.
-		if off >= 1<<31 {
-			return nil
-		}
+		off := uint64(soff)
 		l := r.count()
 		start := r.off
 		r.skip(l)

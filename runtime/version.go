@@ -15,6 +15,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/teastick/teastick/runtime/internal/meteroff"
 )
 
 // compilerSupported mirrors wazero's own test (internal/platform): its
@@ -35,6 +37,7 @@ type Stats struct {
 	Faults    uint64 // traps, deadline hits and ABI breaks: instance replaced
 	Busy      uint64 // refused with ErrBusy
 	Instances uint64 // instances created
+	Yields    uint64 // times the meter gave the core to others (meter.go)
 	Idle      int    // instances idle in the pool now
 	Denied    map[string]uint64
 }
@@ -47,6 +50,10 @@ type version struct {
 	grants []string
 	limits Limits
 	engine string
+	// metered: the module runs with the meter's checks (meter.go). Always,
+	// but for the benchmarks' unmetered baseline (internal/meteroff).
+	metered bool
+	meter   meterState
 
 	wr       wazero.Runtime
 	compiled wazero.CompiledModule
@@ -83,6 +90,14 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 	}
+	// The meter rewrites what wazero compiles; the CID stays that of the
+	// bytes the manifest names, and the rewrite is a function of them.
+	metered := !meteroff.Off(ctx)
+	if metered {
+		if module, err = meter(module); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+		}
+	}
 	lim, err := spec.Limits.withDefaults()
 	if err != nil {
 		return nil, err
@@ -95,22 +110,27 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 	if r.cfg.Engine == EngineCompiler || r.cfg.Engine == EngineAuto && compilerSupported() {
 		engine = "compiler"
 	}
+	// No deadline watcher: the meter's yield ends a call past its deadline
+	// (meter.go; RATIONALE.md, "Metering"), where wazero's watcher, a
+	// goroutine, cannot run on the stick's one core.
 	rc = rc.WithMemoryLimitPages(lim.MemoryPages).
-		WithCloseOnContextDone(true).
+		WithCloseOnContextDone(!metered).
 		WithDebugInfoEnabled(false).
 		WithCoreFeatures(api.CoreFeaturesV2)
 	v := &version{
-		rt:     r,
-		name:   spec.Name,
-		cid:    spec.CID,
-		grants: slices.Clone(spec.Grants),
-		limits: lim,
-		engine: engine,
-		wr:     wazero.NewRuntimeWithConfig(ctx, rc),
-		slots:  make(chan struct{}, lim.MaxConcurrent),
-		idle:   make(chan *instance, lim.MaxConcurrent),
-		denied: map[string]uint64{},
+		rt:      r,
+		name:    spec.Name,
+		cid:     spec.CID,
+		grants:  slices.Clone(spec.Grants),
+		limits:  lim,
+		engine:  engine,
+		metered: metered,
+		wr:      wazero.NewRuntimeWithConfig(ctx, rc),
+		slots:   make(chan struct{}, lim.MaxConcurrent),
+		idle:    make(chan *instance, lim.MaxConcurrent),
+		denied:  map[string]uint64{},
 	}
+	v.meter.slice.Store(meterFirstSlice(engine))
 	for range lim.MaxConcurrent {
 		v.slots <- struct{}{}
 	}
@@ -186,6 +206,11 @@ func (v *version) checkShape() error {
 		case wasiModule:
 			// Every WASI preview 1 import links: those teastick does not
 			// provide answer ENOSYS (wasi.go).
+		case meterModule:
+			// The meter's own import (meter refuses an actor's).
+			if !v.metered || name != meterYield {
+				return fmt.Errorf("%w: imports %s.%s, reserved for the runtime", ErrInvalidModule, mod, name)
+			}
 		default:
 			return fmt.Errorf("%w: imports %s.%s; actors may import only %q and %q", ErrInvalidModule, mod, name, wapcModule, wasiModule)
 		}
@@ -293,6 +318,7 @@ func (v *version) stats() Stats {
 		Faults:    v.faults.Load(),
 		Busy:      v.busy.Load(),
 		Instances: v.instances.Load(),
+		Yields:    v.meter.yields.Load(),
 		Idle:      len(v.idle),
 		Denied:    d,
 	}

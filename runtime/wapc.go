@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -45,6 +46,11 @@ type callState struct {
 	// abiErr is set when the guest broke the ABI; the call traps and the
 	// instance is replaced.
 	abiErr error
+
+	// The meter's calibration (meter.go): when the last yield of this
+	// call returned and the slice it granted.
+	lastYield time.Time
+	lastSlice int64
 }
 
 type callKey struct{}
@@ -93,6 +99,11 @@ func (v *version) instantiateHost(ctx context.Context) error {
 	}
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("%w: waPC host module: %v", ErrInvalidModule, err)
+	}
+	if v.metered {
+		if err := v.instantiateMeter(ctx); err != nil {
+			return err
+		}
 	}
 	return v.instantiateWASI(ctx)
 }

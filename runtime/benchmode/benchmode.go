@@ -9,7 +9,8 @@
 //	bench: runtime interpreter on tamago/arm
 //	bench: empty-invoke edge 112 us/op (n=200)
 //	bench: empty-invoke echo 335 us/op (n=200)
-//	bench: kernel native 0.910 ms actor 721 ms ratio 793x (n=32 rounds=2 runs=3)
+//	bench: kernel native 0.910 ms actor 721 ms ratio 793x (n=32 rounds=2 runs=3) [before the meter]
+//	bench: meter yields every 1.2 ms of the kernel (600 yields a run) [format]
 //	bench: sha256-1MiB native 32.7 ms capability 34.9 ms ratio 1.07x (runs=3)
 //	bench: sha256-1MiB edge native 31.2 ms capability 34.1 ms ratio 1.09x (runs=3)
 //	bench: cold-start echo 2646 ms (2634063 bytes)
@@ -36,6 +37,7 @@ import (
 	"github.com/teastick/teastick/netstack/ipfs"
 	"github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/runtime/internal/kernel"
+	"github.com/teastick/teastick/runtime/internal/meteroff"
 )
 
 // Module is one actor module and its CID.
@@ -166,12 +168,14 @@ func (b *bench) load(name, what string, m Module, grants []string, lim runtime.L
 	return name, func() { b.rt.Unload(name) }, nil
 }
 
-// invoke calls the actor, then yields: wazero ends each call's deadline
-// watcher in a goroutine of its own, which holds the call's instance until
-// it runs. On the stick's one core with no preemption, a loop of calls
-// that never blocks would starve them all and keep every instance it ever
-// used (out of memory within a run); yielding runs them, and charges them
-// to the call that made them.
+// invoke calls the actor, then yields. For the unmetered kernel (the
+// meter's baseline) wazero ends each call's deadline watcher in a
+// goroutine of its own, which holds the call's instance until it runs: on
+// the stick's one core with no preemption, a loop of calls that never
+// blocks would starve them all and keep every instance it ever used (out
+// of memory within a run); yielding runs them, and charges them to the
+// call that made them. Metered actors have no watcher and yield inside
+// long calls by themselves.
 func (b *bench) invoke(actor, op string, payload []byte) ([]byte, error) {
 	out, err := b.rt.Invoke(b.ctx, actor, op, payload)
 	goruntime.Gosched()
@@ -203,76 +207,94 @@ func (b *bench) emptyInvoke(name string, m Module, op string) error {
 	return nil
 }
 
-// ratio times native and actor alternately, runs times each, and returns
-// their totals. One untimed run of each comes first: what a first call
+// ratio times its sides (native, then one or more actors) alternately,
+// runs times each, and returns their totals. One untimed run of each comes first: what a first call
 // pays once (growing the guest's memory, the guest allocating its request
 // buffer) is cold start, priced on its own, and with three runs it would
 // otherwise be a third of the figure. Each timed run starts from a
 // collected heap: on the stick's one core the collector works in whatever
 // runs, and the actor's garbage would otherwise be charged to the native
 // run after it.
-func ratio(runs int, native, actor func() error) (tn, ta time.Duration, err error) {
-	if err := native(); err != nil {
-		return 0, 0, err
+func ratio(runs int, sides ...func() error) ([]time.Duration, error) {
+	for _, f := range sides {
+		if err := f(); err != nil {
+			return nil, err
+		}
 	}
-	if err := actor(); err != nil {
-		return 0, 0, err
-	}
-	timed := func(f func() error) (time.Duration, error) {
-		goruntime.GC()
-		start := time.Now()
-		err := f()
-		return time.Since(start), err
-	}
+	d := make([]time.Duration, len(sides))
 	for range runs {
-		d, err := timed(native)
-		if err != nil {
-			return 0, 0, err
+		for i, f := range sides {
+			goruntime.GC()
+			start := time.Now()
+			if err := f(); err != nil {
+				return nil, err
+			}
+			d[i] += time.Since(start)
 		}
-		tn += d
-		if d, err = timed(actor); err != nil {
-			return 0, 0, err
-		}
-		ta += d
 	}
-	return tn, ta, nil
+	return d, nil
 }
 
 func ms(d time.Duration, runs int) string {
 	return num(float64(d.Nanoseconds()) / float64(runs) / 1e6)
 }
 
-// kernel runs the compute kernel (runtime/internal/kernel) as native Go
-// and as the kernel actor.
+// kernel runs the compute kernel (runtime/internal/kernel) as native Go,
+// as the kernel actor (metered, as every actor runs) and as the same
+// actor loaded without the meter (internal/meteroff: the benchmarks' own
+// baseline, which no manifest can ask for), alternately in one run.
 func (b *bench) kernel(m Module) error {
 	actor, unload, err := b.load("kernel", "kernel", m, nil, runtime.Limits{Timeout: time.Minute})
 	if err != nil {
 		return err
 	}
 	defer unload()
+	raw := prefix + "kernel-unmetered"
+	if err := b.rt.Load(meteroff.Context(b.ctx), runtime.Spec{Name: raw, CID: m.cid(), Limits: runtime.Limits{Timeout: time.Minute}, Module: m.Code}); err != nil {
+		return fmt.Errorf("unmetered: %w", err)
+	}
+	defer b.rt.Unload(raw)
+	goruntime.Gosched() // see invoke
 	n, rounds := b.o.KernelN, b.o.KernelRounds
 	p := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, uint32(n)), uint32(rounds))
 	want := kernel.Run(n, rounds)
-	tn, ta, err := ratio(b.o.KernelRuns, func() error {
+	run := func(actor string) func() error {
+		return func() error {
+			out, err := b.invoke(actor, "run", p)
+			if err != nil {
+				return err
+			}
+			if len(out) != 8 || binary.BigEndian.Uint64(out) != want {
+				return fmt.Errorf("actor kernel answered %x, native %x", out, want)
+			}
+			return nil
+		}
+	}
+	var yields uint64
+	if in, err := b.rt.Actor(actor); err == nil {
+		yields = in.Stats.Yields
+	}
+	d, err := ratio(b.o.KernelRuns, func() error {
 		if kernel.Run(n, rounds) != want {
 			return errors.New("native kernel changed its answer")
 		}
 		return nil
-	}, func() error {
-		out, err := b.invoke(actor, "run", p)
-		if err != nil {
-			return err
-		}
-		if len(out) != 8 || binary.BigEndian.Uint64(out) != want {
-			return fmt.Errorf("actor kernel answered %x, native %x", out, want)
-		}
-		return nil
-	})
+	}, run(actor), run(raw))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(b.w, "bench: kernel native %s ms actor %s ms ratio %sx (n=%d rounds=%d runs=%d)\n",
-		ms(tn, b.o.KernelRuns), ms(ta, b.o.KernelRuns), num(float64(ta)/float64(tn)), n, rounds, b.o.KernelRuns)
+	tn, ta, tu := d[0], d[1], d[2]
+	fmt.Fprintf(b.w, "bench: kernel native %s ms actor %s ms ratio %sx unmetered %s ms ratio %sx meter %s%% (n=%d rounds=%d runs=%d)\n",
+		ms(tn, b.o.KernelRuns), ms(ta, b.o.KernelRuns), num(float64(ta)/float64(tn)),
+		ms(tu, b.o.KernelRuns), num(float64(tu)/float64(tn)), num(100*(float64(ta)/float64(tu)-1)),
+		n, rounds, b.o.KernelRuns)
+	// The metered actor ran runs+1 times (one untimed); the timed runs'
+	// yields are about runs/(runs+1) of those counted.
+	if in, err := b.rt.Actor(actor); err == nil && in.Stats.Yields > yields {
+		y := float64(in.Stats.Yields-yields) * float64(b.o.KernelRuns) / float64(b.o.KernelRuns+1)
+		fmt.Fprintf(b.w, "bench: meter yields every %s ms of the kernel (%s yields a run)\n",
+			num(float64(ta.Nanoseconds())/1e6/y), num(y/float64(b.o.KernelRuns)))
+	}
 	return nil
 }
 
@@ -296,7 +318,7 @@ func (b *bench) sha256(m Module, guest string) error {
 	if guest != "" {
 		payload = append([]byte("\x06crypto\x06sha256"), data...)
 	}
-	tn, ta, err := ratio(b.o.HashRuns, func() error {
+	d, err := ratio(b.o.HashRuns, func() error {
 		if sha256.Sum256(data) != want {
 			return errors.New("bad native digest")
 		}
@@ -314,6 +336,7 @@ func (b *bench) sha256(m Module, guest string) error {
 	if err != nil {
 		return err
 	}
+	tn, ta := d[0], d[1]
 	fmt.Fprintf(b.w, "bench: sha256-1MiB%s native %s ms capability %s ms ratio %sx (runs=%d)\n",
 		guest, ms(tn, b.o.HashRuns), ms(ta, b.o.HashRuns), num(float64(ta)/float64(tn)), b.o.HashRuns)
 	return nil

@@ -1,0 +1,7 @@
+;; initspin.wat: its WASI reactor initializer never returns. The meter
+;; must end it at the actor's deadline, so the actor fails to load rather
+;; than holding the core.
+(module
+  (memory (export "memory") 1)
+  (func (export "_initialize") (loop $l (br $l)))
+  (func (export "__guest_call") (param i32 i32) (result i32) (i32.const 1)))
