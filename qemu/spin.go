@@ -125,7 +125,7 @@ func (c SpinCheck) spin(ctx context.Context) (span, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.SpinTimeout+c.Wait)
 	defer cancel()
 	s := span{start: time.Now()}
-	_, err := c.Client.Invoke(ctx, c.Spin, "spin", nil)
+	_, err := c.Client.Invoke(ctx, c.Spin, "forever", nil)
 	s.end = time.Now()
 	var e *client.Error
 	switch {
