@@ -252,15 +252,18 @@ func (c SpinCheck) Run(ctx context.Context) (*SpinReport, error) {
 		d, err := c.crunch(ctx)
 		crunched <- crunchResult{d, err}
 	}()
-	finish := func(err error) (*SpinReport, error) {
-		close(stop)
-		wg.Wait()
-		return rep, err
-	}
 	spinning := func() []span {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(spins)
+	}
+	finish := func(err error) (*SpinReport, error) {
+		close(stop)
+		wg.Wait()
+		for _, sp := range spinning() {
+			rep.Spins = append(rep.Spins, sp.end.Sub(sp.start))
+		}
+		return rep, err
 	}
 	var echoes []span
 	echoWhile := func(label string) error {

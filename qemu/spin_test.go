@@ -90,7 +90,7 @@ func spinOnStick(tb testing.TB, echoCalls int) (*SpinReport, *Result, error) {
 			}
 			var typing sync.Mutex
 			check := SpinCheck{Client: c, Echo: "echo", Spin: "spin", Crunch: "crunch",
-				SpinTimeout: spinTimeout, Spinners: 2, CrunchSteps: 1_000_000, EchoCalls: echoCalls, Wait: 30 * time.Second,
+				SpinTimeout: spinTimeout, Spinners: 2, CrunchSteps: 100_000, EchoCalls: echoCalls, Wait: 30 * time.Second,
 				Console: func(ctx context.Context, command, prefix string) (string, error) {
 					typing.Lock()
 					defer typing.Unlock()
