@@ -20,14 +20,15 @@ import (
 // run the same check.
 //
 // The stick serves three actors: Echo (the example echo), Spin, whose
-// every call loops forever (runtime/testdata/spin.wat), and Crunch, which
-// computes for a bounded time (runtime/testdata/crunch.wat). Run times
-// echo idle; then it starts Spinners calls of Spin, back to back, and one
-// call of Crunch, and once the stick's status counts a spin call running
-// it types a command on the console, asks for the status and keeps
-// calling echo; then it checks that the stick still serves. Every spin call must end with 504 deadline, no earlier than its
-// timeout; every other answer must come within Wait, so a stick that
-// stops answering fails the check instead of hanging it.
+// calls loop forever (runtime/testdata/spin.wat, operation "forever"),
+// and Crunch, which computes for a bounded time
+// (runtime/testdata/crunch.wat). Run times echo idle; then it starts
+// Spinners calls of Spin, back to back, and one call of Crunch, and once
+// the stick's status counts a spin call running it types a command on the
+// console, asks for the status and keeps calling echo; then it checks
+// that the stick still serves. Every spin call must end with 504 deadline,
+// no earlier than its timeout; every other answer must come within Wait,
+// so a stick that stops answering fails the check instead of hanging it.
 type SpinCheck struct {
 	// Client talks to the stick's API. Its Timeout must let a call of
 	// Crunch finish while it shares the core.
