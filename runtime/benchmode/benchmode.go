@@ -3,14 +3,15 @@
 // host. It is the runtime's host benchmarks (runtime/bench_test.go,
 // runtime/bench_internal_test.go) cut to what fits one run on an emulated
 // Cortex-A7, every ratio measured in that one run, alternating its two
-// sides. Each figure is one line, stable for grep; these are from one run
-// on the stick under QEMU:
+// sides. Each figure is one line, stable for grep; these are from runs on
+// the stick under QEMU (the kernel's two lines from a later run, with the
+// meter, on a host loaded by other work, which stretches every time):
 //
 //	bench: runtime interpreter on tamago/arm
 //	bench: empty-invoke edge 112 us/op (n=200)
 //	bench: empty-invoke echo 335 us/op (n=200)
-//	bench: kernel native 0.910 ms actor 721 ms ratio 793x (n=32 rounds=2 runs=3) [before the meter]
-//	bench: meter yields every 1.2 ms of the kernel (600 yields a run) [format]
+//	bench: kernel native 1.12 ms actor 2167 ms ratio 1940x unmetered 1915 ms ratio 1714x meter 13.2% (n=32 rounds=2 runs=3)
+//	bench: meter yields every 3.23 ms of the kernel (672 yields a run)
 //	bench: sha256-1MiB native 32.7 ms capability 34.9 ms ratio 1.07x (runs=3)
 //	bench: sha256-1MiB edge native 31.2 ms capability 34.1 ms ratio 1.09x (runs=3)
 //	bench: cold-start echo 2646 ms (2634063 bytes)
@@ -208,7 +209,8 @@ func (b *bench) emptyInvoke(name string, m Module, op string) error {
 }
 
 // ratio times its sides (native, then one or more actors) alternately,
-// runs times each, and returns their totals. One untimed run of each comes first: what a first call
+// runs times each, and returns their totals. One untimed run of each
+// comes first, in order, stopping at the first error: what a first call
 // pays once (growing the guest's memory, the guest allocating its request
 // buffer) is cold start, priced on its own, and with three runs it would
 // otherwise be a third of the figure. Each timed run starts from a
@@ -243,6 +245,12 @@ func ms(d time.Duration, runs int) string {
 // as the kernel actor (metered, as every actor runs) and as the same
 // actor loaded without the meter (internal/meteroff: the benchmarks' own
 // baseline, which no manifest can ask for), alternately in one run.
+//
+// The console's user names the kernel's module, so it could be anything;
+// ratio's untimed round runs the metered side first, and the unmetered
+// side only once that returned the native answer within the deadline.
+// The same bytes on the same input, with no clock or random grant, are
+// the same computation: the unmetered runs end too.
 func (b *bench) kernel(m Module) error {
 	actor, unload, err := b.load("kernel", "kernel", m, nil, runtime.Limits{Timeout: time.Minute})
 	if err != nil {
