@@ -78,7 +78,7 @@ TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) 
 TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
 	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest ./runtime ./runtime/actor
 
-DEB_PACKAGES := qemu-system-arm swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping
+DEB_PACKAGES := qemu-system-arm swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat
 
 .PHONY: all image qemu test test-host test-tamago check deps tamago-present FORCE
 

@@ -81,9 +81,11 @@ type Machine struct {
 	// the stick's HTTP port (80): the only way into the guest.
 	HTTPPort int
 	// BoxGateway, when set (host:port on the host's loopback), is reachable
-	// from the stick at BoxAddr (guestfwd): the IPFS node's gateway. QEMU
-	// connects one stream for it at start, so the stick makes one
-	// connection at a time (a CAR fetch).
+	// from the stick at BoxAddr (guestfwd): the IPFS node's gateway. Each
+	// connection the stick opens to BoxAddr gets its own socat relay to
+	// BoxGateway (guestfwd's cmd: form), so the stick may fetch several
+	// actors at once and one stalled response holds only its own
+	// connection.
 	BoxGateway string
 	// LegacyVirtio keeps QEMU's default legacy (version 1) virtio-mmio
 	// transport, which the stick refuses.
@@ -139,7 +141,9 @@ func (m Machine) Args() []string {
 			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-10.0.2.15:80", m.HTTPPort)
 		}
 		if m.BoxGateway != "" {
-			netdev += fmt.Sprintf(",guestfwd=tcp:%s-tcp:%s", BoxAddr, m.BoxGateway)
+			// guestfwd to a tcp: chardev is one stream, connected once
+			// at start; cmd: spawns the relay per guest connection.
+			netdev += fmt.Sprintf(",guestfwd=tcp:%s-cmd:%s", BoxAddr, boxRelay(m.BoxGateway))
 		}
 		args = append(args, "-netdev", netdev, "-device", "virtio-net-device,netdev=net0")
 	}
@@ -166,6 +170,25 @@ func (m Machine) binary() string {
 }
 
 // Command returns the QEMU command for the machine.
+// boxRelay is the command QEMU runs for each connection the stick opens
+// to BoxAddr: socat joining the connection (its standard input and output)
+// to the gateway.
+func boxRelay(gateway string) string {
+	return "socat - TCP:" + gateway
+}
+
+// CheckTools says which program the machine needs besides QEMU is missing:
+// socat, which relays the stick's connections to the box.
+func (m Machine) CheckTools() error {
+	if m.BoxGateway == "" || m.NoNet || m.NetSocket != "" {
+		return nil
+	}
+	if _, err := exec.LookPath("socat"); err != nil {
+		return fmt.Errorf("qemu: socat not found: it relays the stick's connections to the box (Debian package socat; `make deps` installs it): %w", err)
+	}
+	return nil
+}
+
 func (m Machine) Command(ctx context.Context) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, m.binary(), m.Args()...)
 	cmd.WaitDelay = 2 * time.Second
@@ -207,6 +230,9 @@ func (r *Result) Find(s string) (Line, bool) {
 func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) (*Result, error) {
 	if _, err := exec.LookPath(m.binary()); err != nil {
 		return nil, fmt.Errorf("qemu: %s not found (Debian package qemu-system-arm; `make deps` installs it): %w", m.binary(), err)
+	}
+	if err := m.CheckTools(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

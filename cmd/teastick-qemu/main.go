@@ -129,6 +129,10 @@ func main() {
 	if *httpPort != 0 {
 		fmt.Fprintf(os.Stderr, "teastick-qemu: the stick's API: https://127.0.0.1:%d/v1/status (TLS with the stick's channel key: pin it, or curl -k)\n", *httpPort)
 	}
+	if err := m.CheckTools(); err != nil {
+		fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
+		os.Exit(1)
+	}
 	cmd := m.Command(ctx)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	fmt.Fprintf(os.Stderr, "teastick-qemu: booting %s (Ctrl-A X quits)\n", m.Kernel)
