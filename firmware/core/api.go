@@ -443,15 +443,8 @@ func (s *Stick) handleManifest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	// Refuse what can be refused without the upgrade lock: a forged,
-	// foreign or stale manifest is answered at once, not after the
-	// upgrade in progress (which may fetch for minutes). Apply checks
-	// again under the lock.
-	if err := s.precheckManifest(raw); err != nil {
-		release()
-		s.fail(w, err)
-		return
-	}
+	// Apply refuses a forged, foreign or stale manifest before it waits
+	// for an upgrade in progress.
 	err = s.Apply(r.Context(), raw)
 	release()
 	var ue *UpgradeError

@@ -20,6 +20,13 @@ import (
 // Apply takes a signed manifest: the first one boots the stick's actors,
 // later ones upgrade them.
 func (s *Stick) Apply(ctx context.Context, raw []byte) error {
+	// Refuse what can be refused without the upgrade lock: a forged,
+	// foreign or stale manifest is answered at once, not after the
+	// upgrade in progress (which may fetch for minutes). Boot and Upgrade
+	// check again under the lock.
+	if err := s.precheckManifest(raw); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	first := s.manifest == nil
 	s.mu.Unlock()

@@ -250,6 +250,18 @@ func TestBadManifestDoesNotWaitForUpgrade(t *testing.T) {
 			t.Fatalf("%s manifest: no answer while an upgrade held the lock", tc.name)
 		}
 	}
+	// The console's manifest command calls Apply directly: the same.
+	applied := make(chan error, 1)
+	go func() { applied <- s.Apply(context.Background(), forged) }()
+	select {
+	case err := <-applied:
+		if err == nil {
+			t.Error("Apply took a forged manifest")
+		}
+	case <-time.After(guard):
+		release()
+		t.Fatal("Apply of a forged manifest waited for the upgrade in progress")
+	}
 	release()
 	if code := <-upgraded; code != 200 {
 		t.Errorf("the held upgrade answered %d", code)
