@@ -197,10 +197,19 @@ func (cl *Client) Fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if t := c.Type(); t != CodecRaw && t != CodecDagPB {
 		return nil, fmt.Errorf("%w: %s has codec %#x", ErrCodec, c, t)
 	}
+	var data []byte
+	var err error
 	if cl.CAR {
-		return cl.fetchCAR(ctx, c)
+		data, err = cl.fetchCAR(ctx, c)
+	} else {
+		data, err = cl.fetchBlocks(ctx, c)
 	}
-	return cl.fetchBlocks(ctx, c)
+	if err != nil && !strings.Contains(err.Error(), c.String()) {
+		// The walk's errors name the block that failed; the caller
+		// needs the content it asked for too.
+		err = fmt.Errorf("fetch %s: %w", c, err)
+	}
+	return data, err
 }
 
 // errRebuildMismatch means the plainly downloaded bytes do not rebuild to

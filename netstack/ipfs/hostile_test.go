@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,8 +157,8 @@ func TestFetchFromHostileGateway(t *testing.T) {
 			if err != nil && got != nil {
 				t.Fatal("bytes handed out with an error")
 			}
-			if err != nil && tc.want != ErrMalformed && !bytes.Contains([]byte(err.Error()), []byte("baf")) {
-				t.Fatalf("error names no CID: %v", err)
+			if err != nil && tc.want != ErrMalformed && !strings.Contains(err.Error(), tc.root.String()) {
+				t.Fatalf("error does not name the content asked for (%s): %v", tc.root, err)
 			}
 		})
 	}
@@ -226,6 +227,9 @@ func TestFetchBlockByBlock(t *testing.T) {
 			}
 			if err != nil && got != nil {
 				t.Fatal("bytes handed out with an error")
+			}
+			if err != nil && !strings.Contains(err.Error(), root.String()) {
+				t.Fatalf("error does not name the content asked for (%s): %v", root, err)
 			}
 		})
 	}
