@@ -86,14 +86,46 @@ func TestMeterEndsSpinningInitializer(t *testing.T) {
 	for _, e := range meterEngines {
 		t.Run(e.String(), func(t *testing.T) {
 			m := actortest.Wat(t, "initspin")
-			r := New(Config{Engine: e, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			r := New(Config{Engine: e, InitTimeout: 100 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			defer r.Close()
 			var err error
 			within(t, "load", func() {
 				err = r.Load(context.Background(), Spec{Name: "m", CID: actortest.CID(m), Module: m, Limits: Limits{Timeout: 100 * time.Millisecond}})
 			})
-			if !errors.Is(err, ErrInvalidModule) || !strings.Contains(err.Error(), "_initialize") {
-				t.Fatalf("load: %v, want ErrInvalidModule from _initialize", err)
+			if !errors.Is(err, ErrInvalidModule) || !errors.Is(err, ErrDeadline) || !strings.Contains(err.Error(), "_initialize") {
+				t.Fatalf("load: %v, want ErrInvalidModule and ErrDeadline from _initialize", err)
+			}
+		})
+	}
+}
+
+// An initializer gets Config.InitTimeout, not the actor's call timeout:
+// on the stick it shares the core with the calls in flight, and a pool
+// refilled under load must not fail because of it.
+func TestInitializerOutlastsCallTimeout(t *testing.T) {
+	for _, e := range meterEngines {
+		t.Run(e.String(), func(t *testing.T) {
+			m := actortest.Wat(t, "initslow")
+			r := New(Config{Engine: e, InitTimeout: time.Minute, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			defer r.Close()
+			lim := Limits{Timeout: time.Millisecond, MaxConcurrent: 2}
+			within(t, "load", func() {
+				if err := r.Load(context.Background(), Spec{Name: "m", CID: actortest.CID(m), Module: m, Limits: lim}); err != nil {
+					t.Fatalf("load with an initializer longer than the call timeout: %v", err)
+				}
+			})
+			// Two calls at once: the second needs a new instance.
+			errs := make(chan error, 2)
+			for range 2 {
+				go func() {
+					_, err := r.Invoke(context.Background(), "m", "op", nil)
+					errs <- err
+				}()
+			}
+			for range 2 {
+				if err := <-errs; err != nil && !errors.Is(err, ErrBusy) {
+					t.Errorf("invoke: %v", err)
+				}
 			}
 		})
 	}

@@ -63,7 +63,8 @@ func (e Engine) String() string {
 type Limits struct {
 	// MemoryPages caps the actor's linear memory, in 64 KiB pages.
 	MemoryPages uint32
-	// Timeout bounds one invocation, wall clock.
+	// Timeout bounds one invocation, wall clock (an instance's initializers
+	// get at least Config.InitTimeout).
 	Timeout time.Duration
 	// MaxRequest and MaxResponse bound payloads in bytes.
 	MaxRequest  uint32
@@ -141,7 +142,13 @@ type Config struct {
 	// QueueWait is how long a call waits for one of the actor's
 	// max_concurrent slots before failing with ErrBusy (default 250 ms).
 	QueueWait time.Duration
-	Log       *slog.Logger
+	// InitTimeout is the least time an instance's initializers
+	// (_initialize, _start, wapc_init) get, whatever the actor's Timeout
+	// (default 30 s): a Go actor's runtime starts in them, and on the
+	// stick they share the core fairly with the calls in flight (the
+	// meter yields), so under load they take many times their own work.
+	InitTimeout time.Duration
+	Log         *slog.Logger
 
 	// Providers behind the capabilities.
 	KV     KV          // per-actor key-value store (default NewMemKV(DefaultKVLimits))
@@ -173,6 +180,9 @@ type slot struct {
 func New(cfg Config) *Runtime {
 	if cfg.QueueWait <= 0 {
 		cfg.QueueWait = 250 * time.Millisecond
+	}
+	if cfg.InitTimeout <= 0 {
+		cfg.InitTimeout = 30 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

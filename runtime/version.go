@@ -152,6 +152,9 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 	// serves, and the first call does not pay for it.
 	in, err := v.newInstance(ctx)
 	if err != nil {
+		if !errors.Is(err, ErrInvalidModule) {
+			err = fmt.Errorf("%w: %w", ErrInvalidModule, err)
+		}
 		return fail(err)
 	}
 	v.idle <- in
@@ -221,8 +224,11 @@ func (v *version) checkShape() error {
 func (v *version) newInstance(ctx context.Context) (*instance, error) {
 	in := &instance{wasi: newWASIState(v)}
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions()
-	// Initializers run under the actor's deadline like any call.
-	ctx, cancel := context.WithTimeout(ctx, v.limits.Timeout)
+	// Initializers run metered under a deadline like any call, but a
+	// longer one: on the stick they share the one core fairly with every
+	// call in flight (the meter yields), so their wall-clock time grows
+	// with the load, and a pool refilled under load must not fail for it.
+	ctx, cancel := context.WithTimeout(ctx, max(v.limits.Timeout, v.rt.cfg.InitTimeout))
 	defer cancel()
 	cs := &callState{v: v, in: in}
 	ctx = withCall(ctx, cs)
@@ -238,6 +244,9 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 			var ee *sys.ExitError
 			if errors.As(err, &ee) && ee.ExitCode() == 0 && name == "_start" {
 				return nil, fmt.Errorf("%w: _start exited: build the actor as a reactor (Go: -buildmode=c-shared)", ErrInvalidModule)
+			}
+			if errors.As(err, &ee) && ee.ExitCode() == sys.ExitCodeDeadlineExceeded {
+				return nil, fmt.Errorf("%w: %s: %s ran past %v", ErrDeadline, v.name, name, max(v.limits.Timeout, v.rt.cfg.InitTimeout))
 			}
 			return nil, fmt.Errorf("%w: %s: %v", ErrInvalidModule, name, err)
 		}

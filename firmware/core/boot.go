@@ -112,10 +112,20 @@ func (s *Stick) prepareOne(ctx context.Context, p *prepared) error {
 	if err != nil {
 		return err
 	}
+	// Compiling holds the core on a board without preemption; another
+	// actor's initializer, run meanwhile, would spend its deadline
+	// waiting. At most CompileParallel compile at once.
+	select {
+	case s.compileSlots <- struct{}{}:
+	case <-ctx.Done():
+		return &fetchError{fmt.Errorf("waiting to compile %s: %w", p.a.CID, ctx.Err())}
+	}
+	defer func() { <-s.compileSlots }()
+	compiling := time.Now()
 	if p.pending, err = s.rt.Prepare(ctx, spec); err != nil {
 		return err
 	}
-	p.loaded = time.Since(start) - p.fetched
+	p.loaded = time.Since(compiling)
 	return nil
 }
 

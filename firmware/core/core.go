@@ -79,6 +79,11 @@ type Config struct {
 	// (default 4; 1 where the link to the box carries one stream, as
 	// QEMU's guestfwd does).
 	LoadParallel int
+	// CompileParallel is how many of those loads compile and run their
+	// initializers at once (default LoadParallel). A board with one core
+	// and no preemption sets 1: a compile holds the core for seconds, and
+	// an initializer running beside it would spend its deadline waiting.
+	CompileParallel int
 	// Log receives the stick's console lines (nil: discarded).
 	Log io.Writer
 	// Uptime is the time since reset (default: since New).
@@ -178,6 +183,8 @@ type Stick struct {
 	loadCtx   context.Context
 	loadStop  context.CancelFunc
 	retriers  map[string]*retrier
+	// compileSlots bounds the loads compiling at once (CompileParallel).
+	compileSlots chan struct{}
 }
 
 // ConfigRecord is the configuration a stick measures into PCR 8 before
@@ -214,6 +221,10 @@ func New(cfg Config) (*Stick, error) {
 	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
 	s := &Stick{cfg: cfg, actors: map[string]*ActorStatus{}, started: time.Now(), stop: make(chan struct{})}
 	s.loadSlots = make(chan struct{}, cfg.LoadParallel)
+	if cfg.CompileParallel <= 0 || cfg.CompileParallel > cfg.LoadParallel {
+		s.cfg.CompileParallel = cfg.LoadParallel
+	}
+	s.compileSlots = make(chan struct{}, s.cfg.CompileParallel)
 	s.loadCtx, s.loadStop = context.WithCancel(context.Background())
 	if s.cfg.Uptime == nil {
 		s.cfg.Uptime = func() time.Duration { return time.Since(s.started) }

@@ -72,7 +72,7 @@ func main() {
 	benchFetch = box.Fetch
 	st, err := core.New(core.Config{Version: Version, Board: virt.Name, TPM: tpmDev, Measurer: measurer, NotMeasured: why,
 		Governance: gov, Actors: actorruntime.Config{Files: box, Blocks: box}, Fetch: box.Fetch,
-		LoadParallel: loadParallel, Log: os.Stdout, Uptime: uptime})
+		LoadParallel: loadParallel, CompileParallel: 1, Log: os.Stdout, Uptime: uptime})
 	if err != nil {
 		fmt.Printf("channel: FAILED: %v\n", err)
 		virt.Exit(1)
@@ -126,10 +126,12 @@ var netMode string
 // boxGateway is the box's IPFS gateway as QEMU forwards it (qemu.BoxAddr).
 const boxGateway = "http://10.0.2.100:8080"
 
-// loadParallel is how many actors the stick fetches and compiles at once:
-// two, so that one actor whose blocks the box stalls does not hold back
-// the others (each load has its own connection to the box), and no more,
-// because the stick has one core and each compile holds tens of MiB.
+// loadParallel is how many actors the stick loads at once: two, so that
+// one actor whose blocks the box stalls does not hold back the others
+// (each load has its own connection to the box), and no more, because each
+// load holds its module and a compiled copy, tens of MiB for a Go actor.
+// They compile one at a time (CompileParallel 1): a compile holds the one
+// core, and an initializer beside it would spend its deadline waiting.
 const loadParallel = 2
 
 // boxLimits bound fetches from the box: derived from the stick's RAM.
