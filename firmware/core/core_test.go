@@ -89,28 +89,33 @@ var testGov = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, ed25519.SeedSize))
 
 var testImage = sha256.Sum256([]byte("test stick image"))
 
-// measured starts a provisioned swtpm and measures a boot as stage 0
-// would: image, hand-off separators, configuration.
+// measured starts a provisioned swtpm and measures a boot on it
+// (measuredOn).
 func measured(t testing.TB) Config {
 	t.Helper()
-	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true})
+	return measuredOn(t, swtpmtest.Start(t, swtpmtest.Options{Provision: true}))
+}
+
+// measuredOn measures a boot on sw as stage 0 and the hosted stick would:
+// PCR 0 as the hosted stick begins it (the manifests name no stage 0),
+// image, hand-off separators, configuration. It returns the configuration
+// with the TPM's connection.
+func measuredOn(t testing.TB, sw *swtpmtest.Server) Config {
+	t.Helper()
 	tpm := sw.OpenT(t)
 	m, err := measure.New(tpm, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// PCR 0 as the hosted stick begins it (the manifests name no stage 0).
-	if err := m.MeasureStage0(measure.NoStage0, "test: no stage 0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Extend(measure.PCRImage, eventlog.EV_IPL, testImage, []byte("test image")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Separator(measure.HandoffPCRs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MeasureConfig([]byte("version=test\n")); err != nil {
-		t.Fatal(err)
+	for _, err := range []error{
+		m.MeasureStage0(measure.NoStage0, "test: no stage 0"),
+		m.Extend(measure.PCRImage, eventlog.EV_IPL, testImage, []byte("test image")),
+		m.Separator(measure.HandoffPCRs...),
+		m.MeasureConfig([]byte("version=test\n")),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	return Config{Version: "test", Board: "test", TPM: tpm, Measurer: m, Governance: []ed25519.PublicKey{testGov.Public().(ed25519.PublicKey)}}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -24,8 +23,6 @@ import (
 
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/runtime/actortest"
-	"github.com/teastick/teastick/tpm/eventlog"
-	"github.com/teastick/teastick/tpm/measure"
 	"github.com/teastick/teastick/tpm/swtpmtest"
 )
 
@@ -331,31 +328,6 @@ func TestEnrolOncePerBoot(t *testing.T) {
 	if n := probe.total() - sent; n != 0 {
 		t.Errorf("5 more enrolments sent %d TPM commands", n)
 	}
-}
-
-// measuredOn measures a boot on sw as measured does, and returns the
-// configuration with the TPM's connection.
-func measuredOn(t *testing.T, sw *swtpmtest.Server) Config {
-	t.Helper()
-	tpm := sw.OpenT(t)
-	m, err := measure.New(tpm, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// PCR 0 as the hosted stick begins it (the manifests name no stage 0).
-	if err := m.MeasureStage0(measure.NoStage0, "test: no stage 0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Extend(measure.PCRImage, eventlog.EV_IPL, testImage, []byte("test image")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Separator(measure.HandoffPCRs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MeasureConfig([]byte("version=test\n")); err != nil {
-		t.Fatal(err)
-	}
-	return Config{Version: "test", Board: "test", TPM: tpm, Measurer: m, Governance: []ed25519.PublicKey{testGov.Public().(ed25519.PublicKey)}}
 }
 
 // With its swtpm killed, the stick's next status reports the TPM fault;

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -107,25 +106,7 @@ func attested(t *testing.T) (Config, *x509.CertPool) {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(bundle)
-	tpm := sw.OpenT(t)
-	m, err := measure.New(tpm, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// PCR 0 as the hosted stick begins it (the manifests name no stage 0).
-	if err := m.MeasureStage0(measure.NoStage0, "test: no stage 0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Extend(measure.PCRImage, eventlog.EV_IPL, testImage, []byte("test image")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Separator(measure.HandoffPCRs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.MeasureConfig([]byte("version=test\n")); err != nil {
-		t.Fatal(err)
-	}
-	return Config{Version: "test", Board: "test", TPM: tpm, Measurer: m, Governance: []ed25519.PublicKey{testGov.Public().(ed25519.PublicKey)}}, roots
+	return measuredOn(t, sw), roots
 }
 
 // enrolAK runs enrolment against s and returns the AK a verifier trusts.
