@@ -276,7 +276,12 @@ func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) {
 	s.setActorNext(a, StateFailed, err, at)
 	if ue != nil {
 		ue.Failed[a.Name] = err
-		s.logf("actor: %s upgrade to %s FAILED, old version kept: %v%s", a.Name, a.CID, err, next)
+		if _, serving := s.rt.Actor(a.Name); serving == nil {
+			s.logf("actor: %s upgrade to %s FAILED, old version kept: %v%s", a.Name, a.CID, err, next)
+		} else {
+			// New in this upgrade: there is no old version to keep.
+			s.logf("actor: %s NOT SERVED (new in this upgrade): %v%s", a.Name, err, next)
+		}
 	} else {
 		s.logf("actor: %s NOT SERVED: %v%s", a.Name, err, next)
 	}

@@ -357,3 +357,37 @@ func TestManifestRefusals(t *testing.T) {
 }
 
 var _ = runtime.ErrBusy
+
+// An upgrade that fails an actor says "old version kept" only for an actor
+// that has one; an actor new in the upgrade is reported as not served.
+func TestUpgradeFailureNamesWhatServes(t *testing.T) {
+	box := &faultBox{}
+	edge := box.put(actortest.Wat(t, "edge"))
+	missing := actortest.CID([]byte("never published")).String()
+	cfg := measured(t)
+	cfg.Fetch = box.Fetch
+	cfg.RetryMin = time.Hour // no retry while the test reads the console
+	s, log := newStick(t, cfg)
+	if err := s.Boot(context.Background(), sign(t, 1, manifest.Actor{Name: "edge", CID: edge})); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Upgrade(context.Background(), sign(t, 2,
+		manifest.Actor{Name: "edge", CID: missing},
+		manifest.Actor{Name: "fresh", CID: missing}))
+	var ue *UpgradeError
+	if !errors.As(err, &ue) || len(ue.Failed) != 2 {
+		t.Fatalf("upgrade: %v, want both actors failed", err)
+	}
+	out := log.String()
+	for _, want := range []string{
+		"actor: edge upgrade to " + missing + " FAILED, old version kept: ",
+		"actor: fresh NOT SERVED (new in this upgrade): ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("console lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "fresh upgrade to") {
+		t.Errorf("console says an actor new in the upgrade kept an old version:\n%s", out)
+	}
+}
