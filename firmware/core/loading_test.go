@@ -223,6 +223,8 @@ func TestBootStalledActorHoldsNoOther(t *testing.T) {
 	}
 	if code, out := call(t, h, "POST", "/v1/actors/slow/invoke", `{"operation":"echo"}`); code != 503 || errCode(out) != "actor_not_served" {
 		t.Errorf("slow while it loads: %d %v", code, out)
+	} else if msg, _ := out["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "slow is still loading") || strings.HasSuffix(msg, ": ") {
+		t.Errorf("slow while it loads says %q, want that it is still loading", msg)
 	}
 	if v := verdict(t, s, ak, m, edge, slow); !v.OK() {
 		t.Errorf("attestation while PCR 9 is open:\n%s", v)

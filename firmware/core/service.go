@@ -66,8 +66,14 @@ func (s *Stick) servable(name string) (*manifest.Manifest, error) {
 	if !listed {
 		return nil, fmt.Errorf("%w %q", runtime.ErrUnknownActor, name)
 	}
-	if a.State != StateServing {
+	switch {
+	case a.State == StateServing:
+	case a.State == StateLoading:
+		return nil, fmt.Errorf("%w: %s is still loading (fetching and compiling it; try again shortly)", ErrNotServed, name)
+	case a.Error != "":
 		return nil, fmt.Errorf("%w: %s is %s: %s", ErrNotServed, name, a.State, a.Error)
+	default:
+		return nil, fmt.Errorf("%w: %s is %s", ErrNotServed, name, a.State)
 	}
 	return s.manifest, nil
 }
