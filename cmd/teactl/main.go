@@ -1,21 +1,22 @@
 // Command teactl is the operator's tool for teastick sticks: governance
-// keys and signed release manifests today; publishing actors, releases,
-// enrolment, attestation and invocation as those parts land.
+// keys, signed release manifests, publishing actors to the box, release
+// bundles, enrolment, attestation, invocation with receipts checked offline,
+// and upgrades. `teactl --help` lists the commands and `teactl GROUP
+// COMMAND --help` each command's flags (cli.go holds both).
 //
 // Usage:
 //
-//	teactl [--json] key generate KEYFILE
-//	teactl [--json] key public KEYFILE
-//	teactl [--json] manifest new --version N (--stage0 ELF | --stage0-sha256 HEX) (--stick ELF | --stick-sha256 HEX) -o DRAFT
-//	teactl [--json] manifest add DRAFT --name NAME --cid CID [--grant G]... [--memory-pages N] [--timeout-ms N]
-//	                             [--max-request N] [--max-response N] [--max-concurrent N]
-//	teactl [--json] manifest sign DRAFT --key KEYFILE -o MANIFEST
-//	teactl [--json] manifest verify MANIFEST --pub PUBKEY
-//	teactl [--json] manifest show FILE
+//	teactl [--json] key generate|public KEYFILE
+//	teactl [--json] manifest new|add|sign|verify|show ...
+//	teactl [--json] actor publish FILE.wasm --box-api URL
+//	teactl [--json] actor invoke URL NAME OP [PAYLOAD|@FILE] --identity FILE --pub KEY [-o RECEIPT]
+//	teactl [--json] stick enroll|attest|upgrade URL ...
+//	teactl [--json] receipt verify FILE --identity FILE --pub KEY [--release DIR|MANIFEST]
+//	teactl [--json] release build|verify ...
 //
 // Exit status: 0 success; 1 a check failed (bad signature, unknown key,
-// invalid manifest); 2 the command line is wrong; 3 a file or network
-// operation failed.
+// invalid manifest, failed attestation, bad receipt); 2 the command line is
+// wrong; 3 a file or network operation failed.
 package main
 
 import (
