@@ -71,15 +71,19 @@ func TestStickEndToEnd(t *testing.T) {
 		}
 		return m
 	}
+	// wordcount fetches its data set through ipfs.cat and counts it in
+	// about a second of the stick's interpreter on an idle host, half the
+	// default 2 s timeout; an emulated stick on a busy host needs more room.
+	wcLimits := manifest.Limits{TimeoutMillis: 10000}
 	v1 := sign(1,
 		manifest.Actor{Name: "echo", CID: echo, Grants: []string{"log"}},
 		manifest.Actor{Name: "notary", CID: notary, Grants: []string{"crypto.sha256", "crypto.sign"}},
-		manifest.Actor{Name: "wordcount", CID: wc, Grants: []string{"ipfs.cat"}},
+		manifest.Actor{Name: "wordcount", CID: wc, Grants: []string{"ipfs.cat"}, Limits: wcLimits},
 		manifest.Actor{Name: "kernel", CID: victim},
 	)
 	v2 := sign(2,
 		manifest.Actor{Name: "echo", CID: edge, Grants: []string{"log"}},
-		manifest.Actor{Name: "wordcount", CID: wc, Grants: []string{"ipfs.cat"}},
+		manifest.Actor{Name: "wordcount", CID: wc, Grants: []string{"ipfs.cat"}, Limits: wcLimits},
 	)
 	tpm, roots := provisionedTPM(t, ctx)
 	port, err := FreePort()
