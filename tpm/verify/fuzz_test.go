@@ -24,3 +24,12 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTPMAltName feeds arbitrary subjectAltName values to the EK profile's
+// directoryName parser: it must return, never panic. The seed is the
+// SAN swtpm_localca writes.
+func FuzzTPMAltName(f *testing.F) {
+	f.Add([]byte("0F\xa4D0B1\x160\x14\x06\x05g\x81\x05\x02\x01\f\vid:000010141\x100\x0e\x06\x05g\x81\x05\x02\x02\f\x05swtpm1\x160\x14\x06\x05g\x81\x05\x02\x03\f\vid:20191023"))
+	f.Add([]byte{0x30, 0})
+	f.Fuzz(func(t *testing.T, der []byte) { _ = checkTPMAltName(der) })
+}

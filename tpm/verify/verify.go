@@ -45,7 +45,11 @@ type PendingEnrolment struct {
 
 // Enrol checks an enrolment request and makes a credential only the
 // TPM holding the certified EK can activate, and only for the AK named:
-//   - the EK certificate chains to roots;
+//   - the EK certificate chains to roots and is an EK certificate by the
+//     TCG EK Credential Profile (checkEKProfile: not a CA, keyEncipherment,
+//     tcg-kp-EKCertificate when it has extended key usages, the TPM
+//     manufacturer/model/version alternative name; errors wrap
+//     ErrEKProfile);
 //   - the certified key equals the EK public the stick sent;
 //   - the AK is a restricted, fixedTPM ECC P-256 signing key.
 func Enrol(req *attest.Enrolment, roots *x509.CertPool) (*Challenge, *PendingEnrolment, error) {
@@ -56,9 +60,13 @@ func Enrol(req *attest.Enrolment, roots *x509.CertPool) (*Challenge, *PendingEnr
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: EK certificate: %v", ErrEnrol, err)
 	}
-	// EK certificates carry TCG-specific critical extensions and key
-	// usages Go does not know; the chain is what matters here.
-	cert.UnhandledCriticalExtensions = nil
+	// The profile check also clears the critical subject alternative name
+	// (a directoryName Go does not process) for the chain check below.
+	if err := checkEKProfile(cert); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrEnrol, err)
+	}
+	// EK certificates carry key usages Go does not know (the profile
+	// check requires tcg-kp-EKCertificate when there are any).
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return nil, nil, fmt.Errorf("%w: EK certificate does not chain to the CA: %v", ErrEnrol, err)
 	}
