@@ -83,14 +83,12 @@ func (v *version) route(ctx context.Context, cs *callState, binding, ns, op stri
 	if binding != "" && binding != "default" {
 		return nil, fmt.Errorf("binding %q: %w", binding, errUnknownOp)
 	}
-	if cs.init {
-		// An initializer runs before the actor is measured and has no
-		// request to answer: no capability, granted or not.
-		cs.deny(ns + "." + op)
-		return nil, fmt.Errorf("%s.%s: %w to an initializer of actor %s", ns, op, ErrDenied, v.name)
-	}
 	if !cs.granted(ns, op) {
-		cs.deny(ns + "." + op)
+		if cs.deny(ns, op) {
+			// An initializer runs before the actor is measured and has
+			// no request to answer: no capability, granted or not.
+			return nil, fmt.Errorf("%s.%s: %w to an initializer of actor %s", ns, op, ErrDenied, v.name)
+		}
 		return nil, fmt.Errorf("%s.%s: %w to actor %s", ns, op, ErrDenied, v.name)
 	}
 	cfg := &v.rt.cfg

@@ -65,8 +65,13 @@ func (cs *callState) granted(namespace, operation string) bool {
 	return !cs.init && cs.v.granted(namespace, operation)
 }
 
-// deny counts and logs a refused capability.
-func (cs *callState) deny(what string) { cs.v.deny(what, cs.init) }
+// deny counts and logs a refused capability, and reports whether only
+// the initializer rule refused it (the actor holds the grant).
+func (cs *callState) deny(namespace, operation string) bool {
+	init := cs.init && cs.v.granted(namespace, operation)
+	cs.v.deny(namespace+"."+operation, init)
+	return init
+}
 
 func withCall(ctx context.Context, cs *callState) context.Context {
 	return context.WithValue(ctx, callKey{}, cs)
@@ -184,7 +189,7 @@ func hostError(_ context.Context, cs *callState, m api.Module, stack []uint64) {
 // consoleLog is waPC's logging call; it needs the log grant like stdout.
 func consoleLog(_ context.Context, cs *callState, m api.Module, stack []uint64) {
 	if !cs.granted("log", "write") {
-		cs.deny("log.write")
+		cs.deny("log", "write")
 		return
 	}
 	n := min(uint32(stack[1]), maxLogLine)

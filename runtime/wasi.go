@@ -15,15 +15,15 @@ import (
 
 // WASI preview 1, only as granted, and in initializers as if nothing but
 // random were granted (ABI.md, "Initializers"). Actors get no filesystem,
-// environment or arguments. stdout and stderr go to the log under the actor's name (grant
-// "log"). clock_time_get reads the real clocks with the grant "clock";
-// without it the actor sees a virtual clock that starts at zero and moves
-// only as the actor reads it or sleeps, because language runtimes (Go's
-// among them) cannot start without a clock, and an actor that sees no real
-// time computes the same result every time. random_get needs the grant
-// "random"; without it, it fails with ENOTCAPABLE (Go's runtime then seeds
-// itself from the virtual clock). Every other WASI function an actor
-// imports links, and answers ENOSYS.
+// environment or arguments. stdout and stderr go to the log under the
+// actor's name (grant "log"). clock_time_get reads the real clocks with the
+// grant "clock"; without it the actor sees a virtual clock that starts at
+// zero and moves only as the actor reads it or sleeps, because language
+// runtimes (Go's among them) cannot start without a clock, and an actor
+// that sees no real time computes the same result every time. random_get
+// needs the grant "random"; without it, it fails with ENOTCAPABLE (Go's
+// runtime then seeds itself from the virtual clock). Every other WASI
+// function an actor imports links, and answers ENOSYS.
 const wasiModule = "wasi_snapshot_preview1"
 
 // WASI errno values.
@@ -246,7 +246,7 @@ func wasiFdWrite(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 		return
 	}
 	if !cs.granted("log", "write") {
-		cs.deny("log.write")
+		cs.deny("log", "write")
 		s[0] = errnoNotcapable
 		return
 	}
@@ -418,7 +418,7 @@ func wasiExit(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 // capabilities").
 func wasiRandom(_ context.Context, cs *callState, m api.Module, s []uint64) {
 	if !cs.v.granted("random", "bytes") {
-		cs.v.deny("random.bytes", false)
+		cs.deny("random", "bytes")
 		s[0] = errnoNotcapable
 		return
 	}
