@@ -72,19 +72,23 @@ var (
 // done; if the call's deadline passed (or it was canceled) meanwhile, the
 // call ends there, as wazero ends a running loop, and fails with
 // ErrDeadline rather than handing the actor a late answer.
-func (v *version) dispatch(ctx context.Context, binding, ns, op string, payload []byte) ([]byte, error) {
+func (v *version) dispatch(ctx context.Context, cs *callState, binding, ns, op string, payload []byte) ([]byte, error) {
 	exitIfDone(ctx)
-	out, err := v.route(ctx, binding, ns, op, payload)
+	out, err := v.route(ctx, cs, binding, ns, op, payload)
 	exitIfDone(ctx)
 	return out, err
 }
 
-func (v *version) route(ctx context.Context, binding, ns, op string, payload []byte) ([]byte, error) {
+func (v *version) route(ctx context.Context, cs *callState, binding, ns, op string, payload []byte) ([]byte, error) {
 	if binding != "" && binding != "default" {
 		return nil, fmt.Errorf("binding %q: %w", binding, errUnknownOp)
 	}
-	if !v.granted(ns, op) {
-		v.deny(ns + "." + op)
+	if !cs.granted(ns, op) {
+		if cs.deny(ns, op) {
+			// An initializer runs before the actor is measured and has
+			// no request to answer: no capability, granted or not.
+			return nil, fmt.Errorf("%s.%s: %w to an initializer of actor %s", ns, op, ErrDenied, v.name)
+		}
 		return nil, fmt.Errorf("%s.%s: %w to actor %s", ns, op, ErrDenied, v.name)
 	}
 	cfg := &v.rt.cfg

@@ -230,7 +230,10 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 	// with the load, and a pool refilled under load must not fail for it.
 	ctx, cancel := context.WithTimeout(ctx, max(v.limits.Timeout, v.rt.cfg.InitTimeout))
 	defer cancel()
-	cs := &callState{v: v, in: in}
+	// Initializers run without capabilities (callState.granted): they
+	// answer no request, and the first instance's run before the core
+	// measures the actor (ABI.md, "Initializers").
+	cs := &callState{v: v, in: in, init: true}
 	ctx = withCall(ctx, cs)
 	mod, err := v.wr.InstantiateModule(ctx, v.compiled, cfg)
 	if err != nil {
@@ -348,16 +351,21 @@ func (v *version) granted(namespace, operation string) bool {
 	return false
 }
 
-// deny counts and logs a refused capability call. The first refusal of
-// each capability is logged, then every 1000th, so a looping actor cannot
+// deny counts and logs a refused capability call; init says it was
+// refused because an initializer made it. The first refusal of each
+// capability is logged, then every 1000th, so a looping actor cannot
 // flood the log.
-func (v *version) deny(what string) {
+func (v *version) deny(what string, init bool) {
 	v.deniedMu.Lock()
 	v.denied[what]++
 	n := v.denied[what]
 	v.deniedMu.Unlock()
 	if n == 1 || n%1000 == 0 {
-		v.rt.log.Warn("capability not granted", "actor", v.name, "cid", v.cid.String(), "capability", what, "count", n)
+		msg := "capability not granted"
+		if init {
+			msg = "capability not granted to an initializer"
+		}
+		v.rt.log.Warn(msg, "actor", v.name, "cid", v.cid.String(), "capability", what, "count", n)
 	}
 }
 

@@ -38,6 +38,10 @@ type callState struct {
 	in  *instance
 	op  string
 	req []byte
+	// init marks an instance's initializers: they run without
+	// capabilities (ABI.md, "Initializers"; RATIONALE.md, "Initializers
+	// run without capabilities").
+	init bool
 
 	resp     []byte
 	guestErr string
@@ -54,6 +58,20 @@ type callState struct {
 }
 
 type callKey struct{}
+
+// granted reports whether the guest may use namespace.operation now: as
+// the actor's grants say during a call, never in an initializer.
+func (cs *callState) granted(namespace, operation string) bool {
+	return !cs.init && cs.v.granted(namespace, operation)
+}
+
+// deny counts and logs a refused capability, and reports whether only
+// the initializer rule refused it (the actor holds the grant).
+func (cs *callState) deny(namespace, operation string) bool {
+	init := cs.init && cs.v.granted(namespace, operation)
+	cs.v.deny(namespace+"."+operation, init)
+	return init
+}
 
 func withCall(ctx context.Context, cs *callState) context.Context {
 	return context.WithValue(ctx, callKey{}, cs)
@@ -142,7 +160,7 @@ func hostCall(ctx context.Context, cs *callState, m api.Module, stack []uint64) 
 	op := string(cs.read(m, "__host_call operation", stack[4], stack[5]))
 	payload := cs.read(m, "__host_call payload", stack[6], stack[7])
 	cs.hostResp, cs.hostErr = nil, ""
-	resp, err := cs.v.dispatch(ctx, binding, ns, op, payload)
+	resp, err := cs.v.dispatch(ctx, cs, binding, ns, op, payload)
 	if err != nil {
 		cs.hostErr = err.Error()
 		stack[0] = 0
@@ -170,8 +188,8 @@ func hostError(_ context.Context, cs *callState, m api.Module, stack []uint64) {
 
 // consoleLog is waPC's logging call; it needs the log grant like stdout.
 func consoleLog(_ context.Context, cs *callState, m api.Module, stack []uint64) {
-	if !cs.v.granted("log", "write") {
-		cs.v.deny("log.write")
+	if !cs.granted("log", "write") {
+		cs.deny("log", "write")
 		return
 	}
 	n := min(uint32(stack[1]), maxLogLine)

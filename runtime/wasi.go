@@ -13,16 +13,17 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 )
 
-// WASI preview 1, only as granted. Actors get no filesystem, environment or
-// arguments. stdout and stderr go to the log under the actor's name (grant
-// "log"). clock_time_get reads the real clocks with the grant "clock";
-// without it the actor sees a virtual clock that starts at zero and moves
-// only as the actor reads it or sleeps, because language runtimes (Go's
-// among them) cannot start without a clock, and an actor that sees no real
-// time computes the same result every time. random_get needs the grant
-// "random"; without it, it fails with ENOTCAPABLE (Go's runtime then seeds
-// itself from the virtual clock). Every other WASI function an actor
-// imports links, and answers ENOSYS.
+// WASI preview 1, only as granted, and in initializers as if nothing but
+// random were granted (ABI.md, "Initializers"). Actors get no filesystem,
+// environment or arguments. stdout and stderr go to the log under the
+// actor's name (grant "log"). clock_time_get reads the real clocks with the
+// grant "clock"; without it the actor sees a virtual clock that starts at
+// zero and moves only as the actor reads it or sleeps, because language
+// runtimes (Go's among them) cannot start without a clock, and an actor
+// that sees no real time computes the same result every time. random_get
+// needs the grant "random"; without it, it fails with ENOTCAPABLE (Go's
+// runtime then seeds itself from the virtual clock). Every other WASI
+// function an actor imports links, and answers ENOSYS.
 const wasiModule = "wasi_snapshot_preview1"
 
 // WASI errno values.
@@ -191,7 +192,7 @@ func wasiClockRes(_ context.Context, cs *callState, m api.Module, s []uint64) {
 		return
 	}
 	res := uint64(1)
-	if !cs.v.granted("clock", "now") {
+	if !cs.granted("clock", "now") {
 		res = virtualClockStep
 	}
 	if !m.Memory().WriteUint64Le(uint32(s[1]), res) {
@@ -202,15 +203,17 @@ func wasiClockRes(_ context.Context, cs *callState, m api.Module, s []uint64) {
 }
 
 // now returns the clock the actor sees: clock id 0 is real time, the others
-// monotonic.
+// monotonic. Initializers see the virtual clock even with the grant; the
+// real monotonic clock then continues above where it left off, so the
+// instance never sees it go back.
 func (cs *callState) now(id uint32) uint64 {
-	if cs.v.granted("clock", "now") {
+	w := cs.in.wasi
+	if cs.granted("clock", "now") {
 		if id == 0 {
 			return uint64(cs.v.rt.cfg.Now().UnixNano())
 		}
-		return uint64(time.Since(cs.v.rt.start)) + 1
+		return max(uint64(time.Since(cs.v.rt.start))+1, w.virtual+1)
 	}
-	w := cs.in.wasi
 	w.virtual += virtualClockStep
 	return w.virtual
 }
@@ -242,8 +245,8 @@ func wasiFdWrite(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 		s[0] = errnoBadf
 		return
 	}
-	if !cs.v.granted("log", "write") {
-		cs.v.deny("log.write")
+	if !cs.granted("log", "write") {
+		cs.deny("log", "write")
 		s[0] = errnoNotcapable
 		return
 	}
@@ -359,7 +362,7 @@ func wasiPoll(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 		}
 	}
 	if len(fdEvents) == 0 && wait != 1<<64-1 {
-		if cs.v.granted("clock", "now") {
+		if cs.granted("clock", "now") {
 			t := time.NewTimer(time.Duration(min(wait, uint64(time.Hour))))
 			select {
 			case <-t.C:
@@ -396,7 +399,7 @@ func wasiPoll(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 
 // peekNow reads the actor's clock without advancing a virtual one.
 func (cs *callState) peekNow(id uint32) uint64 {
-	if cs.v.granted("clock", "now") {
+	if cs.granted("clock", "now") {
 		return cs.now(id)
 	}
 	return cs.in.wasi.virtual
@@ -408,9 +411,14 @@ func wasiExit(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 	panic(sys.NewExitError(code))
 }
 
+// wasiRandom fills the buffer from the runtime's generator if the actor
+// holds the grant random, in a call or in an initializer alike: random
+// bytes reach no box, key or state, and language runtimes seed their hash
+// tables from them at start (RATIONALE.md, "Initializers run without
+// capabilities").
 func wasiRandom(_ context.Context, cs *callState, m api.Module, s []uint64) {
 	if !cs.v.granted("random", "bytes") {
-		cs.v.deny("random.bytes")
+		cs.deny("random", "bytes")
 		s[0] = errnoNotcapable
 		return
 	}
