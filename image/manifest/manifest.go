@@ -16,6 +16,11 @@
 // and refuses any difference, so there is exactly one byte string per
 // manifest and nothing in a signed part can go unseen: unknown fields,
 // duplicate fields and alternative spellings are all refused.
+//
+// The outer wrapper is not signed and may be spaced or ordered any way;
+// what the stick measures (PCR 8 at boot, PCR 10 for an upgrade) is the
+// file's canonical form, CanonicalFile, so two files carrying the same
+// signed manifest measure the same.
 package manifest
 
 import (
