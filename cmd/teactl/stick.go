@@ -286,7 +286,7 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 	if len(att.Manifests) == 0 {
 		a.problems = append(a.problems, "the stick reports no manifest: it serves nothing")
 	}
-	if release != nil && (len(att.Manifests) == 0 || !bytes.Equal(att.Manifests[len(att.Manifests)-1], release)) {
+	if release != nil && (len(att.Manifests) == 0 || !bytes.Equal(verify.MeasuredManifest(att.Manifests[len(att.Manifests)-1]), verify.MeasuredManifest(release))) {
 		a.problems = append(a.problems, "the stick does not run the given release (its latest manifest differs)")
 	}
 	a.verdict = verify.Verify(att.Evidence, verify.Expect{AKPublic: id.AKPublic, Nonce: nonce, ChannelKey: peer, Reference: ref})

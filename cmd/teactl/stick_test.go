@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,6 +111,19 @@ func TestStickCommands(t *testing.T) {
 	if !strings.Contains(r.stdout, "attestation OK") {
 		t.Errorf("attest output:\n%s", r.stdout)
 	}
+	// The same signed release in a re-spaced file with its wrapper's keys
+	// reordered is the same release: the stick measured the canonical form.
+	v1, _ := os.ReadFile(p("v1.json"))
+	var wrapper struct {
+		Signed    json.RawMessage `json:"signed"`
+		Signature struct{ Alg, Key, Sig string }
+	}
+	if err := json.Unmarshal(v1, &wrapper); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(p("v1-respaced.json"), fmt.Appendf(nil, "{\n  \"signature\": {\"sig\": %q, \"key\": %q, \"alg\": %q},\n  \"signed\": %s\n}\n",
+		wrapper.Signature.Sig, wrapper.Signature.Key, wrapper.Signature.Alg, wrapper.Signed), 0o644)
+	mustOK(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("gov.key"), "--release", p("v1-respaced.json")), "attest A against its release re-spaced")
 	wantFail(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("other.key")), exitCheck, "attestation FAILED", "wrong governance key")
 	wantFail(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("gov.key"), "--release", p("v2.json")), exitCheck, "does not run the given release", "mismatched release")
 	wantFail(t, teactl("stick", "attest", urlB, "--identity", p("a.json"), "--pub", p("gov.key")), exitCheck, "attestation FAILED", "another stick's attestation")

@@ -200,7 +200,13 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 		return errors.New("manifest: the stick already booted a manifest; upgrades go through Upgrade")
 	}
 	mm := s.cfg.Measurer
-	if err := mm.MeasureManifest(raw); err != nil {
+	// The canonical form, not the file as sent: the same signed manifest
+	// in a re-spaced wrapper measures the same (manifest.CanonicalFile).
+	canon, err := manifest.CanonicalFile(raw)
+	if err != nil {
+		return err
+	}
+	if err := mm.MeasureManifest(canon); err != nil {
 		return fmt.Errorf("measure manifest: %w", err)
 	}
 	if err := mm.Separator(measure.PCRConfig); err != nil {
@@ -368,7 +374,11 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	// actors cannot load still moves the version, but the measurement
 	// order stays manifest, then actors.
 	ready := s.prepare(ctx, changed)
-	if err := s.cfg.Measurer.MeasureUpgrade(raw); err != nil {
+	canon, err := manifest.CanonicalFile(raw)
+	if err == nil {
+		err = s.cfg.Measurer.MeasureUpgrade(canon)
+	}
+	if err != nil {
 		for _, p := range ready {
 			if p.pending != nil {
 				p.pending.Abort()

@@ -152,7 +152,7 @@ func VerifyFile(f *File, tr Trust) (*verify.Verdict, error) {
 	if ev == nil || ev.Attestation == nil {
 		return nil, ErrNoEvidence
 	}
-	if len(ev.Manifests) > 0 && tr.Release != nil && !bytes.Equal(ev.Manifests[0], tr.Release) {
+	if len(ev.Manifests) > 0 && tr.Release != nil && !bytes.Equal(verify.MeasuredManifest(ev.Manifests[0]), verify.MeasuredManifest(tr.Release)) {
 		return nil, ErrRelease
 	}
 	config := tr.Config

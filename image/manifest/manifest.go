@@ -16,6 +16,11 @@
 // and refuses any difference, so there is exactly one byte string per
 // manifest and nothing in a signed part can go unseen: unknown fields,
 // duplicate fields and alternative spellings are all refused.
+//
+// The outer wrapper is not signed and may be spaced or ordered any way;
+// what the stick measures (PCR 8 at boot, PCR 10 for an upgrade) is the
+// file's canonical form, CanonicalFile, so two files carrying the same
+// signed manifest measure the same.
 package manifest
 
 import (
@@ -207,14 +212,36 @@ func Sign(m *Manifest, key ed25519.PrivateKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := file{
-		Signed: signed,
-		Signature: Signature{
-			Alg: "ed25519",
-			Key: KeyID(key.Public().(ed25519.PublicKey)),
-			Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(key, signed)),
-		},
+	return encodeFile(signed, Signature{
+		Alg: "ed25519",
+		Key: KeyID(key.Public().(ed25519.PublicKey)),
+		Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(key, signed)),
+	})
+}
+
+// CanonicalFile returns the canonical form of a manifest file: the bytes
+// Sign would write for the same signed part and signature block, that is
+// {"signed":<canonical signed part>,"signature":{"alg":..,"key":..,"sig":..}}
+// in compact encoding/json form (keys in that order, no insignificant
+// white space, no HTML escaping) and one trailing newline. Two files that
+// carry the same signed manifest and signature have the same canonical
+// form however their outer wrapper is spaced or ordered, and a file as
+// Sign wrote it is already canonical. This is what the stick measures
+// (PCR 8 at boot, PCR 10 for an upgrade) and what a verifier's reference
+// is computed from. It parses like Parse and does not check the
+// signature.
+func CanonicalFile(b []byte) ([]byte, error) {
+	_, sig, signed, err := Parse(b)
+	if err != nil {
+		return nil, err
 	}
+	return encodeFile(signed, *sig)
+}
+
+// encodeFile is the canonical manifest file of a signed part (already
+// canonical) and its signature block.
+func encodeFile(signed []byte, sig Signature) ([]byte, error) {
+	f := file{Signed: signed, Signature: sig}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

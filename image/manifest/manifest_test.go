@@ -5,9 +5,12 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -244,6 +247,148 @@ func FuzzVerify(f *testing.F) {
 		}
 		if _, err := Verify(again, pub); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// respaced is the manifest file b with its outer wrapper re-spaced and its
+// keys in another order, the signed part byte for byte as it was.
+func respaced(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var f struct {
+		Signed    json.RawMessage `json:"signed"`
+		Signature Signature       `json:"signature"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	return []byte(fmt.Sprintf("\n  {\r\n\t\"signature\" : { \"sig\": %q,\n \"key\":%q , \"alg\" :%q },\n\t\"signed\" :\t%s\n}\n\n",
+		f.Signature.Sig, f.Signature.Key, f.Signature.Alg, f.Signed))
+}
+
+func TestCanonicalFileIgnoresTheWrapper(t *testing.T) {
+	b, err := Sign(sample(t), key(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := respaced(t, b)
+	if bytes.Equal(other, b) {
+		t.Fatal("re-spacing changed nothing")
+	}
+	if _, err := Verify(other, key(1).Public().(ed25519.PublicKey)); err != nil {
+		t.Fatalf("re-spaced file does not verify: %v", err)
+	}
+	c1, err := CanonicalFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := CanonicalFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(c1, c2) {
+		t.Fatalf("same signed manifest, different canonical forms:\n%s\n%s", c1, c2)
+	}
+	// a file as Sign writes it is already canonical
+	if !bytes.Equal(c1, b) {
+		t.Fatalf("Sign's output is not its own canonical form:\n%s\n%s", b, c1)
+	}
+	// canonical of canonical is itself
+	if c3, err := CanonicalFile(c1); err != nil || !bytes.Equal(c3, c1) {
+		t.Fatalf("not idempotent: %v\n%s", err, c3)
+	}
+}
+
+func TestCanonicalFileSeesEverySignedField(t *testing.T) {
+	base, err := Sign(sample(t), key(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := CanonicalFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func(m *Manifest){
+		"version":        func(m *Manifest) { m.Version++ },
+		"stage0":         func(m *Manifest) { m.Firmware.Stage0 = digest("other stage0") },
+		"stick":          func(m *Manifest) { m.Firmware.Stick = digest("other stick") },
+		"actor name":     func(m *Manifest) { m.Actors[0].Name = "echo2" },
+		"actor cid":      func(m *Manifest) { m.Actors[0].CID = rawCID(t, "other.wasm") },
+		"grants":         func(m *Manifest) { m.Actors[0].Grants = []string{"clock", "log"} },
+		"limits":         func(m *Manifest) { m.Actors[1].Limits.MaxConcurrent = 3 },
+		"actors dropped": func(m *Manifest) { m.Actors = m.Actors[:1] },
+	} {
+		m := sample(t)
+		change(m)
+		b, err := Sign(m, key(1))
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		got, err := CanonicalFile(respaced(t, b))
+		if err != nil {
+			t.Fatal(name, err)
+		}
+		if bytes.Equal(got, want) {
+			t.Errorf("%s changed, canonical form did not", name)
+		}
+	}
+	// another signer of the same manifest: another signature block
+	other, err := Sign(sample(t), key(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := CanonicalFile(other); err != nil || bytes.Equal(got, want) {
+		t.Errorf("another signature, same canonical form (%v)", err)
+	}
+}
+
+func TestCanonicalFileRefusesWhatParseRefuses(t *testing.T) {
+	b, err := Sign(sample(t), key(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string][]byte{
+		"empty":             nil,
+		"not json":          []byte("manifest"),
+		"trailing data":     append(bytes.Clone(b), []byte(`{}`)...),
+		"signed re-spaced":  bytes.Replace(b, []byte(`{"schema":`), []byte(`{ "schema":`), 1),
+		"unknown top field": bytes.Replace(b, []byte(`{"signed":`), []byte(`{"x":1,"signed":`), 1),
+	} {
+		if _, err := CanonicalFile(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// FuzzCanonicalFile: manifest files come from the API. CanonicalFile never
+// panics, and what it returns is itself canonical, parses to the same
+// manifest and signature, and is stable.
+func FuzzCanonicalFile(f *testing.F) {
+	b, err := Sign(sample(f), key(1))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add(respaced(f, b))
+	f.Add([]byte(`{"signed":{},"signature":{}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := CanonicalFile(b)
+		if err != nil {
+			return
+		}
+		m1, s1, _, err := Parse(b)
+		if err != nil {
+			t.Fatalf("CanonicalFile accepted what Parse refuses: %v", err)
+		}
+		m2, s2, _, err := Parse(c)
+		if err != nil {
+			t.Fatalf("canonical form does not parse: %v\n%s", err, c)
+		}
+		if !reflect.DeepEqual(m1, m2) || *s1 != *s2 {
+			t.Fatalf("canonical form carries another manifest:\n%s\n%s", b, c)
+		}
+		if c2, err := CanonicalFile(c); err != nil || !bytes.Equal(c, c2) {
+			t.Fatalf("canonical form is not stable: %v\n%s\n%s", err, c, c2)
 		}
 	})
 }

@@ -15,8 +15,9 @@
 // begins with stage 0's measurement of itself, the SHA-256 of boot.elf
 // (EV_S_CRTM_CONTENTS, tpm/verify.Stage0Event), PCR 4 holds the stick
 // image's digest, PCRs 0-7 the hand-off separators, PCR 8 the
-// configuration, the manifest and a separator (tpm/verify.BootEvents, the
-// code the verifier uses). Signing the manifest therefore signs them, and
+// configuration, the manifest in its canonical form (manifest.CanonicalFile:
+// any spacing of the file's outer wrapper measures the same) and a
+// separator (tpm/verify.BootEvents, the code the verifier uses). Signing the manifest therefore signs them, and
 // Verify needs only the governance public key: it checks the signature,
 // the images against the manifest's digests, and recomputes
 // reference.json.
@@ -84,7 +85,8 @@ type Build struct {
 type Reference struct {
 	Schema string `json:"schema"`
 	// ManifestVersion and ManifestSHA256 name the manifest the events end
-	// with.
+	// with; the digest is of its canonical form (manifest.CanonicalFile,
+	// what the stick measures), not of the file's bytes.
 	ManifestVersion uint64 `json:"manifest_version"`
 	ManifestSHA256  string `json:"manifest_sha256"`
 	Stage0SHA256    string `json:"stage0_sha256"`
@@ -153,7 +155,8 @@ func Make(stage0, stick, signed []byte, imageVersion, board string) (*Reference,
 	}
 	r := &Reference{Schema: Schema, ManifestVersion: m.Version, Stage0SHA256: m.Firmware.Stage0, StickSHA256: m.Firmware.Stick,
 		ImageVersion: imageVersion, Board: board, PCRs: map[string]string{}}
-	ms := sha256.Sum256(signed)
+	// the manifest as the stick measures it, whatever its file's wrapper
+	ms := sha256.Sum256(verify.MeasuredManifest(signed))
 	r.ManifestSHA256 = hex.EncodeToString(ms[:])
 	if r.Stage0Build, err = buildOf("stage 0", stage0); err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/ipfs/go-cid"
 
+	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/tpm/attest"
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
@@ -155,9 +156,10 @@ type Reference struct {
 	Events []eventlog.Event
 	// Actors are the actor CIDs the manifest allows on PCRs 9 and 10.
 	Actors []cid.Cid
-	// Upgrades are the signed manifests (exact bytes) the stick may have
-	// accepted while serving; each is measured into PCR 10 before the
-	// actors it changes. Their actors belong in Actors too.
+	// Upgrades are the signed manifest files the stick may have accepted
+	// while serving; each is measured into PCR 10, in its canonical form
+	// (MeasuredManifest), before the actors it changes. Their actors
+	// belong in Actors too.
 	Upgrades [][]byte
 }
 
@@ -167,11 +169,24 @@ func Stage0Event(stage0 [32]byte) eventlog.Event {
 	return eventlog.Event{PCR: measure.PCRStage0, Type: eventlog.EV_S_CRTM_CONTENTS, Digest: stage0}
 }
 
+// MeasuredManifest is what a stick measures for the signed manifest file
+// b: its canonical form (manifest.CanonicalFile), so any spacing or key
+// order of the outer wrapper gives the same event. Bytes that are not a
+// manifest file, which no stick accepts and so none measures, are
+// returned as they are.
+func MeasuredManifest(b []byte) []byte {
+	if c, err := manifest.CanonicalFile(b); err == nil {
+		return c
+	}
+	return b
+}
+
 // BootEvents returns the events a correct boot logs on PCRs 0..8 after
 // stage 0's own measurement (Stage0Event, checked as CheckStage0): the image
-// (PCR 4), the hand-off separators (0-7), configuration, manifest and a
+// (PCR 4), the hand-off separators (0-7), configuration, manifest (in its
+// canonical form, MeasuredManifest, whatever file is given) and a
 // separator (PCR 8), exactly as package measure extends them.
-func BootEvents(imageDigest [32]byte, config, manifest []byte) []eventlog.Event {
+func BootEvents(imageDigest [32]byte, config, signed []byte) []eventlog.Event {
 	sep := sha256.Sum256(eventlog.Separator)
 	ev := []eventlog.Event{{PCR: measure.PCRImage, Type: eventlog.EV_IPL, Digest: imageDigest}}
 	for _, p := range measure.HandoffPCRs {
@@ -180,7 +195,7 @@ func BootEvents(imageDigest [32]byte, config, manifest []byte) []eventlog.Event 
 	for _, t := range []struct {
 		tag  uint32
 		data []byte
-	}{{eventlog.TagConfig, config}, {eventlog.TagManifest, manifest}} {
+	}{{eventlog.TagConfig, config}, {eventlog.TagManifest, MeasuredManifest(signed)}} {
 		d := eventlog.Tagged(t.tag, t.data)
 		ev = append(ev, eventlog.Event{PCR: measure.PCRConfig, Type: eventlog.EV_EVENT_TAG, Digest: sha256.Sum256(d)})
 	}
@@ -599,7 +614,7 @@ func checkActorEvent(e eventlog.Event, ref *Reference) string {
 	}
 	tag, payload, err := eventlog.ParseTagged(e.Data)
 	if err == nil && tag == eventlog.TagManifest && e.PCR == measure.PCRRuntime {
-		if ref == nil || !slices.ContainsFunc(ref.Upgrades, func(m []byte) bool { return bytes.Equal(m, payload) }) {
+		if ref == nil || !slices.ContainsFunc(ref.Upgrades, func(m []byte) bool { return bytes.Equal(MeasuredManifest(m), payload) }) {
 			return fmt.Sprintf("manifest upgrade (sha256:%x) is not in the reference", sha256.Sum256(payload))
 		}
 		return ""
