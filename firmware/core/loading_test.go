@@ -147,10 +147,10 @@ func verdict(t *testing.T, s *Stick, ak, m []byte, allowed ...string) *verify.Ve
 	return verify.Verify(a.Evidence, verify.Expect{AKPublic: ak, Nonce: nonce[:16], ChannelKey: s.channelDER, Reference: ref})
 }
 
-// actorEvents names the actors measured on pcr, in log order.
-func actorEvents(t *testing.T, m *measure.Measurer, pcr uint32) []string {
+// measuredActors are the actors measured on pcr, in log order.
+func measuredActors(t *testing.T, m *measure.Measurer, pcr uint32) []measure.Actor {
 	t.Helper()
-	var names []string
+	var out []measure.Actor
 	for _, e := range m.Events() {
 		if e.PCR != pcr || e.Type != eventlog.EV_EVENT_TAG {
 			continue
@@ -163,6 +163,16 @@ func actorEvents(t *testing.T, m *measure.Measurer, pcr uint32) []string {
 		if err := a.UnmarshalBinary(payload); err != nil {
 			t.Fatal(err)
 		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// actorEvents names the actors measured on pcr, in log order.
+func actorEvents(t *testing.T, m *measure.Measurer, pcr uint32) []string {
+	t.Helper()
+	var names []string
+	for _, a := range measuredActors(t, m, pcr) {
 		names = append(names, a.Name)
 	}
 	return names
@@ -172,18 +182,7 @@ func actorEvents(t *testing.T, m *measure.Measurer, pcr uint32) []string {
 func actorCIDs(t *testing.T, m *measure.Measurer, pcr uint32) []string {
 	t.Helper()
 	var out []string
-	for _, e := range m.Events() {
-		if e.PCR != pcr || e.Type != eventlog.EV_EVENT_TAG {
-			continue
-		}
-		tag, payload, err := eventlog.ParseTagged(e.Data)
-		if err != nil || tag != eventlog.TagActor {
-			continue
-		}
-		var a measure.Actor
-		if err := a.UnmarshalBinary(payload); err != nil {
-			t.Fatal(err)
-		}
+	for _, a := range measuredActors(t, m, pcr) {
 		out = append(out, a.Name+"="+a.CID.String())
 	}
 	return out
