@@ -3,32 +3,15 @@ package core
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"testing"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/image/manifest/manifesttest"
 	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/tpm/verify"
 )
-
-// respaced is the signed manifest file b with its outer wrapper re-spaced
-// and its keys reordered; the signed part is kept byte for byte, so it is
-// the same signed manifest.
-func respaced(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var f struct {
-		Signed    json.RawMessage    `json:"signed"`
-		Signature manifest.Signature `json:"signature"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	return []byte(fmt.Sprintf("{ \"signature\" : {\"key\": %q, \"sig\" : %q,\n\t\"alg\": %q},\n  \"signed\":%s }\n",
-		f.Signature.Key, f.Signature.Sig, f.Signature.Alg, f.Signed))
-}
 
 // TestManifestMeasuredCanonically: the stick measures a manifest's
 // canonical form (PCR 8 at boot, PCR 10 on upgrade), so a stick that
@@ -40,7 +23,7 @@ func TestManifestMeasuredCanonically(t *testing.T) {
 	edge := box.put(actortest.Wat(t, "edge"))
 	v1 := sign(t, 1, manifest.Actor{Name: "edge", CID: edge})
 	v2 := sign(t, 2, manifest.Actor{Name: "edge", CID: edge})
-	v1r, v2r := respaced(t, v1), respaced(t, v2)
+	v1r, v2r := manifesttest.Respaced(t, v1), manifesttest.Respaced(t, v2)
 	if bytes.Equal(v1, v1r) || bytes.Equal(v2, v2r) {
 		t.Fatal("re-spacing changed nothing")
 	}

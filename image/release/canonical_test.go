@@ -6,11 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
 	"testing"
 
 	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/image/manifest/manifesttest"
 )
 
 // TestReferenceOfAnyWrapper: reference.json is the same for the signed
@@ -37,15 +37,7 @@ func TestReferenceOfAnyWrapper(t *testing.T) {
 		return b
 	}
 	v1 := signed(1)
-	var f struct {
-		Signed    json.RawMessage    `json:"signed"`
-		Signature manifest.Signature `json:"signature"`
-	}
-	if err := json.Unmarshal(v1, &f); err != nil {
-		t.Fatal(err)
-	}
-	re := []byte(fmt.Sprintf("{\"signature\" : {\"key\":%q,\"alg\":%q,\"sig\":%q},\n\t\"signed\": %s}\n",
-		f.Signature.Key, f.Signature.Alg, f.Signature.Sig, f.Signed))
+	re := manifesttest.Respaced(t, v1)
 	ref := func(b []byte) []byte {
 		r, err := Make(stage0, stick, b, "release-test", "linux-hosted")
 		if err != nil {

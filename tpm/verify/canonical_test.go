@@ -4,31 +4,15 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/image/manifest/manifesttest"
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
 )
-
-// respacedManifest is the signed manifest file b with its outer wrapper
-// re-spaced and its keys reordered, the signed part byte for byte kept.
-func respacedManifest(t testing.TB, b []byte) []byte {
-	t.Helper()
-	var f struct {
-		Signed    json.RawMessage    `json:"signed"`
-		Signature manifest.Signature `json:"signature"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
-	return []byte(fmt.Sprintf("\n{\"signature\":{ \"alg\" : %q, \"sig\":%q, \"key\":%q },\r\n \"signed\" : %s}",
-		f.Signature.Alg, f.Signature.Sig, f.Signature.Key, f.Signed))
-}
 
 func signedManifest(t testing.TB, version uint64) []byte {
 	t.Helper()
@@ -47,7 +31,7 @@ func signedManifest(t testing.TB, version uint64) []byte {
 // allowed by a reference given the other.
 func TestBootEventsCanonicalManifest(t *testing.T) {
 	v1, v2 := signedManifest(t, 1), signedManifest(t, 2)
-	v1r := respacedManifest(t, v1)
+	v1r := manifesttest.Respaced(t, v1)
 	if bytes.Equal(v1, v1r) {
 		t.Fatal("re-spacing changed nothing")
 	}
