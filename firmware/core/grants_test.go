@@ -38,10 +38,11 @@ func pcr10Manifests(m *measure.Measurer) int {
 func TestGrantsOnlyUpgradeWithoutTheBox(t *testing.T) {
 	box := &faultBox{}
 	edge := box.put(actortest.Wat(t, "edge"))
-	cfg := measured(t)
+	cfg, roots := attested(t)
 	cfg.Fetch = box.Fetch
 	s, _ := newStick(t, cfg)
-	if err := s.Boot(context.Background(), sign(t, 1, manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}})); err != nil {
+	v1 := sign(t, 1, manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}})
+	if err := s.Boot(context.Background(), v1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Invoke(context.Background(), "edge", "call", randomCall); err != nil {
@@ -71,6 +72,10 @@ func TestGrantsOnlyUpgradeWithoutTheBox(t *testing.T) {
 	}
 	if a := actorStatus(s, "edge"); a.State != StateServing || !slices.Equal(a.Grants, []string{"log"}) {
 		t.Errorf("status after version 2: %+v", a)
+	}
+	// A verifier following the manifests accepts the log.
+	if v := verdict(t, s, enrolAK(t, s, roots), v1, edge); !v.OK() {
+		t.Errorf("verdict after the grants-only upgrade:\n%s", v)
 	}
 }
 
