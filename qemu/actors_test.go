@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/teastick/teastick/firmware/core/client"
 	"github.com/teastick/teastick/firmware/receipt"
 	"github.com/teastick/teastick/image/manifest"
@@ -90,14 +88,6 @@ func TestStickEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	toCIDs := func(ss ...string) []cid.Cid {
-		var out []cid.Cid
-		for _, s := range ss {
-			out = append(out, cid.MustParse(s))
-		}
-		return out
-	}
-
 	var report []string
 	logf := func(format string, args ...any) {
 		report = append(report, fmt.Sprintf(format, args...))
@@ -154,7 +144,7 @@ func TestStickEndToEnd(t *testing.T) {
 				return v, peer, nil
 			}
 			ref := &verify.Reference{Stage0: stage0Sum, Events: verify.BootEvents(stickSum, []byte("version=e2e-test\nboard=qemu-virt-arm\n"), v1),
-				Actors: toCIDs(echo, notary, wc)}
+				Boot: v1}
 			v, peer, err := attest(ref)
 			if err != nil {
 				return err
@@ -192,7 +182,7 @@ func TestStickEndToEnd(t *testing.T) {
 			if err != nil || r.Receipt.CID != edge || string(r.Output) != "upgraded" {
 				return fmt.Errorf("echo after the upgrade: %v %+v", err, r)
 			}
-			ref2 := &verify.Reference{Stage0: ref.Stage0, Events: ref.Events, Actors: toCIDs(echo, notary, wc, edge), Upgrades: [][]byte{v2}}
+			ref2 := &verify.Reference{Stage0: ref.Stage0, Events: ref.Events, Boot: v1, Upgrades: [][]byte{v2}}
 			if v, _, err := attest(ref2); err != nil || !v.OK() {
 				return fmt.Errorf("after the upgrade: %v\n%s", err, v)
 			}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -132,6 +133,10 @@ type Spec struct {
 	Grants []string
 	Limits Limits
 	Module []byte
+	// Tag is opaque to the runtime and returned with each call the
+	// version runs (Served): the stick puts there the version of the
+	// manifest whose entry this is.
+	Tag uint64
 }
 
 // Config configures a Runtime. Zero values are usable: no box (the ipfs
@@ -343,16 +348,38 @@ func (r *Runtime) Invoke(ctx context.Context, name, operation string, payload []
 	return out, err
 }
 
-// InvokeVersion is Invoke that also returns the CID of the version that
-// ran the call (during an upgrade, the old or the new one), for receipts.
-func (r *Runtime) InvokeVersion(ctx context.Context, name, operation string, payload []byte) ([]byte, cid.Cid, error) {
+// Served names the version of an actor that ran a call.
+type Served struct {
+	CID    cid.Cid
+	Grants []string
+	Tag    uint64
+}
+
+// InvokeVersion is Invoke that also returns which version ran the call
+// (during an upgrade, the old or the new one), for receipts.
+func (r *Runtime) InvokeVersion(ctx context.Context, name, operation string, payload []byte) ([]byte, Served, error) {
 	v, err := r.acquire(name)
 	if err != nil {
-		return nil, cid.Undef, err
+		return nil, Served{}, err
 	}
 	defer v.release()
 	out, err := v.invoke(ctx, operation, payload)
-	return out, v.cid, err
+	return out, Served{CID: v.cid, Grants: slices.Clone(v.grants), Tag: v.tag}, err
+}
+
+// Module returns the module bytes of the version serving name when its
+// CID is c: bytes verified against c when they loaded, so a new version
+// of the same module (other grants, other limits) needs no fetch.
+func (r *Runtime) Module(name string, c cid.Cid) ([]byte, bool) {
+	v, err := r.acquire(name)
+	if err != nil {
+		return nil, false
+	}
+	defer v.release()
+	if !v.cid.Equals(c) || v.module == nil {
+		return nil, false
+	}
+	return v.module, true
 }
 
 // Info describes a loaded actor.

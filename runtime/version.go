@@ -57,7 +57,12 @@ type version struct {
 
 	wr       wazero.Runtime
 	compiled wazero.CompiledModule
-	inits    []string // initializer exports to run on each new instance
+	// module is the verified bytes of cid, kept so that the same module
+	// can serve again under other grants or limits without asking the
+	// box (Runtime.Module).
+	module []byte
+	tag    uint64
+	inits  []string // initializer exports to run on each new instance
 
 	slots chan struct{}  // one token per allowed concurrent call
 	idle  chan *instance // warm instances
@@ -123,6 +128,8 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 		cid:     spec.CID,
 		grants:  slices.Clone(spec.Grants),
 		limits:  lim,
+		module:  spec.Module,
+		tag:     spec.Tag,
 		engine:  engine,
 		metered: metered,
 		wr:      wazero.NewRuntimeWithConfig(ctx, rc),

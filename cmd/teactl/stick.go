@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
-	"github.com/ipfs/go-cid"
 	"github.com/tetratelabs/wazero"
 
 	"github.com/teastick/teastick/firmware/core"
@@ -256,12 +255,8 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 			a.problems = append(a.problems, fmt.Sprintf("manifest version %d after %d", m.Version, versions[len(versions)-1]))
 		}
 		versions = append(versions, m.Version)
-		for _, act := range m.Actors {
-			if id, err := cid.Decode(act.CID); err == nil {
-				ref.Actors = append(ref.Actors, id)
-			}
-		}
 		if i == 0 {
+			ref.Boot = raw
 			d, err := hex.DecodeString(m.Firmware.Stick)
 			if err != nil || len(d) != 32 {
 				a.problems = append(a.problems, "the boot manifest's stick digest is not SHA-256 hex")

@@ -271,6 +271,8 @@ func (s *Stick) fail(w http.ResponseWriter, err error) {
 		code, name = http.StatusServiceUnavailable, "not_measured"
 	case errors.Is(err, ErrNotReady):
 		code, name = http.StatusServiceUnavailable, "not_ready"
+	case errors.Is(err, ErrCancelled):
+		code, name = http.StatusConflict, "cancelled"
 	case errors.Is(err, ErrNoTPM):
 		code, name = http.StatusServiceUnavailable, "no_tpm"
 	case errors.Is(err, ErrNonce):

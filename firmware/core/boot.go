@@ -36,10 +36,34 @@ func (s *Stick) Apply(ctx context.Context, raw []byte) error {
 	return s.Upgrade(ctx, raw)
 }
 
+// lockUpgrade takes the upgrade lock, or gives up with ErrCancelled when
+// ctx ends first: a request cancelled while it waits changes nothing.
+func (s *Stick) lockUpgrade(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w (waiting for another manifest change): %w", ErrCancelled, context.Cause(ctx))
+	}
+	select {
+	case s.upgrade <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w (waiting for another manifest change): %w", ErrCancelled, context.Cause(ctx))
+	}
+}
+
+func (s *Stick) unlockUpgrade() { <-s.upgrade }
+
 // prepared is one actor fetched, verified and compiled, not yet serving.
 type prepared struct {
 	a       manifest.Actor
+	tag     uint64 // the version of the manifest whose entry a is
 	pending *runtime.Pending
+	// local: the module serving a.Name already has a.CID, and its
+	// verified bytes load again without the box (grants or limits
+	// changed).
+	local bool
+	// revoked: the new version did not load and the old one was
+	// stopped, for it held grants the new manifest withholds.
+	revoked bool
 	size    int
 	fetched time.Duration
 	loaded  time.Duration
@@ -61,16 +85,27 @@ func retryable(err error) bool {
 }
 
 // prepare fetches, verifies and compiles actors concurrently (at most
-// LoadParallel at a time, shared with every other load); the results are
-// in the order given.
-func (s *Stick) prepare(ctx context.Context, list []manifest.Actor) []*prepared {
+// LoadParallel at a time, shared with every other load), entries of
+// manifest version tag; the results are in the order given. An entry
+// whose CID already serves under its name (only its grants or limits
+// change) loads from the verified bytes the runtime kept, without the box
+// and without waiting for a load slot: revoking a grant never waits for
+// the box.
+func (s *Stick) prepare(ctx context.Context, list []manifest.Actor, tag uint64) []*prepared {
 	out := make([]*prepared, len(list))
 	var wg sync.WaitGroup
 	for i, a := range list {
-		out[i] = &prepared{a: a}
+		out[i] = &prepared{a: a, tag: tag}
+		if c, err := cid.Decode(a.CID); err == nil {
+			_, out[i].local = s.rt.Module(a.Name, c)
+		}
 		wg.Add(1)
 		go func(p *prepared) {
 			defer wg.Done()
+			if p.local {
+				p.err = s.prepareOne(ctx, p)
+				return
+			}
 			s.prepareSlot(ctx, ctx, p)
 		}(out[i])
 	}
@@ -92,26 +127,29 @@ func (s *Stick) prepareSlot(wait, ctx context.Context, p *prepared) {
 }
 
 func (s *Stick) prepareOne(ctx context.Context, p *prepared) error {
-	if s.cfg.Fetch == nil {
-		return ErrNoBox
-	}
 	c, err := cid.Decode(p.a.CID)
 	if err != nil {
 		return fmt.Errorf("CID %q: %w", p.a.CID, err)
 	}
-	fctx, cancel := context.WithTimeout(ctx, s.cfg.FetchTimeout)
-	defer cancel()
-	start := time.Now()
-	module, err := s.cfg.Fetch(fctx, c)
-	if err != nil {
-		return &fetchError{err}
+	module, kept := s.rt.Module(p.a.Name, c)
+	if !kept {
+		if s.cfg.Fetch == nil {
+			return ErrNoBox
+		}
+		fctx, cancel := context.WithTimeout(ctx, s.cfg.FetchTimeout)
+		defer cancel()
+		start := time.Now()
+		if module, err = s.cfg.Fetch(fctx, c); err != nil {
+			return &fetchError{err}
+		}
+		p.fetched = time.Since(start)
 	}
 	p.size = len(module)
-	p.fetched = time.Since(start)
 	spec, err := runtime.SpecFrom(p.a, module)
 	if err != nil {
 		return err
 	}
+	spec.Tag = p.tag
 	// Compiling holds the core on a board without preemption; another
 	// actor's initializer, run meanwhile, would spend its deadline
 	// waiting. At most CompileParallel compile at once.
@@ -186,8 +224,10 @@ func (s *Stick) setActorNext(a manifest.Actor, state string, err error, next tim
 // into PCR 10 when it comes up); an actor that fails otherwise is
 // reported and not served.
 func (s *Stick) Boot(ctx context.Context, raw []byte) error {
-	s.upgrade.Lock()
-	defer s.upgrade.Unlock()
+	if err := s.lockUpgrade(ctx); err != nil {
+		return err
+	}
+	defer s.unlockUpgrade()
 	start := time.Now()
 	m, err := s.verifyManifest(raw)
 	if err != nil {
@@ -227,7 +267,7 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p := &prepared{a: a}
+			p := &prepared{a: a, tag: m.Version}
 			s.prepareSlot(ctx, ctx, p)
 			s.settle(p, measure.PCRBootActors, s.commit(p, measure.PCRBootActors), nil)
 		}()
@@ -282,7 +322,9 @@ func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) {
 	s.setActorNext(a, StateFailed, err, at)
 	if ue != nil {
 		ue.Failed[a.Name] = err
-		if _, serving := s.rt.Actor(a.Name); serving == nil {
+		if p.revoked {
+			s.logf("actor: %s upgrade to %s FAILED, old version STOPPED (version %d withholds grants it held): %v%s", a.Name, a.CID, p.tag, err, next)
+		} else if _, serving := s.rt.Actor(a.Name); serving == nil {
 			s.logf("actor: %s upgrade to %s FAILED, old version kept: %v%s", a.Name, a.CID, err, next)
 		} else {
 			// New in this upgrade: there is no old version to keep.
@@ -309,7 +351,9 @@ func unchanged(a, b manifest.Actor) bool {
 }
 
 // UpgradeError lists the actors an upgrade could not swap; the manifest
-// itself was accepted and the old versions of those actors keep serving.
+// itself was accepted. The old version of such an actor keeps serving
+// when it holds no grant the new manifest withholds, and is stopped
+// otherwise (RATIONALE.md, "Grants follow the manifest").
 type UpgradeError struct {
 	Version uint64
 	Failed  map[string]error
@@ -326,19 +370,30 @@ func (e *UpgradeError) Error() string {
 	}) {
 		parts = append(parts, fmt.Sprintf("%s: %v", n, e.Failed[n]))
 	}
-	return fmt.Sprintf("upgrade to version %d: %d actors kept their old version: %s", e.Version, len(e.Failed), strings.Join(parts, "; "))
+	return fmt.Sprintf("upgrade to version %d: %d actors not upgraded: %s", e.Version, len(e.Failed), strings.Join(parts, "; "))
 }
 
-// Upgrade moves the stick to a newer signed manifest: the new manifest is
-// measured into PCR 10, then each changed actor is fetched, verified,
+// Upgrade moves the stick to a newer signed manifest. Each changed actor
+// is first fetched, verified and compiled (one whose CID already serves,
+// only its grants or limits changed, loads from the verified bytes the
+// runtime kept: no box); then the manifest is measured into PCR 10, and
+// from that moment the new version is in force: the actors it drops stop,
+// and so does the old version of an actor whose new version did not load
+// if it holds a grant the new manifest withholds; then each new version is
 // measured into PCR 10 and swapped atomically (calls in flight finish on
-// the old version); an actor that fails keeps its old version serving and
-// the error lists it (the box's failures are retried in the background).
-// Actors the new manifest drops stop serving. Retries of actors the new
-// manifest changes or drops are cancelled first.
+// the old version). An actor that failed is listed in the returned
+// UpgradeError (the box's failures are retried in the background).
+// Retries of actors the new manifest changes or drops are cancelled first.
+//
+// The upgrade happens iff the manifest is measured. A request cancelled
+// (ctx) before that, while waiting for another manifest change or while
+// fetching, changes nothing and returns ErrCancelled; after it the
+// upgrade completes whatever ctx does.
 func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
-	s.upgrade.Lock()
-	defer s.upgrade.Unlock()
+	if err := s.lockUpgrade(ctx); err != nil {
+		return err
+	}
+	defer s.unlockUpgrade()
 	next, err := s.verifyManifest(raw)
 	if err != nil {
 		s.m.upgradeFailures.Add(1)
@@ -363,29 +418,77 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	}
 	// No retry of an entry this manifest replaces or removes may load
 	// after it is measured: stop them, and wait, before anything else.
+	var stopped []manifest.Actor
 	for _, old := range running.Actors {
 		if a, ok := next.Actor(old.Name); !ok || !unchanged(old, a) {
 			if s.stopRetry(old.Name) {
-				s.logf("actor: %s retries of %s cancelled by version %d", old.Name, old.CID, next.Version)
+				stopped = append(stopped, old)
 			}
 		}
 	}
 	// Fetch and compile before measuring anything: a manifest whose
 	// actors cannot load still moves the version, but the measurement
 	// order stays manifest, then actors.
-	ready := s.prepare(ctx, changed)
-	canon, err := manifest.CanonicalFile(raw)
-	if err == nil {
-		err = s.cfg.Measurer.MeasureUpgrade(canon)
-	}
-	if err != nil {
+	ready := s.prepare(ctx, changed, next.Version)
+	abort := func() {
 		for _, p := range ready {
 			if p.pending != nil {
 				p.pending.Abort()
 			}
 		}
+	}
+	if ctx.Err() != nil {
+		// Not measured: nothing changes, and the retries stopped
+		// above go on.
+		abort()
+		for _, a := range stopped {
+			s.resumeRetry(a)
+		}
+		s.logf("manifest: upgrade to version %d CANCELLED by its request before it was measured; version %d stays", next.Version, running.Version)
+		return fmt.Errorf("%w: upgrade to version %d: %w", ErrCancelled, next.Version, context.Cause(ctx))
+	}
+	for _, a := range stopped {
+		s.logf("actor: %s retries of %s cancelled by version %d", a.Name, a.CID, next.Version)
+	}
+	// An old version may keep serving in place of a new one that did not
+	// load only if it holds no grant the new entry withholds.
+	for _, p := range ready {
+		if p.err == nil {
+			continue
+		}
+		if in, err := s.rt.Actor(p.a.Name); err == nil && !subset(in.Grants, p.a.Grants) {
+			p.revoked = true
+		}
+	}
+	canon, err := manifest.CanonicalFile(raw)
+	if err == nil {
+		err = s.cfg.Measurer.MeasureUpgrade(canon)
+	}
+	if err != nil {
+		abort()
 		s.m.upgradeFailures.Add(1)
 		return fmt.Errorf("measure manifest: %w", err)
+	}
+	// The new version is in force: what it drops, or no longer grants
+	// what serves, stops before anything serves under it.
+	for _, old := range running.Actors {
+		if _, ok := next.Actor(old.Name); !ok {
+			s.rt.Unload(old.Name)
+			s.mu.Lock()
+			delete(s.actors, old.Name)
+			s.mu.Unlock()
+			s.logf("actor: %s removed by version %d", old.Name, next.Version)
+		}
+	}
+	for _, p := range ready {
+		if p.revoked {
+			s.rt.Unload(p.a.Name)
+			s.mu.Lock()
+			if st := s.actors[p.a.Name]; st != nil {
+				st.State, st.Serving = StateFailed, ""
+			}
+			s.mu.Unlock()
+		}
 	}
 	s.mu.Lock()
 	s.manifest = next
@@ -396,20 +499,33 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	for _, p := range ready {
 		s.settle(p, measure.PCRRuntime, s.commit(p, measure.PCRRuntime), ue)
 	}
-	for _, old := range running.Actors {
-		if _, ok := next.Actor(old.Name); !ok {
-			s.rt.Unload(old.Name)
-			s.mu.Lock()
-			delete(s.actors, old.Name)
-			s.mu.Unlock()
-			s.logf("actor: %s removed by version %d", old.Name, next.Version)
-		}
-	}
 	s.m.upgrades.Add(1)
 	if len(ue.Failed) > 0 {
 		return ue
 	}
 	return nil
+}
+
+// subset reports whether every grant in have is also in allowed.
+func subset(have, allowed []string) bool {
+	for _, g := range have {
+		if !slices.Contains(allowed, g) {
+			return false
+		}
+	}
+	return true
+}
+
+// resumeRetry schedules again the retries of a, stopped for an upgrade
+// that was then cancelled.
+func (s *Stick) resumeRetry(a manifest.Actor) {
+	d := s.retryDelay(1)
+	s.mu.Lock()
+	if st := s.actors[a.Name]; st != nil {
+		st.nextTry = time.Now().Add(d)
+	}
+	s.mu.Unlock()
+	s.startRetry(a, d)
 }
 
 // retrier is the one goroutine that retries an actor's manifest entry
@@ -524,7 +640,7 @@ func (s *Stick) retry(waitCtx context.Context, r *retrier, wait time.Duration) {
 			st.nextTry, st.trying = time.Time{}, true
 		}
 		s.mu.Unlock()
-		p := &prepared{a: a}
+		p := &prepared{a: a, tag: s.ManifestVersion()}
 		s.prepareSlot(waitCtx, s.loadCtx, p)
 		r.mu.Lock()
 		if r.stopped || s.loadCtx.Err() != nil {

@@ -5,8 +5,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/image/manifest/manifesttest"
 	"github.com/teastick/teastick/runtime/actortest"
@@ -59,7 +57,7 @@ func TestManifestMeasuredCanonically(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref := &verify.Reference{Events: verify.BootEvents(testImage, []byte("version=test\n"), c.refBoot),
-				Upgrades: [][]byte{c.refUpgrade}, Actors: []cid.Cid{cid.MustParse(edge)}}
+				Boot: c.refBoot, Upgrades: [][]byte{c.refUpgrade}}
 			v := verify.Verify(a.Evidence, verify.Expect{AKPublic: ak, Nonce: nonce, ChannelKey: s.channelDER, Reference: ref})
 			if !v.OK() {
 				t.Fatalf("verdict:\n%s", v)

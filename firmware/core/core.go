@@ -163,8 +163,10 @@ type Stick struct {
 	enrolMu   sync.Mutex
 	enrolment *attest.Enrolment
 
-	// upgrade serialises manifest changes (boot and upgrades).
-	upgrade sync.Mutex
+	// upgrade serialises manifest changes (boot and upgrades): a token
+	// channel, so that a request waiting for it can be cancelled
+	// (lockUpgrade).
+	upgrade chan struct{}
 
 	mu        sync.Mutex
 	manifest  *manifest.Manifest
@@ -221,6 +223,7 @@ func New(cfg Config) (*Stick, error) {
 	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
 	s := &Stick{cfg: cfg, actors: map[string]*ActorStatus{}, started: time.Now(), stop: make(chan struct{})}
 	s.loadSlots = make(chan struct{}, cfg.LoadParallel)
+	s.upgrade = make(chan struct{}, 1)
 	if cfg.CompileParallel <= 0 || cfg.CompileParallel > cfg.LoadParallel {
 		s.cfg.CompileParallel = cfg.LoadParallel
 	}
@@ -373,6 +376,9 @@ var (
 	ErrWrongImage   = errors.New("wrong image")
 	ErrNoBox        = errors.New("no box: the stick cannot fetch actors")
 	ErrNotReady     = errors.New("no manifest yet: the stick has not booted its actors")
+	// ErrCancelled: the request that carried a manifest ended (the
+	// client went away) before the stick measured it; nothing changed.
+	ErrCancelled = errors.New("manifest not applied: the request was cancelled before the stick measured it")
 )
 
 // verifyManifest checks a signed manifest against the governance keys and

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/teastick/teastick/firmware/receipt"
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/runtime/actortest"
@@ -49,11 +47,7 @@ func TestKeysMeasured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := cid.Decode(edge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref := &verify.Reference{Events: verify.BootEvents(testImage, []byte("version=test\n"), v1), Actors: []cid.Cid{c}}
+	ref := &verify.Reference{Events: verify.BootEvents(testImage, []byte("version=test\n"), v1), Boot: v1}
 	v := verify.Verify(a.Evidence, verify.Expect{AKPublic: ak, Nonce: nonce, ChannelKey: der, Reference: ref})
 	if !v.OK() {
 		t.Fatalf("verdict:\n%s", v)

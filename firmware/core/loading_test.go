@@ -6,11 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ipfs/go-cid"
 
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/runtime/actortest"
@@ -132,7 +131,8 @@ func enrolAK(t *testing.T, s *Stick, roots *x509.CertPool) []byte {
 }
 
 // verdict attests s and verifies the evidence against boot manifest m
-// and the allowed actor CIDs.
+// (PCR 8) and a reference whose boot manifest keeps only m's actors at
+// the allowed CIDs.
 func verdict(t *testing.T, s *Stick, ak, m []byte, allowed ...string) *verify.Verdict {
 	t.Helper()
 	nonce := sha256.Sum256([]byte(t.Name() + time.Now().String()))
@@ -140,10 +140,17 @@ func verdict(t *testing.T, s *Stick, ak, m []byte, allowed ...string) *verify.Ve
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := &verify.Reference{Events: verify.BootEvents(testImage, []byte("version=test\n"), m), Upgrades: a.Manifests[1:]}
-	for _, c := range allowed {
-		ref.Actors = append(ref.Actors, cid.MustParse(c))
+	boot, _, _, err := manifest.Parse(m)
+	if err != nil {
+		t.Fatal(err)
 	}
+	var kept []manifest.Actor
+	for _, e := range boot.Actors {
+		if slices.Contains(allowed, e.CID) {
+			kept = append(kept, e)
+		}
+	}
+	ref := &verify.Reference{Events: verify.BootEvents(testImage, []byte("version=test\n"), m), Boot: sign(t, boot.Version, kept...), Upgrades: a.Manifests[1:]}
 	return verify.Verify(a.Evidence, verify.Expect{AKPublic: ak, Nonce: nonce[:16], ChannelKey: s.channelDER, Reference: ref})
 }
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/teastick/teastick/firmware/receipt"
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/runtime"
@@ -33,22 +35,45 @@ type Result struct {
 // call: actor, the CID of the version that ran, operation, input and output
 // digests, the manifest version and a counter.
 func (s *Stick) Invoke(ctx context.Context, name, op string, payload []byte) (*Result, error) {
-	m, err := s.servable(name)
-	if err != nil {
+	if _, err := s.servable(name); err != nil {
 		return nil, err
 	}
 	s.m.invokes.Add(1)
-	out, c, err := s.rt.InvokeVersion(ctx, name, op, payload)
+	out, sv, err := s.rt.InvokeVersion(ctx, name, op, payload)
 	if err != nil {
 		s.m.invokeErrors.Add(1)
 		return nil, err
 	}
-	r, err := s.results.Sign(name, c.String(), op, payload, out, m.Version)
+	r, err := s.results.Sign(name, sv.CID.String(), op, payload, out, s.receiptVersion(name, sv))
 	if err != nil {
 		s.m.invokeErrors.Add(1)
 		return nil, fmt.Errorf("receipt: %w", err)
 	}
 	return &Result{Output: out, Receipt: r}, nil
+}
+
+// receiptVersion is the manifest version a receipt names for a call sv
+// ran: the running manifest's when its entry for name is what ran (CID
+// and grants), else the version of the manifest whose entry did (a call
+// that began before an upgrade changed or dropped the actor, or the old
+// version a failed upgrade kept). The receipt's manifest always names
+// the actor, CID and grants that ran (RATIONALE.md, "Grants follow the
+// manifest").
+func (s *Stick) receiptVersion(name string, sv runtime.Served) uint64 {
+	s.mu.Lock()
+	m := s.manifest
+	s.mu.Unlock()
+	if m != nil {
+		if a, ok := m.Actor(name); ok && sameCID(a.CID, sv.CID) && slices.Equal(a.Grants, sv.Grants) {
+			return m.Version
+		}
+	}
+	return sv.Tag
+}
+
+func sameCID(s string, c cid.Cid) bool {
+	d, err := cid.Decode(s)
+	return err == nil && d.Equals(c)
 }
 
 // servable says why actor name cannot be invoked now, or returns the

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/go-tpm/tpm2"
@@ -78,8 +79,9 @@ type Trust struct {
 // give: each must be signed by gov with increasing versions; the first
 // (the boot manifest) names the stick image, which with config and the
 // manifest itself makes PCRs 0-8 (verify.BootEvents, and its stage 0 digest
-// PCR 0's first event); every manifest's
-// actors are allowed; the later ones are the upgrades.
+// PCR 0's first event) and whose entries the boot actors must be; the
+// later ones are the upgrades, in order, each the manifest the actors
+// measured after it must follow.
 func Reference(manifests [][]byte, config []byte, gov ed25519.PublicKey) (*verify.Reference, []*manifest.Manifest, error) {
 	if len(manifests) == 0 {
 		return nil, nil, fmt.Errorf("%w: none", ErrManifests)
@@ -95,11 +97,6 @@ func Reference(manifests [][]byte, config []byte, gov ed25519.PublicKey) (*verif
 			return nil, nil, fmt.Errorf("%w: version %d after %d", ErrManifests, m.Version, ms[i-1].Version)
 		}
 		ms = append(ms, m)
-		for _, a := range m.Actors {
-			if c, err := cid.Decode(a.CID); err == nil {
-				ref.Actors = append(ref.Actors, c)
-			}
-		}
 		if i > 0 {
 			ref.Upgrades = append(ref.Upgrades, raw)
 		}
@@ -109,6 +106,7 @@ func Reference(manifests [][]byte, config []byte, gov ed25519.PublicKey) (*verif
 		return nil, nil, fmt.Errorf("%w: the boot manifest's stick digest is not SHA-256 hex", ErrManifests)
 	}
 	ref.Events = verify.BootEvents([32]byte(d), config, manifests[0])
+	ref.Boot = manifests[0]
 	// PCR 0: the stage 0 the boot manifest names.
 	s0, err := hex.DecodeString(ms[0].Firmware.Stage0)
 	if err != nil || len(s0) != 32 {
@@ -131,8 +129,11 @@ func Reference(manifests [][]byte, config []byte, gov ed25519.PublicKey) (*verif
 //   - the receipt's signature verifies with the result key of that keys
 //     event;
 //   - the AK's certification names that key and comes from the same boot;
-//   - the receipt's actor and CID were measured in that boot, and its
-//     manifest version is one of the manifests'.
+//   - the receipt's manifest version is one of the manifests', that
+//     manifest names the receipt's actor at the receipt's CID, and that
+//     entry (name, CID and grants) was measured in that boot (the
+//     verdict checked that each actor event follows the manifest in
+//     force when it was measured).
 //
 // A receipt signed by any other key, even one the same AK certified,
 // fails; so does one whose evidence is another boot's (another result key)
@@ -182,22 +183,38 @@ func VerifyFile(f *File, tr Trust) (*verify.Verdict, error) {
 	if err != nil || !key.Equal(v.Keys.Result) || !verify.SameBoot(q, certInfo) {
 		return v, ErrCertified
 	}
-	if err := measuredActor(ev.Attestation.EventLog, f.Receipt); err != nil {
-		return v, err
-	}
-	known := false
+	var named *manifest.Manifest
 	for _, m := range ms {
-		known = known || m.Version == f.Receipt.ManifestVersion
+		if m.Version == f.Receipt.ManifestVersion {
+			named = m
+		}
 	}
-	if !known {
+	if named == nil {
 		return v, fmt.Errorf("%w: manifest version %d is none of the evidence's", ErrActorUnseen, f.Receipt.ManifestVersion)
+	}
+	entry, ok := named.Actor(f.Receipt.Actor)
+	if !ok || !sameCID(entry.CID, f.Receipt.CID) {
+		return v, fmt.Errorf("%w: manifest version %d does not name %s at %s", ErrActorUnseen, named.Version, f.Receipt.Actor, f.Receipt.CID)
+	}
+	if err := measuredActor(ev.Attestation.EventLog, f.Receipt, entry.Grants); err != nil {
+		return v, err
 	}
 	return v, nil
 }
 
+// sameCID reports whether two CID strings name the same CID.
+func sameCID(a, b string) bool {
+	ca, err := cid.Decode(a)
+	if err != nil {
+		return false
+	}
+	cb, err := cid.Decode(b)
+	return err == nil && ca.Equals(cb)
+}
+
 // measuredActor checks that the log (already verified) has an actor event
-// on PCR 9 or 10 for r's actor name and CID.
-func measuredActor(raw []byte, r *Receipt) error {
+// on PCR 9 or 10 for r's actor name and CID, with grants.
+func measuredActor(raw []byte, r *Receipt, grants []string) error {
 	log, err := eventlog.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrEvidence, err)
@@ -211,9 +228,9 @@ func measuredActor(raw []byte, r *Receipt) error {
 			continue
 		}
 		var a measure.Actor
-		if a.UnmarshalBinary(payload) == nil && a.Name == r.Actor && a.CID.String() == r.CID {
+		if a.UnmarshalBinary(payload) == nil && a.Name == r.Actor && sameCID(a.CID.String(), r.CID) && slices.Equal(a.Capabilities, grants) {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s %s", ErrActorUnseen, r.Actor, r.CID)
+	return fmt.Errorf("%w: %s %s with grants [%s]", ErrActorUnseen, r.Actor, r.CID, strings.Join(grants, ","))
 }

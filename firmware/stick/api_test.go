@@ -196,7 +196,7 @@ func TestHostedEndToEnd(t *testing.T) {
 
 	// Enrol, attest, verify; then pin the attested channel key.
 	ak := enrol(t, c, e.roots)
-	ref := &verify.Reference{Events: verify.BootEvents(e.image, e.config, v1), Actors: cids(t, e.echo, e.notary, e.wc)}
+	ref := &verify.Reference{Events: verify.BootEvents(e.image, e.config, v1), Boot: v1}
 	att, verdict := attestVerify(t, c, ak, ref)
 	if !verdict.OK() {
 		t.Fatalf("verdict:\n%s", verdict)
@@ -344,7 +344,7 @@ func TestHostedEndToEnd(t *testing.T) {
 	if verdict.OK() || !slices.ContainsFunc(verdict.Failed(), func(c verify.Check) bool { return c.PCR == 10 }) {
 		t.Errorf("old reference after an upgrade:\n%s", verdict)
 	}
-	ref2 := &verify.Reference{Events: ref.Events, Actors: cids(t, e.echo, e.notary, e.wc, e.edge), Upgrades: [][]byte{v2}}
+	ref2 := &verify.Reference{Events: ref.Events, Boot: v1, Upgrades: [][]byte{v2}}
 	att2, verdict := attestVerify(t, c, ak, ref2)
 	if !verdict.OK() {
 		t.Fatalf("after upgrade:\n%s", verdict)

@@ -155,7 +155,7 @@ func TestHostedIndependentLoading(t *testing.T) {
 		t.Errorf("slow while it loads: %v", err)
 	}
 	ak := enrol(t, c, e.roots)
-	ref := &verify.Reference{Events: verify.BootEvents(e.image, e.config, v1), Actors: cids(t, slow, e.echo, flaky)}
+	ref := &verify.Reference{Events: verify.BootEvents(e.image, e.config, v1), Boot: v1}
 	if _, v := attestVerify(t, c, ak, ref); !v.OK() || !v.BootOpen {
 		t.Errorf("attestation while slow loads (BootOpen %v):\n%s", v.BootOpen, v)
 	}
@@ -177,7 +177,10 @@ func TestHostedIndependentLoading(t *testing.T) {
 	if _, v := attestVerify(t, c, ak, ref); !v.OK() || v.BootOpen {
 		t.Errorf("attestation after READY (BootOpen %v):\n%s", v.BootOpen, v)
 	}
-	noFlaky := &verify.Reference{Events: ref.Events, Actors: cids(t, slow, e.echo)}
+	noFlaky := &verify.Reference{Events: ref.Events, Boot: e.manifest(t, 1, e.gov,
+		manifest.Actor{Name: "slow", CID: slow},
+		manifest.Actor{Name: "echo", CID: e.echo, Grants: []string{"log"}},
+	)}
 	if _, v := attestVerify(t, c, ak, noFlaky); v.OK() {
 		t.Errorf("the retried actor's CID verified without the manifest allowing it:\n%s", v)
 	}

@@ -59,7 +59,7 @@ func BenchmarkAttestRoundTrip(b *testing.B) {
 	s := bootStick(b, "", image, "echo")
 	ak := enrol(b, s)
 	ck := s.ck
-	ref := reference(image, "echo")
+	ref := reference(image, []string{"echo"})
 	log, pcrs := s.m.Log(), s.m.PCRs()
 	q := attest.QualifyingData([]byte("nonce"), ck)
 	if _, _, err := s.att.Quote(q, measure.PlanPCRs()); err != nil {

@@ -51,7 +51,7 @@ func TestVerifyIndependentLoading(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := Verify(ev, Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, tc.allowed...)})
+			v := Verify(ev, Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, tc.allowed)})
 			checkVerdict(t, v, tc.fail)
 			if v.BootOpen != tc.open {
 				t.Errorf("BootOpen %v, want %v", v.BootOpen, tc.open)

@@ -62,7 +62,7 @@ func bootWithoutStage0(t *testing.T, image []byte) *stick {
 // not measure itself, and a log forged to name the genuine stage 0.
 func TestVerifyStage0(t *testing.T) {
 	image := []byte("stick image")
-	ref := reference(image)
+	ref := reference(image, nil)
 	otherStage0 := sha256.Sum256([]byte("stage 0 image, built with another VERSION"))
 
 	type want struct {

@@ -154,12 +154,19 @@ type Reference struct {
 	// boot), in log order, stage 0's own event aside; BootEvents builds
 	// them.
 	Events []eventlog.Event
-	// Actors are the actor CIDs the manifest allows on PCRs 9 and 10.
-	Actors []cid.Cid
+	// Boot is the signed boot manifest file, the one Events measures
+	// into PCR 8 (its signature is the caller's to check, as for
+	// Upgrades). Every actor event on PCR 9, and every one on PCR 10
+	// before the first upgrade, must be one of its entries: name, CID and
+	// grants.
+	Boot []byte
 	// Upgrades are the signed manifest files the stick may have accepted
-	// while serving; each is measured into PCR 10, in its canonical form
-	// (MeasuredManifest), before the actors it changes. Their actors
-	// belong in Actors too.
+	// while serving, in the order it accepted them (increasing
+	// versions). Each is measured into PCR 10, in its canonical form
+	// (MeasuredManifest), before the actors it changes, and the log must
+	// show them in this order (it may end before the last ones: a quote
+	// taken before the stick measured them). From its event on, each
+	// actor event on PCR 10 must be one of its entries.
 	Upgrades [][]byte
 }
 
@@ -518,12 +525,16 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 		v.Keys = keys
 	}
 
-	// Actors on PCRs 9 and 10: bound data, allowed CIDs, in any order (a
-	// stick measures each actor as it comes up). PCR 9 holds the first
-	// try of each boot actor and is closed by one separator once every
-	// boot actor had it; before that the stick may already serve the
-	// actors measured so far. PCR 10 has no separator.
+	// Actors on PCRs 9 and 10, in any order among themselves (a stick
+	// measures each actor as it comes up), each one an entry (name, CID
+	// and grants) of the manifest in force when it was measured: the
+	// boot manifest for PCR 9 and until the first upgrade event on PCR
+	// 10, then each upgrade in turn (chain). PCR 9 holds the first try of
+	// each boot actor and is closed by one separator once every boot
+	// actor had it; before that the stick may already serve the actors
+	// measured so far. PCR 10 has no separator.
 	actorOK, sep9 := exp.Reference != nil, 0
+	ch := newChain(exp.Reference)
 	for i, e := range events {
 		if e.PCR != measure.PCRBootActors && e.PCR != measure.PCRRuntime {
 			continue
@@ -541,7 +552,7 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 			actorOK = v.add(CheckActor, false, int(e.PCR), i, "boot actor measured after the separator")
 			continue
 		}
-		if msg := checkActorEvent(e, exp.Reference); msg != "" {
+		if msg := ch.step(e); msg != "" {
 			actorOK = v.add(CheckActor, false, int(e.PCR), i, "%s", msg)
 		}
 	}
@@ -605,7 +616,36 @@ func checkStage0(v *Verdict, events []eventlog.Event, stage0At int, want [32]byt
 	v.add(CheckStage0, true, -1, -1, "%s", what)
 }
 
-func checkActorEvent(e eventlog.Event, ref *Reference) string {
+// chain follows the manifests in force along the log: the boot
+// manifest, then each upgrade as its event on PCR 10 comes.
+type chain struct {
+	ref  *Reference
+	boot *manifest.Manifest
+	cur  *manifest.Manifest
+	next int // index in ref.Upgrades of the next upgrade allowed
+	err  string
+}
+
+func newChain(ref *Reference) *chain {
+	c := &chain{ref: ref}
+	switch {
+	case ref == nil:
+		c.err = "no reference"
+	case len(ref.Boot) == 0:
+		c.err = "the reference names no boot manifest"
+	default:
+		m, _, _, err := manifest.Parse(ref.Boot)
+		if err != nil {
+			c.err = fmt.Sprintf("the reference's boot manifest: %v", err)
+		}
+		c.boot, c.cur = m, m
+	}
+	return c
+}
+
+// step checks one event on PCR 9 or 10 (not the keys event nor PCR 9's
+// separator) and says what is wrong with it, or "".
+func (c *chain) step(e eventlog.Event) string {
 	if e.Type != eventlog.EV_EVENT_TAG {
 		return fmt.Sprintf("%v is not an actor event", e.Type)
 	}
@@ -614,10 +654,7 @@ func checkActorEvent(e eventlog.Event, ref *Reference) string {
 	}
 	tag, payload, err := eventlog.ParseTagged(e.Data)
 	if err == nil && tag == eventlog.TagManifest && e.PCR == measure.PCRRuntime {
-		if ref == nil || !slices.ContainsFunc(ref.Upgrades, func(m []byte) bool { return bytes.Equal(MeasuredManifest(m), payload) }) {
-			return fmt.Sprintf("manifest upgrade (sha256:%x) is not in the reference", sha256.Sum256(payload))
-		}
-		return ""
+		return c.upgrade(payload)
 	}
 	if err != nil || tag != eventlog.TagActor {
 		return fmt.Sprintf("not a tagged actor event (tag %#x, %v)", tag, err)
@@ -626,8 +663,50 @@ func checkActorEvent(e eventlog.Event, ref *Reference) string {
 	if err := a.UnmarshalBinary(payload); err != nil {
 		return err.Error()
 	}
-	if ref == nil || !slices.ContainsFunc(ref.Actors, a.CID.Equals) {
-		return fmt.Sprintf("actor %q CID %s is not in the manifest", a.Name, a.CID)
+	m := c.cur
+	if e.PCR == measure.PCRBootActors {
+		m = c.boot // a boot actor's first try
+	}
+	if m == nil {
+		return fmt.Sprintf("actor %q CID %s: %s", a.Name, a.CID, c.err)
+	}
+	want, ok := m.Actor(a.Name)
+	if !ok {
+		return fmt.Sprintf("actor %q CID %s is not in manifest version %d, in force when it was measured", a.Name, a.CID, m.Version)
+	}
+	if wc, err := cid.Decode(want.CID); err != nil || !wc.Equals(a.CID) {
+		return fmt.Sprintf("actor %q CID %s, manifest version %d (in force when it was measured) names %s", a.Name, a.CID, m.Version, want.CID)
+	}
+	if !slices.Equal(a.Capabilities, want.Grants) {
+		return fmt.Sprintf("actor %q measured with grants [%s], manifest version %d (in force when it was measured) grants [%s]",
+			a.Name, strings.Join(a.Capabilities, ","), m.Version, strings.Join(want.Grants, ","))
+	}
+	return ""
+}
+
+// upgrade checks a manifest event on PCR 10 (its canonical file) and
+// makes that manifest the one in force.
+func (c *chain) upgrade(measured []byte) string {
+	if c.ref == nil {
+		return fmt.Sprintf("manifest upgrade (sha256:%x) is not in the reference", sha256.Sum256(measured))
+	}
+	at := slices.IndexFunc(c.ref.Upgrades, func(m []byte) bool { return bytes.Equal(MeasuredManifest(m), measured) })
+	switch {
+	case at < 0:
+		return fmt.Sprintf("manifest upgrade (sha256:%x) is not in the reference", sha256.Sum256(measured))
+	case at != c.next:
+		return fmt.Sprintf("manifest upgrade %d of the reference measured where upgrade %d comes", at+1, c.next+1)
+	}
+	c.next++
+	m, _, _, err := manifest.Parse(c.ref.Upgrades[at])
+	if err != nil {
+		c.cur, c.err = nil, fmt.Sprintf("the reference's upgrade %d: %v", at+1, err)
+		return c.err
+	}
+	prev := c.cur
+	c.cur = m
+	if prev != nil && m.Version <= prev.Version {
+		return fmt.Sprintf("manifest upgrade to version %d after version %d", m.Version, prev.Version)
 	}
 	return ""
 }

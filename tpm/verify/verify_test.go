@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
@@ -23,6 +24,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
 
+	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/tpm/attest"
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
@@ -30,11 +32,44 @@ import (
 )
 
 func testCID(t testing.TB, s string) cid.Cid {
+	return nameCID(s)
+}
+
+// nameCID is the test CID of actor version s.
+func nameCID(s string) cid.Cid {
 	h, err := multihash.Sum([]byte(s), multihash.SHA2_256, -1)
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
 	return cid.NewCidV1(cid.Raw, h)
+}
+
+var testGov = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+
+// entry is the manifest entry of actor name at version cidOf (nameCID),
+// granted log.
+func entry(name, cidOf string) manifest.Actor {
+	return manifest.Actor{Name: name, CID: nameCID(cidOf).String(), Grants: []string{"log"}}
+}
+
+// entries are the entries of actors each at its own name's CID.
+func entries(names ...string) []manifest.Actor {
+	var out []manifest.Actor
+	for _, n := range names {
+		out = append(out, entry(n, n))
+	}
+	return out
+}
+
+// testSigned signs a manifest of version with actors (canonical, as
+// Sign writes it and a stick measures it).
+func testSigned(version uint64, actors ...manifest.Actor) []byte {
+	b, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: version,
+		Firmware: manifest.Firmware{Stage0: strings.Repeat("0", 64), Stick: strings.Repeat("1", 64)}, Actors: actors}, testGov)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // stick is one provisioned swtpm booted the way stage 0 and the stick do.
@@ -49,8 +84,9 @@ type stick struct {
 }
 
 var (
-	testConfig   = []byte("box=10.0.0.2")
-	testManifest = []byte("manifest v1")
+	testConfig = []byte("box=10.0.0.2")
+	// testManifest is the boot manifest the test sticks measure.
+	testManifest = testSigned(1, entries("echo", "kv", "retried")...)
 	// testStage0 is the stage 0 image the test sticks measure themselves
 	// as.
 	testStage0 = []byte("stage 0 image")
@@ -158,13 +194,13 @@ func channelKey(t testing.TB) []byte {
 	return der
 }
 
-func reference(image []byte, actors ...string) *Reference {
-	r := &Reference{Stage0: sha256.Sum256(testStage0), Events: BootEvents(sha256.Sum256(image), testConfig, testManifest)}
-	for _, a := range actors {
-		h, _ := multihash.Sum([]byte(a), multihash.SHA2_256, -1)
-		r.Actors = append(r.Actors, cid.NewCidV1(cid.Raw, h))
-	}
-	return r
+// reference is the reference of a test stick whose boot manifest names
+// actors (each at its own name's CID), then takes upgrades. Its PCR 8
+// events are testManifest's, which the test sticks measure, whatever
+// actors: a test can so check the actor events alone.
+func reference(image []byte, actors []string, upgrades ...[]byte) *Reference {
+	return &Reference{Stage0: sha256.Sum256(testStage0), Events: BootEvents(sha256.Sum256(image), testConfig, testManifest),
+		Boot: testSigned(1, entries(actors...)...), Upgrades: upgrades}
 }
 
 func TestEnrolment(t *testing.T) {
@@ -237,7 +273,12 @@ func TestVerify(t *testing.T) {
 	ca := t.TempDir()
 	image := []byte("stick image")
 	s := bootStick(t, ca, image, "echo", "kv")
-	// A run-time upgrade after the stick started serving.
+	// A run-time upgrade after the stick started serving: the manifest,
+	// then the actor it changes.
+	v2 := testSigned(2, entry("echo", "echo v2"), entry("kv", "kv"))
+	if err := s.m.MeasureUpgrade(v2); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.m.MeasureActor(measure.PCRRuntime, measure.Actor{Name: "echo", CID: testCID(t, "echo v2"), Capabilities: []string{"log"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +289,7 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "kv", "echo v2")}
+	good := Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, []string{"echo", "kv"}, v2)}
 
 	// Evidence from a second stick under the same CA, and a stick whose
 	// image differs by one byte.
@@ -322,11 +363,13 @@ func TestVerify(t *testing.T) {
 			want: map[string]loc{CheckAKTrusted: {-1, -1}}},
 		{name: "image changed by one byte", ev: badEv, exp: Expect{AKPublic: badAK, Nonce: nonce, ChannelKey: ck, Reference: good.Reference},
 			want: map[string]loc{CheckReference: {4, 1}}},
-		{name: "boot actor not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "echo v2")},
+		{name: "boot actor not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, []string{"echo"}, v2)},
 			want: map[string]loc{CheckActor: {9, 15}}},
-		{name: "run-time upgrade not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo", "kv")},
+		{name: "run-time upgrade not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, []string{"echo", "kv"})},
 			want: map[string]loc{CheckActor: {10, 17}}},
-		{name: "run-time event hidden from the log", ev: withLog(func(e []eventlog.Event) []eventlog.Event { return e[:17] }), exp: good,
+		{name: "run-time event hidden from the log", ev: withLog(func(e []eventlog.Event) []eventlog.Event { return e[:18] }), exp: good,
+			want: map[string]loc{CheckReplay: {10, 17}}},
+		{name: "run-time events hidden from the log", ev: withLog(func(e []eventlog.Event) []eventlog.Event { return e[:17] }), exp: good,
 			want: map[string]loc{CheckReplay: {10, -1}}},
 		{name: "PCR values forged", ev: func() *attest.Evidence {
 			e := *ev
@@ -542,7 +585,7 @@ func TestVerifyKeys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v := Verify(ev, Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, "echo")})
+			v := Verify(ev, Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, []string{"echo"})})
 			if tc.fail == "" {
 				if !v.OK() || v.Keys == nil || !v.Keys.Result.Equal(s.rk) {
 					t.Fatalf("verdict (keys %+v):\n%s", v.Keys, v)

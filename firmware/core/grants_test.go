@@ -1,0 +1,263 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/runtime"
+	"github.com/teastick/teastick/runtime/actortest"
+	"github.com/teastick/teastick/tpm/eventlog"
+	"github.com/teastick/teastick/tpm/measure"
+)
+
+// randomCall is the edge actor's "call" payload for random.bytes(16).
+var randomCall = append([]byte("\x06random\x05bytes"), 0, 0, 0, 16)
+
+// pcr10Manifests counts the manifests measured into PCR 10.
+func pcr10Manifests(m *measure.Measurer) int {
+	n := 0
+	for _, e := range m.Events() {
+		if tag, _, err := eventlog.ParseTagged(e.Data); e.PCR == measure.PCRRuntime && err == nil && tag == eventlog.TagManifest {
+			n++
+		}
+	}
+	return n
+}
+
+// A grants-only upgrade needs nothing from the box: with the box
+// withholding the actor's blocks, the grant the new manifest withholds is
+// revoked at once, the actor serves again with the new grants, measured
+// into PCR 10, and its receipts name the new version.
+func TestGrantsOnlyUpgradeWithoutTheBox(t *testing.T) {
+	box := &faultBox{}
+	edge := box.put(actortest.Wat(t, "edge"))
+	cfg, roots := attested(t)
+	cfg.Fetch = box.Fetch
+	s, _ := newStick(t, cfg)
+	v1 := sign(t, 1, manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}})
+	if err := s.Boot(context.Background(), v1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Invoke(context.Background(), "edge", "call", randomCall); err != nil {
+		t.Fatalf("random under version 1: %v", err)
+	}
+	box.setFail(edge, fmt.Errorf("%s: FAULT: the box withholds the blocks", edge))
+	fetched := box.count(edge)
+	if err := s.Upgrade(context.Background(), sign(t, 2, manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log"}})); err != nil {
+		t.Fatalf("grants-only upgrade with the box withholding: %v", err)
+	}
+	if n := box.count(edge) - fetched; n != 0 {
+		t.Errorf("a grants-only upgrade fetched the module %d times", n)
+	}
+	if _, err := s.Invoke(context.Background(), "edge", "call", randomCall); !errors.Is(err, runtime.ErrDenied) && (err == nil || !strings.Contains(err.Error(), "not granted")) {
+		t.Errorf("random after version 2 revoked it: %v", err)
+	}
+	res, err := s.Invoke(context.Background(), "edge", "echo", []byte("hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Receipt.ManifestVersion != 2 || res.Receipt.CID != edge {
+		t.Errorf("receipt after version 2: version %d CID %s", res.Receipt.ManifestVersion, res.Receipt.CID)
+	}
+	got := measuredActors(t, cfg.Measurer, measure.PCRRuntime)
+	if len(got) != 1 || got[0].Name != "edge" || got[0].CID.String() != edge || !slices.Equal(got[0].Capabilities, []string{"log"}) {
+		t.Errorf("PCR 10 actors after version 2: %+v", got)
+	}
+	if a := actorStatus(s, "edge"); a.State != StateServing || !slices.Equal(a.Grants, []string{"log"}) {
+		t.Errorf("status after version 2: %+v", a)
+	}
+	// A verifier following the manifests accepts the log.
+	if v := verdict(t, s, enrolAK(t, s, roots), v1, edge); !v.OK() {
+		t.Errorf("verdict after the grants-only upgrade:\n%s", v)
+	}
+}
+
+// When an actor's new CID cannot be loaded, its old version keeps serving
+// only if it holds no grant the new manifest withholds, and then its
+// receipts name the manifest whose entry it is; otherwise it stops when
+// the new manifest is measured.
+func TestFailedUpgradeKeepsNoWithheldGrant(t *testing.T) {
+	box := &faultBox{}
+	edgeWasm := actortest.Wat(t, "edge")
+	edge := box.put(edgeWasm)
+	other := box.put(variant(edgeWasm, "other"))
+	edge2 := box.put(variant(edgeWasm, "edge v2"))
+	other2 := box.put(variant(edgeWasm, "other v2"))
+	for _, c := range []string{edge2, other2} {
+		box.setFail(c, fmt.Errorf("%s: FAULT: the box withholds the blocks", c))
+	}
+	cfg := measured(t)
+	cfg.Fetch = box.Fetch
+	cfg.RetryMin = time.Hour // no retry while the test looks
+	s, log := newStick(t, cfg)
+	if err := s.Boot(context.Background(), sign(t, 1,
+		manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}},
+		manifest.Actor{Name: "other", CID: other, Grants: []string{"log"}},
+	)); err != nil {
+		t.Fatal(err)
+	}
+	// edge: new CID, random withheld. other: new CID, grants widened.
+	var ue *UpgradeError
+	if err := s.Upgrade(context.Background(), sign(t, 2,
+		manifest.Actor{Name: "edge", CID: edge2, Grants: []string{"log"}},
+		manifest.Actor{Name: "other", CID: other2, Grants: []string{"log", "random"}},
+	)); !errors.As(err, &ue) || len(ue.Failed) != 2 {
+		t.Fatalf("upgrade the box withholds: %v", err)
+	}
+	if _, err := s.Invoke(context.Background(), "edge", "call", randomCall); !errors.Is(err, ErrNotServed) {
+		t.Errorf("edge, whose random version 2 withholds, after its upgrade failed: %v", err)
+	}
+	if a := actorStatus(s, "edge"); a.State != StateFailed || a.Serving != "" {
+		t.Errorf("edge status: %+v", a)
+	}
+	if !strings.Contains(log.String(), "actor: edge upgrade to "+edge2+" FAILED, old version STOPPED") {
+		t.Errorf("console:\n%s", log)
+	}
+	res, err := s.Invoke(context.Background(), "other", "echo", []byte("hi"))
+	if err != nil {
+		t.Fatalf("other, whose old grants version 2 keeps: %v", err)
+	}
+	if res.Receipt.CID != other || res.Receipt.ManifestVersion != 1 {
+		t.Errorf("receipt of other's kept version: CID %s version %d, want %s version 1", res.Receipt.CID, res.Receipt.ManifestVersion, other)
+	}
+	if a := actorStatus(s, "other"); a.State != StateServing || a.Serving != other {
+		t.Errorf("other status: %+v", a)
+	}
+}
+
+// holdingLog is a TEST PROBE for the console: the write of the first line
+// containing at is held until release is closed; held is closed once it
+// is.
+type holdingLog struct {
+	syncBuffer
+	at      string
+	once    sync.Once
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (h *holdingLog) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), h.at) {
+		h.once.Do(func() {
+			close(h.held)
+			<-h.release
+		})
+	}
+	return h.syncBuffer.Write(p)
+}
+
+// An actor a manifest drops stops when the manifest is measured: while
+// the upgrade is still swapping the actors it changes, the dropped one no
+// longer serves, so no receipt names it with the new version.
+func TestRemovedActorStopsWhenMeasured(t *testing.T) {
+	box := &faultBox{}
+	edgeWasm := actortest.Wat(t, "edge")
+	edge := box.put(edgeWasm)
+	gone := box.put(variant(edgeWasm, "gone"))
+	edge2 := box.put(variant(edgeWasm, "edge v2"))
+	cfg := measured(t)
+	cfg.Fetch = box.Fetch
+	log := &holdingLog{at: "manifest: upgraded to version 2", held: make(chan struct{}), release: make(chan struct{})}
+	cfg.Log = log
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Boot(context.Background(), sign(t, 1,
+		manifest.Actor{Name: "edge", CID: edge},
+		manifest.Actor{Name: "gone", CID: gone},
+	)); err != nil {
+		t.Fatal(err)
+	}
+	upgraded := make(chan error, 1)
+	go func() {
+		upgraded <- s.Upgrade(context.Background(), sign(t, 2, manifest.Actor{Name: "edge", CID: edge2}))
+	}()
+	<-log.held // version 2 is measured; edge v2 is not swapped in yet
+	res, err := s.Invoke(context.Background(), "gone", "echo", []byte("hi"))
+	close(log.release)
+	if err == nil {
+		t.Errorf("gone served after version 2, which drops it, was measured: receipt version %d", res.Receipt.ManifestVersion)
+	}
+	if err := <-upgraded; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An upgrade whose request is cancelled before the stick measured the
+// manifest changes nothing, whether it was waiting for another upgrade or
+// fetching from a stalling box; the stick serves on and takes the same
+// manifest again.
+func TestCancelledUpgradeChangesNothing(t *testing.T) {
+	box := &faultBox{}
+	edgeWasm := actortest.Wat(t, "edge")
+	edge := box.put(edgeWasm)
+	edge2 := box.put(variant(edgeWasm, "edge v2"))
+	edge3 := box.put(variant(edgeWasm, "edge v3"))
+	cfg := measured(t)
+	cfg.Fetch = box.Fetch
+	s, _ := newStick(t, cfg)
+	if err := s.Boot(context.Background(), sign(t, 1, manifest.Actor{Name: "edge", CID: edge})); err != nil {
+		t.Fatal(err)
+	}
+	v2 := sign(t, 2, manifest.Actor{Name: "edge", CID: edge2})
+	v3 := sign(t, 3, manifest.Actor{Name: "edge", CID: edge3})
+
+	// Cancelled while fetching: the box stalls edge v2.
+	release := box.stallOn(edge2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Upgrade(ctx, v2) }()
+	waitFor(t, "the fetch of edge v2", func() bool { return box.inFlight(edge2) == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, ErrCancelled) {
+		t.Errorf("upgrade cancelled while fetching: %v, want ErrCancelled", err)
+	}
+	release()
+	if v := s.ManifestVersion(); v != 1 {
+		t.Errorf("version %d after a cancelled upgrade", v)
+	}
+	if n := pcr10Manifests(cfg.Measurer); n != 0 {
+		t.Errorf("%d manifests measured into PCR 10 after a cancelled upgrade", n)
+	}
+	if res, err := s.Invoke(context.Background(), "edge", "echo", []byte("hi")); err != nil || res.Receipt.CID != edge {
+		t.Errorf("edge after a cancelled upgrade: %v", err)
+	}
+
+	// Cancelled while waiting for another upgrade (version 2, held by
+	// the box): version 2 completes, version 3 is not applied.
+	release = box.stallOn(edge2)
+	first := make(chan error, 1)
+	go func() { first <- s.Upgrade(context.Background(), v2) }()
+	waitFor(t, "the fetch of edge v2", func() bool { return box.inFlight(edge2) == 1 })
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- s.Upgrade(ctx, v3) }()
+	cancel()
+	release()
+	if err := <-first; err != nil {
+		t.Fatalf("version 2: %v", err)
+	}
+	if err := <-done; !errors.Is(err, ErrCancelled) {
+		t.Errorf("upgrade cancelled while waiting: %v, want ErrCancelled", err)
+	}
+	if v := s.ManifestVersion(); v != 2 {
+		t.Errorf("version %d, want 2 (3 was cancelled)", v)
+	}
+	if n := pcr10Manifests(cfg.Measurer); n != 1 {
+		t.Errorf("%d manifests measured into PCR 10, want 1", n)
+	}
+	if err := s.Upgrade(context.Background(), v3); err != nil {
+		t.Fatalf("version 3 again: %v", err)
+	}
+	if res, err := s.Invoke(context.Background(), "edge", "echo", []byte("hi")); err != nil || res.Receipt.CID != edge3 || res.Receipt.ManifestVersion != 3 {
+		t.Errorf("edge after version 3: %v %+v", err, res)
+	}
+}
