@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -351,11 +352,11 @@ func (v *version) granted(namespace, operation string) bool {
 	return false
 }
 
-// deny counts and logs a refused capability call; init says it was
-// refused because an initializer made it. The first refusal of each
+// deny counts and logs a refused capability call at level; init says it
+// was refused because an initializer made it. The first refusal of each
 // capability is logged, then every 1000th, so a looping actor cannot
 // flood the log.
-func (v *version) deny(what string, init bool) {
+func (v *version) deny(what string, init bool, level slog.Level) {
 	v.deniedMu.Lock()
 	v.denied[what]++
 	n := v.denied[what]
@@ -365,7 +366,7 @@ func (v *version) deny(what string, init bool) {
 		if init {
 			msg = "capability not granted to an initializer"
 		}
-		v.rt.log.Warn(msg, "actor", v.name, "cid", v.cid.String(), "capability", what, "count", n)
+		v.rt.log.Log(context.Background(), level, msg, "actor", v.name, "cid", v.cid.String(), "capability", what, "count", n)
 	}
 }
 
