@@ -416,7 +416,11 @@ func (v *version) invoke(ctx context.Context, operation string, payload []byte) 
 	}
 	out, fault, err := v.call(ctx, in, operation, payload)
 	if fault {
-		v.faults.Add(1)
+		// A call its caller cancelled is no fault of the actor's, but
+		// its instance stopped mid-call all the same.
+		if !errors.Is(err, context.Canceled) {
+			v.faults.Add(1)
+		}
 		in.mod.Close(context.Background())
 		return nil, err
 	}
