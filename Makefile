@@ -44,8 +44,14 @@ endif
 # a no-op API handler (POST /bench/noop) to price invocations against, in
 # benchmarks only (the stick says so at boot).
 
-# Test builds exit through semihosting after this many heartbeats (0: never).
+# Test builds exit through semihosting after this many heartbeats, one a
+# second, printed or not (0: never).
 EXIT_AFTER ?= 0
+# CONSOLE=verbose starts the stick with the console's verbose view (a
+# heartbeat line every second and the runtime's debug lines) instead of
+# the quiet one (state changes, errors, a heartbeat a minute); the
+# console's verbose command switches between them.
+CONSOLE ?= quiet
 # NET=dhcp makes the stick ask for its address with DHCP instead of the
 # static one.
 NET ?= static
@@ -69,7 +75,7 @@ STAGE0 := $(BUILD_DIR)/boot-$(TARGET).elf
 GOFLAGS_TAMAGO := -trimpath -buildvcs=false
 LDFLAGS_TAMAGO := -s -w -buildid= -T $(TEXT_START) -R 0x1000 \
 	-X main.Version=$(VERSION) -X main.exitAfter=$(EXIT_AFTER) -X main.governanceKey=$(GOVERNANCE_KEY) \
-	-X main.netMode=$(NET)
+	-X main.netMode=$(NET) -X main.consoleView=$(CONSOLE)
 LDFLAGS_STAGE0 := -s -w -buildid= -T $(STAGE0_TEXT_START) -R 0x1000 -X main.Version=$(VERSION)
 TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) GOOSPKG=$(GOOSPKG)
 

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +107,9 @@ func TestStickEndToEnd(t *testing.T) {
 			logf("boot manifest: %d ms, actor errors %v", time.Since(start).Milliseconds(), resp.ActorErrors)
 			if !resp.Status.Ready || len(resp.ActorErrors) != 1 || !strings.Contains(resp.ActorErrors["kernel"], victim) {
 				return fmt.Errorf("after the boot manifest (kernel tampered by the box): %+v", resp)
+			}
+			if err := readmeCurl(ctx, port, logf); err != nil {
+				return err
 			}
 			var e *client.Error
 			if _, err := c.Invoke(ctx, "kernel", "run", nil); !errors.As(err, &e) || e.Code != "actor_not_served" {
@@ -231,6 +236,39 @@ func TestStickEndToEnd(t *testing.T) {
 
 // receiptsCheck invokes each example actor once and checks its receipt
 // against the result key the verified quote names.
+// readmeCurl runs the README's curl lines under "Booting in QEMU" as
+// printed, through bash, with the port QEMU forwards to the stick in
+// place of 8480 (make qemu's, which a developer's make qemu may hold),
+// and checks their answers: the status, echo's result, the metrics.
+func readmeCurl(ctx context.Context, port int, logf func(string, ...any)) error {
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		return err
+	}
+	_, after, ok := bytes.Cut(readme, []byte("<!-- qemu-curl -->\n```sh\n"))
+	if !ok {
+		return errors.New("README has no curl lines under <!-- qemu-curl -->")
+	}
+	block, _, _ := bytes.Cut(after, []byte("```"))
+	if !bytes.Contains(block, []byte("127.0.0.1:8480")) {
+		return fmt.Errorf("README's curl lines do not name 127.0.0.1:8480:\n%s", block)
+	}
+	script := strings.ReplaceAll(string(block), "127.0.0.1:8480", fmt.Sprintf("127.0.0.1:%d", port))
+	cmd := exec.CommandContext(ctx, "bash", "-e", "-c", script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("README's curl lines: %w\n%s", err, out)
+	}
+	for _, want := range []string{`"version":"e2e-test"`, `"ready":true`, `{"result":"aGVsbG8=","receipt":`, "\nteastick_ready 1\n",
+		`teastick_http_requests_total{code="200"}`} {
+		if !bytes.Contains(out, []byte(want)) {
+			return fmt.Errorf("README's curl lines printed no %q:\n%s", want, out)
+		}
+	}
+	logf("README's curl lines: %d bytes of answers", len(out))
+	return nil
+}
+
 func receiptsCheck(ctx context.Context, c *client.Client, resultKey ed25519.PublicKey, logf func(string, ...any), data string) error {
 	st, err := c.Status(ctx)
 	if err != nil {

@@ -19,7 +19,8 @@ type Build struct {
 	Dir string
 	// Version is stamped into the image.
 	Version string
-	// ExitAfter makes a test build exit after that many heartbeats.
+	// ExitAfter makes a test build exit after that many heartbeats (one
+	// a second, printed or not).
 	ExitAfter int
 	// GovernanceKey is the hex Ed25519 public key built into the stick.
 	GovernanceKey string

@@ -53,6 +53,8 @@ type SpinCheck struct {
 	// none comes before ctx ends.
 	Console func(ctx context.Context, command, prefix string) (string, error)
 	// Heartbeats counts the heartbeat lines the stick printed so far.
+	// The check switches the console to its verbose view (a heartbeat a
+	// second) first.
 	Heartbeats func() int
 }
 
@@ -195,6 +197,13 @@ func (c SpinCheck) spinRunning(ctx context.Context) (bool, error) {
 // Run plays the scenario and returns what it saw, or the first failure.
 func (c SpinCheck) Run(ctx context.Context) (*SpinReport, error) {
 	rep := &SpinReport{}
+	// The quiet console prints a heartbeat a minute: ask for one a second.
+	wctx, cancel := context.WithTimeout(ctx, c.Wait)
+	_, err := c.Console(wctx, "verbose on", "console: verbose on")
+	cancel()
+	if err != nil {
+		return rep, c.fail("console: verbose on: %v", err)
+	}
 	for i := range c.EchoCalls {
 		s, err := c.echo(ctx, fmt.Sprintf("idle %d", i))
 		if err != nil {

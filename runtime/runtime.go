@@ -283,11 +283,13 @@ func (p *Pending) Commit() error {
 	old := s.cur
 	s.cur = v
 	s.mu.Unlock()
+	// Debug: the stick prints its own line for each (actor: NAME ...,
+	// with what it measured); twice would be noise on its console.
 	if old != nil {
-		r.log.Info("actor upgraded", "actor", v.name, "from", old.cid.String(), "to", v.cid.String())
+		r.log.Debug("actor upgraded", "actor", v.name, "from", old.cid.String(), "to", v.cid.String())
 		old.retire()
 	} else {
-		r.log.Info("actor loaded", "actor", v.name, "cid", v.cid.String(), "grants", v.grants)
+		r.log.Debug("actor loaded", "actor", v.name, "cid", v.cid.String(), "grants", v.grants)
 	}
 	return nil
 }

@@ -531,6 +531,18 @@ func TestWASIOnlyAsGranted(t *testing.T) {
 	if info.Stats.Denied["log.write"] != 1 || info.Stats.Denied["random.bytes"] != 1 {
 		t.Fatalf("denied %v", info.Stats.Denied)
 	}
+	// Language runtimes ask for random bytes at start whatever the actor
+	// does: the refusal is logged at debug level, not as a warning an
+	// operator should act on. A refused fd_write is a warning.
+	for _, l := range strings.Split(lb.String(), "\n") {
+		if strings.Contains(l, "capability=random.bytes") && !strings.Contains(l, "level=DEBUG") ||
+			strings.Contains(l, "capability=log.write") && !strings.Contains(l, "level=WARN") {
+			t.Errorf("refusal logged at the wrong level: %s", l)
+		}
+	}
+	if !strings.Contains(lb.String(), "capability=random.bytes") {
+		t.Errorf("random_get's refusal not logged at debug level:\n%s", lb)
+	}
 }
 
 func TestBusy(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -358,11 +359,11 @@ func (v *version) granted(namespace, operation string) bool {
 	return false
 }
 
-// deny counts and logs a refused capability call; init says it was
-// refused because an initializer made it. The first refusal of each
+// deny counts and logs a refused capability call at level; init says it
+// was refused because an initializer made it. The first refusal of each
 // capability is logged, then every 1000th, so a looping actor cannot
 // flood the log.
-func (v *version) deny(what string, init bool) {
+func (v *version) deny(what string, init bool, level slog.Level) {
 	v.deniedMu.Lock()
 	v.denied[what]++
 	n := v.denied[what]
@@ -372,7 +373,7 @@ func (v *version) deny(what string, init bool) {
 		if init {
 			msg = "capability not granted to an initializer"
 		}
-		v.rt.log.Warn(msg, "actor", v.name, "cid", v.cid.String(), "capability", what, "count", n)
+		v.rt.log.Log(context.Background(), level, msg, "actor", v.name, "cid", v.cid.String(), "capability", what, "count", n)
 	}
 }
 
@@ -422,7 +423,11 @@ func (v *version) invoke(ctx context.Context, operation string, payload []byte) 
 	}
 	out, fault, err := v.call(ctx, in, operation, payload)
 	if fault {
-		v.faults.Add(1)
+		// A call its caller cancelled is no fault of the actor's, but
+		// its instance stopped mid-call all the same.
+		if !errors.Is(err, context.Canceled) {
+			v.faults.Add(1)
+		}
 		in.mod.Close(context.Background())
 		return nil, err
 	}

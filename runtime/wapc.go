@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
@@ -69,7 +70,7 @@ func (cs *callState) granted(namespace, operation string) bool {
 // the initializer rule refused it (the actor holds the grant).
 func (cs *callState) deny(namespace, operation string) bool {
 	init := cs.init && cs.v.granted(namespace, operation)
-	cs.v.deny(namespace+"."+operation, init)
+	cs.v.deny(namespace+"."+operation, init, slog.LevelWarn)
 	return init
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
@@ -415,10 +416,13 @@ func wasiExit(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 // holds the grant random, in a call or in an initializer alike: random
 // bytes reach no box, key or state, and language runtimes seed their hash
 // tables from them at start (RATIONALE.md, "Initializers run without
-// capabilities").
+// capabilities"). Without the grant it refuses, counts the refusal and
+// logs it at debug level only: Go's wasip1 runtime (and others) asks at
+// start whatever the actor does, which is nothing an operator acts on
+// (RATIONALE.md, "The console is quiet by default").
 func wasiRandom(_ context.Context, cs *callState, m api.Module, s []uint64) {
 	if !cs.v.granted("random", "bytes") {
-		cs.deny("random", "bytes")
+		cs.v.deny("random.bytes", false, slog.LevelDebug)
 		s[0] = errnoNotcapable
 		return
 	}

@@ -2,126 +2,109 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
-	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/tpm/swtpmtest"
 )
 
-// TestReadmeWalkthrough runs the README's operator walk-through as
-// written: every teactl line through teactl itself, the stick's boot line
-// as the hosted stick, against a real kubo node and swtpm.
-func TestReadmeWalkthrough(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// repoRoot is the repository, from this package's directory.
+const repoRoot = "../.."
+
+// readmeBlock returns the README's code block right after marker.
+func readmeBlock(t *testing.T, marker string) string {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, after, ok := bytes.Cut(readme, []byte("<!-- walkthrough -->\n```sh\n"))
+	_, after, ok := bytes.Cut(readme, []byte(marker+"\n```sh\n"))
 	if !ok {
-		t.Fatal("README has no walk-through block")
+		t.Fatalf("README has no block after %q", marker)
 	}
 	block, _, _ := bytes.Cut(after, []byte("```"))
-
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "echo.wasm"), actortest.GoActor(t, "echo"), 0o644)
-	os.WriteFile(filepath.Join(dir, "echo2.wasm"), actortest.Wat(t, "edge"), 0o644)
-	node := kubotest.Start(t)
-	img, _ := os.ReadFile(hostedStick(t))
-	sum := sha256.Sum256(img)
-	ca := t.TempDir()
-	vars := map[string]string{"BOX": node.Gateway, "BOX_API": node.API,
-		"STAGE0_SHA256": strings.Repeat("0", 64), "STICK_SHA256": hex.EncodeToString(sum[:])}
-	vars["TPM"] = "swtpm.sock" // dropped below: startStick gives the stick its own swtpm
-	t.Chdir(dir)               // teactl resolves relative paths from here
-
-	expand := regexp.MustCompile(`\$[A-Z0-9_]+`)
-	ran := 0
-	for _, line := range strings.Split(string(block), "\n") {
-		cmd, capture, _ := strings.Cut(line, "# -> ")
-		cmd = strings.TrimSpace(cmd)
-		if cmd == "" || strings.HasPrefix(cmd, "#") {
-			continue
-		}
-		args := splitArgs(expand.ReplaceAllStringFunc(cmd, func(v string) string {
-			val, ok := vars[v[1:]]
-			if !ok {
-				t.Fatalf("%q: $%s is not set by the walk-through or the test", cmd, v[1:])
-			}
-			return val
-		}))
-		switch {
-		case args[0] == "teactl":
-			r := teactl(args[1:]...)
-			if r.code != 0 {
-				t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", cmd, r.code, r.stdout, r.stderr)
-			}
-			if capture = strings.TrimSpace(capture); capture != "" {
-				vars[capture] = strings.TrimSpace(r.stdout)
-			}
-			if args[1] == "key" && args[2] == "generate" {
-				var pub struct {
-					PublicKey string `json:"public_key"`
-				}
-				json.Unmarshal([]byte(teactl("--json", "key", "public", args[3]).stdout), &pub)
-				vars["GOV_PUB"] = pub.PublicKey
-			}
-		case strings.Join(args[:3], " ") == "go run ./firmware/stick":
-			var stickArgs []string
-			for i := 3; i < len(args); i++ {
-				if args[i] == "-tpm" { // startStick gives the stick its own swtpm
-					i++
-					continue
-				}
-				stickArgs = append(stickArgs, args[i])
-			}
-			vars["STICK"] = startStick(t, ca, stickArgs...)
-			b, err := swtpmtest.CABundle(ca)
-			if err != nil {
-				t.Fatal(err)
-			}
-			vars["CA"] = filepath.Join(dir, "ca.pem")
-			os.WriteFile(vars["CA"], b, 0o644)
-		default:
-			t.Fatalf("the walk-through has a line the test cannot run: %q", cmd)
-		}
-		ran++
-	}
-	if ran < 10 {
-		t.Fatalf("ran only %d lines of the walk-through", ran)
-	}
+	return string(block)
 }
 
-// splitArgs splits a command line on spaces, keeping "double-quoted"
-// words whole.
-func splitArgs(s string) []string {
-	var out []string
-	var cur strings.Builder
-	quoted, started := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			quoted, started = !quoted, true
-		case r == ' ' && !quoted:
-			if started {
-				out = append(out, cur.String())
-				cur.Reset()
-				started = false
-			}
-		default:
-			cur.WriteRune(r)
-			started = true
+// readerEnv is the environment of a fresh shell of a reader who has Go
+// set up: an empty home, the PATH, Go's caches (so that the shell does not
+// download or rebuild what this machine has), a temporary directory of
+// the test's, and the variables the README tells the reader to set.
+func readerEnv(t *testing.T, vars map[string]string) []string {
+	t.Helper()
+	env := []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH"), "TMPDIR=" + t.TempDir(), "LANG=C.UTF-8"}
+	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(out))
+	env = append(env, "GOCACHE="+f[0], "GOMODCACHE="+f[1], "GOPATH="+f[2])
+	for _, k := range []string{"GOFLAGS", "GOPROXY", "GOTOOLCHAIN"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
 		}
 	}
-	if started {
-		out = append(out, cur.String())
+	for k, v := range vars {
+		env = append(env, k+"="+v)
 	}
-	return out
+	return env
+}
+
+// runShell runs script with bash -e (a failing line stops it, as it
+// would stop a reader) in dir, in its own process group, which it kills
+// when the script ends or fails (a stick it left in the background).
+func runShell(t *testing.T, dir, script string, env []string, timeout time.Duration) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-e", "-x", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Start()
+	if err == nil {
+		err = cmd.Wait()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	return out.String(), err
+}
+
+// TestReadmeWalkthrough runs the README's operator walk-through as a
+// reader does: the block as written, through bash, from the repository,
+// in a fresh environment that has only what the README tells the reader
+// to set ($BOX and $BOX_API of a real kubo node, $TPM a provisioned swtpm
+// and $CA its CA bundle).
+func TestReadmeWalkthrough(t *testing.T) {
+	block := readmeBlock(t, "<!-- walkthrough -->")
+	node := kubotest.Start(t)
+	ca := t.TempDir()
+	tpm := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: ca})
+	bundle, err := swtpmtest.CABundle(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := readerEnv(t, map[string]string{"BOX": node.Gateway, "BOX_API": node.API, "TPM": tpm.Socket, "CA": caFile})
+	out, err := runShell(t, repoRoot, block, env, 10*time.Minute)
+	if err != nil {
+		t.Fatalf("the walk-through failed: %v\n%s", err, out)
+	}
+	// The block ran to its end: the upgrade was accepted.
+	if !strings.Contains(out, "+ teactl stick upgrade") || !strings.Contains(out, "+ kill %1") {
+		t.Fatalf("the walk-through did not run to its end:\n%s", out)
+	}
+	t.Logf("walk-through:\n%s", out)
 }

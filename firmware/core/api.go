@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -260,6 +261,11 @@ func writeError(w http.ResponseWriter, code int, name, msg string) {
 	writeJSON(w, code, map[string]APIError{"error": {Code: name, Message: msg}})
 }
 
+// StatusClientClosed is the status the stick records for a request whose
+// client went away before its answer (nginx's 499 "client closed
+// request"): no client sees it; the metrics count it.
+const StatusClientClosed = 499
+
 // fail maps an error to its HTTP answer.
 func (s *Stick) fail(w http.ResponseWriter, err error) {
 	code, name := http.StatusInternalServerError, "internal"
@@ -309,8 +315,12 @@ func (s *Stick) fail(w http.ResponseWriter, err error) {
 		code, name = http.StatusServiceUnavailable, "no_governance_key"
 	case errors.As(err, &ue):
 		code, name = http.StatusInternalServerError, "upgrade_incomplete"
+	case errors.Is(err, context.Canceled):
+		// The client went away: nobody reads this answer, but the
+		// metrics count it as what it was, not as a fault or a limit.
+		code, name = StatusClientClosed, "cancelled"
 	}
-	if code < 500 {
+	if code < 500 && code != StatusClientClosed {
 		s.m.rejected.Add(1)
 	}
 	writeError(w, code, name, err.Error())

@@ -86,6 +86,9 @@ type Config struct {
 	CompileParallel int
 	// Log receives the stick's console lines (nil: discarded).
 	Log io.Writer
+	// LogLevel is the least level of the runtime's lines that reach Log
+	// (nil: info); the console's verbose command lowers it to debug.
+	LogLevel slog.Leveler
 	// Uptime is the time since reset (default: since New).
 	Uptime func() time.Duration
 	// MaxInFlight bounds API requests served at once; beyond it the API
@@ -270,6 +273,7 @@ func New(cfg Config) (*Stick, error) {
 		// The runtime's log (actors' output, denials) goes to the
 		// console. Without a time: a stick has no wall clock.
 		cfg.Actors.Log = slog.New(slog.NewTextHandler(cfg.Log, &slog.HandlerOptions{
+			Level: cfg.LogLevel,
 			ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 				if len(groups) == 0 && a.Key == slog.TimeKey {
 					return slog.Attr{}

@@ -202,6 +202,11 @@ func TestBootServesWhatLoads(t *testing.T) {
 	if !strings.Contains(log.String(), "READY: manifest version 1, actors [edge], NOT SERVED [lying missing]") {
 		t.Fatalf("console:\n%s", log)
 	}
+	// One line per actor loaded on the (quiet) console: the stick's, not
+	// the runtime's besides.
+	if strings.Count(log.String(), "edge") != strings.Count(log.String(), "actor: edge")+strings.Count(log.String(), "[edge]") {
+		t.Errorf("the console says more than one line of edge's load:\n%s", log)
+	}
 	st := s.Status()
 	want := map[string]string{"edge": StateServing, "lying": StateFailed, "missing": StateFailed}
 	for _, a := range st.Actors {

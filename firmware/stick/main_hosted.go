@@ -83,6 +83,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8443", "address of the HTTPS API (empty: no API)")
 	manifestFile := flag.String("manifest", "", "signed release manifest to boot (file)")
 	manifestCID := flag.String("manifest-cid", "", "signed release manifest to boot, fetched by CID from the box")
+	verbose := flag.Bool("verbose", false, "start with the console's verbose view (a heartbeat every second, debug lines); the console's verbose command switches it")
 	ramMiB := flag.Uint64("ram-mib", ipfs.StickRAM>>20, "RAM the hosted stick sets its fetch limits by, in MiB (the stick has 512)")
 	flag.Parse()
 
@@ -122,9 +123,13 @@ func main() {
 	if err != nil {
 		fmt.Printf("manifest: %v: accepting no manifest\n", err)
 	}
+	v := newView()
+	if *verbose {
+		v.set(true)
+	}
 	var cl *ipfs.Client
 	cfg := core.Config{Version: Version, Board: hostedBoard, TPM: dev, Measurer: m, NotMeasured: why,
-		Governance: gov, Log: os.Stdout, Uptime: uptime}
+		Governance: gov, Log: os.Stdout, LogLevel: &v.level, Uptime: uptime}
 	if *box != "" {
 		lim := ipfs.LimitsForRAM(*ramMiB << 20)
 		fmt.Printf("ipfs: fetch limits: file %d MiB, held besides it %d MiB, %d nodes (from %d MiB of RAM)\n",
@@ -151,6 +156,7 @@ func main() {
 	for name, c := range registered {
 		cmds[name] = c
 	}
+	cmds["verbose"] = v.command()
 	cmds["uptime"] = command{help: "time since start", run: func(w io.Writer, _ []string) {
 		fmt.Fprintf(w, "console: uptime %d ms\n", uptime().Milliseconds())
 	}}
@@ -164,7 +170,7 @@ func main() {
 	go console(os.Stdin, os.Stdout, cmds)
 	go bootManifest(s, *manifestFile, *manifestCID, cl)
 	n, _ := strconv.Atoi(exitAfter)
-	heartbeat(os.Stdout, n, time.Second, uptime)
+	heartbeat(os.Stdout, n, time.Second, v, uptime)
 }
 
 // serveAPI serves the stick's API over TLS with the channel key.

@@ -70,9 +70,10 @@ func main() {
 		boxLimits.MaxBytes>>20, boxLimits.Window>>20, boxLimits.MaxNodes, (ramEnd-ramStart)>>20)
 	box := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute, Limits: boxLimits}
 	benchFetch = box.Fetch
+	v := newView()
 	st, err := core.New(core.Config{Version: Version, Board: virt.Name, TPM: tpmDev, Measurer: measurer, NotMeasured: why,
 		Governance: gov, Actors: actorruntime.Config{Files: box, Blocks: box}, Fetch: box.Fetch,
-		LoadParallel: loadParallel, CompileParallel: 1, Log: os.Stdout, Uptime: uptime})
+		LoadParallel: loadParallel, CompileParallel: 1, Log: os.Stdout, LogLevel: &v.level, Uptime: uptime})
 	if err != nil {
 		fmt.Printf("channel: FAILED: %v\n", err)
 		virt.Exit(1)
@@ -93,6 +94,7 @@ func main() {
 	for name, c := range cmdsExtra {
 		cmds[name] = c
 	}
+	cmds["verbose"] = v.command()
 	for name, c := range map[string]command{
 		"uptime": {help: "time since reset", run: func(w io.Writer, _ []string) {
 			fmt.Fprintf(w, "console: uptime %d ms\n", uptime().Milliseconds())
@@ -111,7 +113,7 @@ func main() {
 	go console(virt.UART0, os.Stdout, cmds)
 
 	n, _ := strconv.Atoi(exitAfter)
-	heartbeat(os.Stdout, n, time.Second, uptime)
+	heartbeat(os.Stdout, n, time.Second, v, uptime)
 	if n > 0 {
 		fmt.Println("teastick: test build, exiting")
 		virt.Exit(0)

@@ -112,6 +112,14 @@ func (cl *Client) withRetry(ctx context.Context, what string, f func(ctx context
 		case <-ctx.Done():
 		}
 	}
+	// Cancelled by the caller (an API client that went away): no limit,
+	// and context.Canceled for errors.Is.
+	if errors.Is(ctx.Err(), context.Canceled) && err != nil && !errors.Is(err, ErrMismatch) && !errors.Is(err, ErrLimit) {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("%s: cancelled: %w", what, err)
+		}
+		return fmt.Errorf("%s: cancelled: %w: %v", what, context.Canceled, err)
+	}
 	// Out of time (the Timeout, or the caller's deadline): a limit, and
 	// the context's error for errors.Is.
 	if ctx.Err() != nil && err != nil && !errors.Is(err, ErrMismatch) && !errors.Is(err, ErrLimit) {

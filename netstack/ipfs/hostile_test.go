@@ -253,6 +253,31 @@ func TestFetchStall(t *testing.T) {
 	}
 }
 
+// A fetch that runs out of time is a limit; one its caller cancels (an
+// API client that went away) is not: it says it was cancelled.
+func TestFetchStallCancelled(t *testing.T) {
+	root, blocks := Add(testFile(100))
+	cl := hostileGateway(t, func(w http.ResponseWriter, r *http.Request) {
+		b := carBytes(root, blocks)
+		w.Write(b[:20])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	cl.Timeout = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := cl.Fetch(ctx, root); !errors.Is(err, ErrLimit) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("out of time: %v", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	_, err := cl.Fetch(ctx, root)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrLimit) || strings.Contains(err.Error(), "limit") ||
+		!strings.Contains(err.Error(), root.String()) {
+		t.Fatalf("cancelled: %v", err)
+	}
+}
+
 func TestFetchRetriesConnectionFaults(t *testing.T) {
 	file := testFile(1000)
 	root, blocks := Add(file)
