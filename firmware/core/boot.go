@@ -206,6 +206,11 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 	if err != nil {
 		return err
 	}
+	// The TPM's floor first: a manifest it did not record is not
+	// measured, and none older is accepted after any reboot.
+	if err := s.raiseFloor(m); err != nil {
+		return err
+	}
 	if err := mm.MeasureManifest(canon); err != nil {
 		return fmt.Errorf("measure manifest: %w", err)
 	}
@@ -375,6 +380,10 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	// order stays manifest, then actors.
 	ready := s.prepare(ctx, changed)
 	canon, err := manifest.CanonicalFile(raw)
+	if err == nil {
+		// The TPM's floor first (see Boot).
+		err = s.raiseFloor(next)
+	}
 	if err == nil {
 		err = s.cfg.Measurer.MeasureUpgrade(canon)
 	}

@@ -1,0 +1,103 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/tpm/attest"
+	"github.com/teastick/teastick/tpm/nvcounter"
+)
+
+// ErrRollbackCounter: the stick cannot use the TPM's rollback counter
+// (nvcounter): it was defined by someone else, or the TPM failed to define
+// or read it. Without it the stick accepts no manifest: it could not tell
+// an old one from a new one across reboots.
+var ErrRollbackCounter = errors.New("rollback counter unusable")
+
+// floor is the stick's rollback floor: the TPM NV counter holding the
+// highest manifest version this TPM ever accepted (nvcounter), read at
+// New and raised (under the upgrade lock) before a manifest is measured.
+type floor struct {
+	mu    sync.Mutex
+	c     *nvcounter.Counter
+	err   error
+	value uint64 // c's value, for checks that take no TPM command
+}
+
+// openFloor opens the rollback counter on the stick's TPM, defining it on
+// first boot.
+func (s *Stick) openFloor() {
+	c, err := nvcounter.Open(s.tpm)
+	s.floor.mu.Lock()
+	defer s.floor.mu.Unlock()
+	if err != nil {
+		s.floor.err = fmt.Errorf("%w: %w", ErrRollbackCounter, err)
+		s.logf("rollback: REFUSING MANIFESTS: %v", err)
+		return
+	}
+	s.floor.c, s.floor.value = c, c.Value()
+	s.logf("rollback: TPM counter %#x at %d: manifests below version %d refused", uint32(nvcounter.Index), c.Value(), c.Value())
+}
+
+// RollbackCounter is the rollback floor as last read or raised; the error
+// says why there is none (no TPM, or ErrRollbackCounter).
+func (s *Stick) RollbackCounter() (uint64, error) {
+	if s.tpm == nil {
+		return 0, ErrNoTPM
+	}
+	s.floor.mu.Lock()
+	defer s.floor.mu.Unlock()
+	return s.floor.value, s.floor.err
+}
+
+// checkFloor refuses a manifest below the rollback floor (manifest.ErrStale:
+// whatever the running manifest, after any number of reboots).
+func (s *Stick) checkFloor(m *manifest.Manifest) error {
+	if s.tpm == nil {
+		return nil
+	}
+	v, err := s.RollbackCounter()
+	if err != nil {
+		return err
+	}
+	if m.Version < v {
+		return fmt.Errorf("%w: offered %d, the TPM's rollback counter is %d", manifest.ErrStale, m.Version, v)
+	}
+	return nil
+}
+
+// raiseFloor raises the rollback floor to m's version before m is
+// measured or applied (the caller holds the upgrade lock). When it fails
+// the manifest is not accepted; the counter may have moved part of the
+// way, which only refuses versions below where it stopped.
+func (s *Stick) raiseFloor(m *manifest.Manifest) error {
+	if s.tpm == nil {
+		return nil
+	}
+	s.floor.mu.Lock()
+	defer s.floor.mu.Unlock()
+	if s.floor.err != nil {
+		return s.floor.err
+	}
+	v, err := s.floor.c.Raise(m.Version)
+	if err != nil {
+		return fmt.Errorf("rollback counter: raise to %d: %w", m.Version, err)
+	}
+	s.floor.value = v
+	return nil
+}
+
+// certifyFloor has the AK certify the rollback counter (TPM2_NV_Certify)
+// for an attestation with the given qualifying data; nil when the stick
+// has no usable counter (the verifier then fails the attestation).
+func (s *Stick) certifyFloor(qualifying []byte) (*attest.NVCertification, error) {
+	s.floor.mu.Lock()
+	c := s.floor.c
+	s.floor.mu.Unlock()
+	if c == nil {
+		return nil, nil
+	}
+	return s.att.CertifyNV(nvcounter.Index, c.Name(), 8, qualifying)
+}
