@@ -38,7 +38,7 @@ func (s *Stick) openFloor() {
 		return
 	}
 	s.floor.c, s.floor.value = c, c.Value()
-	s.logf("rollback: TPM counter %#x at %d: manifests below version %d refused", uint32(nvcounter.Index), c.Value(), c.Value())
+	s.logf("rollback: TPM counter %#x at %d: the lowest manifest version this stick takes", uint32(nvcounter.Index), c.Value())
 }
 
 // RollbackCounter is the rollback floor as last read or raised; the error
