@@ -107,7 +107,7 @@ func TestRollbackAcrossReboot(t *testing.T) {
 		}
 		ref := &verify.Reference{Stage0: img.stage0Sum, Events: verify.BootEvents(img.stickSum, config, v2)}
 		v := verify.Verify(a.Evidence, verify.Expect{AKPublic: ak, Nonce: nonce[:], ChannelKey: peer, Reference: ref})
-		n := v.CheckRollback(ak, a.RollbackCounter, nonce[:], peer, 2, 2)
+		n := v.CheckRollback(ak, a.RollbackCounter, peer, a.Evidence.Quote, 2, 2)
 		if n != 2 || !v.OK() {
 			return fmt.Errorf("rollback counter %d; verdict:\n%s", n, v)
 		}

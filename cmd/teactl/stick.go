@@ -307,7 +307,7 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 	if len(versions) > 0 {
 		served = versions[len(versions)-1]
 	}
-	a.counter = a.verdict.CheckRollback(id.AKPublic, att.RollbackCounter, nonce, peer, served, min)
+	a.counter = a.verdict.CheckRollback(id.AKPublic, att.RollbackCounter, peer, att.Evidence.Quote, served, min)
 	// The result key is the one the boot measured (a.verdict.Keys); the
 	// AK's certification must name it, in the same boot.
 	key, certInfo, err := verify.CertifiedKey(id.AKPublic, att.ResultKey, receipt.Qualifying())

@@ -24,6 +24,9 @@ type floor struct {
 	c     *nvcounter.Counter
 	err   error
 	value uint64 // c's value, for checks that take no TPM command
+	// cert is the AK's certification of the counter since it last
+	// moved, made at the first attestation after that (certifyFloor).
+	cert *attest.NVCertification
 }
 
 // openFloor opens the rollback counter on the stick's TPM, defining it on
@@ -85,19 +88,28 @@ func (s *Stick) raiseFloor(m *manifest.Manifest) error {
 	if err != nil {
 		return fmt.Errorf("rollback counter: raise to %d: %w", m.Version, err)
 	}
-	s.floor.value = v
+	s.floor.value, s.floor.cert = v, nil
 	return nil
 }
 
-// certifyFloor has the AK certify the rollback counter (TPM2_NV_Certify)
-// for an attestation with the given qualifying data; nil when the stick
-// has no usable counter (the verifier then fails the attestation).
-func (s *Stick) certifyFloor(qualifying []byte) (*attest.NVCertification, error) {
+// certifyFloor returns the AK's certification of the rollback counter
+// (TPM2_NV_Certify, qualifying data attest.CounterQualifying of this
+// boot's channel key), made once after each time the counter moved and
+// kept: an attestation costs no TPM signature beyond its quote (RATIONALE
+// "The rollback floor is a TPM counter raised one by one"). Nil when the
+// stick has no usable counter (the verifier then fails the attestation).
+func (s *Stick) certifyFloor() (*attest.NVCertification, error) {
 	s.floor.mu.Lock()
-	c := s.floor.c
-	s.floor.mu.Unlock()
-	if c == nil {
+	defer s.floor.mu.Unlock()
+	if s.floor.c == nil {
 		return nil, nil
 	}
-	return s.att.CertifyNV(nvcounter.Index, c.Name(), 8, qualifying)
+	if s.floor.cert == nil {
+		cert, err := s.att.CertifyNV(nvcounter.Index, s.floor.c.Name(), 8, attest.CounterQualifying(s.channelDER))
+		if err != nil {
+			return nil, err
+		}
+		s.floor.cert = cert
+	}
+	return s.floor.cert, nil
 }

@@ -63,21 +63,49 @@ func TestRollbackAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &verify.Verdict{}
-	if got := v.CheckRollback(ak, a.RollbackCounter, nonce[:16], s.channelDER, 2, 2); got != 2 || !v.OK() {
+	if got := v.CheckRollback(ak, a.RollbackCounter, s.channelDER, a.Evidence.Quote, 2, 2); got != 2 || !v.OK() {
 		t.Fatalf("certified counter %d:\n%s", got, v)
 	}
-	// The same certification fails for another nonce, and a served
-	// version below the counter fails.
-	v = &verify.Verdict{}
-	v.CheckRollback(ak, a.RollbackCounter, []byte("another nonce"), s.channelDER, 2, 0)
-	if v.OK() {
-		t.Errorf("a certification for another nonce passed:\n%s", v)
+	for _, tc := range []struct {
+		name             string
+		channel, quote   []byte
+		served, released uint64
+	}{
+		{"another boot's channel key", []byte("another channel key"), a.Evidence.Quote, 2, 0},
+		{"another boot's quote", s.channelDER, quoteOfAnotherBoot(t, a.Evidence.Quote), 2, 0},
+		{"served below the counter", s.channelDER, a.Evidence.Quote, 1, 0},
+		{"served below the release", s.channelDER, a.Evidence.Quote, 2, 3},
+	} {
+		v := &verify.Verdict{}
+		v.CheckRollback(ak, a.RollbackCounter, tc.channel, tc.quote, tc.served, tc.released)
+		if v.OK() {
+			t.Errorf("%s passed:\n%s", tc.name, v)
+		}
+	}
+	// The next attestation after the counter moved certifies its new
+	// value.
+	if err := s.Apply(context.Background(), sign(t, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if a, err = s.Attest(nonce[:16]); err != nil {
+		t.Fatal(err)
 	}
 	v = &verify.Verdict{}
-	v.CheckRollback(ak, a.RollbackCounter, nonce[:16], s.channelDER, 1, 0)
-	if v.OK() {
-		t.Errorf("served version 1 below counter 2 passed:\n%s", v)
+	if got := v.CheckRollback(ak, a.RollbackCounter, s.channelDER, a.Evidence.Quote, 3, 0); got != 3 || !v.OK() {
+		t.Fatalf("after v3: certified counter %d:\n%s", got, v)
 	}
+}
+
+// quoteOfAnotherBoot is q with its TPM reset count moved: what a quote of
+// another boot of the same TPM carries (its signature no longer matters
+// to CheckRollback, which compares clocks).
+func quoteOfAnotherBoot(t *testing.T, q []byte) []byte {
+	at, err := tpm2.Unmarshal[tpm2.TPMSAttest](q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at.ClockInfo.ResetCount++
+	return tpm2.Marshal(*at)
 }
 
 // An index someone defined at the counter's handle before the stick did

@@ -87,8 +87,9 @@ type Attestation struct {
 	ResultKey *attest.Certification `json:"result_key"`
 	Manifests [][]byte              `json:"manifests"`
 	// RollbackCounter is the AK's certification of the TPM's rollback
-	// counter (nvcounter), with the quote's qualifying data; absent when
-	// the stick has no usable counter.
+	// counter (nvcounter) in this boot, bound to the channel key
+	// (attest.CounterQualifying), made after the counter last moved;
+	// absent when the stick has no usable counter.
 	RollbackCounter *attest.NVCertification `json:"rollback_counter,omitempty"`
 }
 
@@ -153,7 +154,7 @@ func (s *Stick) Attest(nonce []byte) (*Attestation, error) {
 	if err != nil {
 		return nil, s.tpmErr(err)
 	}
-	rc, err := s.certifyFloor(attest.QualifyingData(nonce, s.channelDER))
+	rc, err := s.certifyFloor()
 	if err != nil {
 		return nil, s.tpmErr(err)
 	}

@@ -82,7 +82,7 @@ func TestHostedRollbackAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &verify.Verdict{}
-	if n := v.CheckRollback(ak, a.RollbackCounter, nonce[:], peer, 2, 0); n != 2 || !v.OK() {
+	if n := v.CheckRollback(ak, a.RollbackCounter, peer, a.Evidence.Quote, 2, 0); n != 2 || !v.OK() {
 		t.Fatalf("rollback counter %d:\n%s", n, v)
 	}
 }

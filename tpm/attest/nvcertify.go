@@ -17,6 +17,15 @@ type NVCertification struct {
 	Signature []byte `json:"signature"`
 }
 
+// CounterQualifying is the qualifying data of the stick's certification
+// of its rollback counter: QualifyingData with a fixed label as the nonce,
+// so it names the boot's channel key. The stick certifies the counter once
+// each time it moves, not per attestation; the verifier checks it was
+// made in the quote's boot (verify.SameBoot, and this channel key).
+func CounterQualifying(channelKeyDER []byte) []byte {
+	return QualifyingData([]byte("teastick/rollback-counter/v1"), channelKeyDER)
+}
+
 // CertifyNV has the AK certify size bytes at offset 0 of the NV index
 // (whose Name is name), read with the index's own empty authValue
 // (TPMA_NV_AUTHREAD), qualifying as extraData.

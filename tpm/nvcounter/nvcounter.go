@@ -23,6 +23,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -76,14 +77,16 @@ func Public(written bool) tpm2.TPMSNVPublic {
 // Name is the TPM Name of the initialized counter index (nameAlg SHA-256
 // || SHA-256(TPMS_NV_PUBLIC) with TPMA_NV_WRITTEN set; Part 1, 16 "Names"):
 // what a TPM2_NV_Certify of the counter names.
-func Name() []byte {
+func Name() []byte { return bytes.Clone(name()) }
+
+var name = sync.OnceValue(func() []byte {
 	pub := Public(true)
 	n, err := tpm2.NVName(&pub)
 	if err != nil {
 		panic(fmt.Sprintf("nvcounter: name of the fixed public area: %v", err)) // a constant: cannot fail
 	}
 	return n.Buffer
-}
+})
 
 // Counter is the rollback counter on one TPM.
 type Counter struct {
