@@ -56,7 +56,8 @@ func (s *Stick) RollbackCounter() (uint64, error) {
 }
 
 // checkFloor refuses a manifest below the rollback floor (manifest.ErrStale:
-// whatever the running manifest, after any number of reboots).
+// whatever the running manifest, after any number of reboots), or too far
+// above it to raise it at once (nvcounter.ErrStep).
 func (s *Stick) checkFloor(m *manifest.Manifest) error {
 	if s.tpm == nil {
 		return nil
@@ -67,6 +68,10 @@ func (s *Stick) checkFloor(m *manifest.Manifest) error {
 	}
 	if m.Version < v {
 		return fmt.Errorf("%w: offered %d, the TPM's rollback counter is %d", manifest.ErrStale, m.Version, v)
+	}
+	if m.Version-v > nvcounter.MaxStep {
+		// Refused before an upgrade fetches anything; Raise would.
+		return fmt.Errorf("%w: version %d, counter %d (at most %d at once)", nvcounter.ErrStep, m.Version, v, nvcounter.MaxStep)
 	}
 	return nil
 }

@@ -40,8 +40,11 @@ func TestRollbackAcrossRestart(t *testing.T) {
 	if code, out := call(t, h, "POST", "/v1/manifest", string(v1)); code != 409 || errCode(out) != "stale_manifest" {
 		t.Fatalf("v1 after v2 and a restart: %d %v, want 409 stale_manifest\n%s", code, out, log)
 	}
+	if code, out := call(t, h, "POST", "/v1/manifest", string(sign(t, 2+nvcounter.MaxStep+1))); code != 409 || errCode(out) != "version_jump" {
+		t.Fatalf("a version more than MaxStep above the counter: %d %v, want 409 version_jump", code, out)
+	}
 	if v := s.ManifestVersion(); v != 0 {
-		t.Fatalf("running version %d after the refusal", v)
+		t.Fatalf("running version %d after the refusals", v)
 	}
 	if code, out := call(t, h, "POST", "/v1/manifest", string(v2)); code != 200 {
 		t.Fatalf("v2 after the restart: %d %v", code, out)
