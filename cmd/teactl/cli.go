@@ -55,11 +55,13 @@ usage: teactl [--json] GROUP COMMAND [ARGS]
 
   actor publish FILE.wasm   check an actor and add it to the box's IPFS node; prints its CID
   actor invoke URL NAME OP [PAYLOAD|@FILE]
-                            attest the stick, invoke an actor, check the result's receipt
+                            attest the stick against --release or --min-version (required),
+                            invoke an actor, check the result's receipt
 
   stick enroll URL          check the stick's EK certificate, activate a credential for its AK,
                             store its identity
-  stick attest URL          attest the stick and print every check; non-zero exit on any failure
+  stick attest URL          attest the stick and print every check (the TPM's rollback counter
+                            too); non-zero exit on any failure
   stick upgrade URL MANIFEST
                             attest, push a signed manifest, attest again (a stick waiting for
                             its first manifest: push it, then attest)

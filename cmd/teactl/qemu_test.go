@@ -91,7 +91,7 @@ func TestStickCommandsQEMU(t *testing.T) {
 		_ = step("enroll", "stick", "enroll", url, "--ca", p("ca.pem"), "-o", p("id.json")) &&
 			step("first manifest", "stick", "upgrade", url, filepath.Join(p("rel"), "manifest.json"), "--identity", p("id.json"), "--pub", p("gov.key"), "--timeout", "10m") &&
 			step("attest against the bundle", "stick", "attest", url, "--identity", p("id.json"), "--pub", p("gov.key"), "--release", p("rel")) &&
-			step("invoke", "actor", "invoke", url, "echo", "echo", "hello from teactl", "--identity", p("id.json"), "--pub", p("gov.key"), "-o", p("r.json")) &&
+			step("invoke", "actor", "invoke", url, "echo", "echo", "hello from teactl", "--identity", p("id.json"), "--pub", p("gov.key"), "--min-version", "1", "-o", p("r.json")) &&
 			step("receipt verify", "receipt", "verify", p("r.json"), "--identity", p("id.json"), "--pub", p("gov.key"), "--release", p("rel"))
 	}
 	res, err := qemu.Machine{Kernel: b.Stage0(), StickImage: container, TPM: tpm, HTTPPort: port,

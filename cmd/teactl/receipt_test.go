@@ -57,7 +57,7 @@ func TestReceiptForgedHosted(t *testing.T) {
 	mustOK(t, teactl("stick", "enroll", stB.URL, "--ca", p("ca.pem"), "-o", p("b.json")), "enroll B")
 
 	invoke := func(url, id, out string) {
-		mustOK(t, teactl("actor", "invoke", url, "echo", "echo", "hello stick", "--identity", p(id), "--pub", p("gov.key"), "-o", p(out)), "invoke")
+		mustOK(t, teactl("actor", "invoke", url, "echo", "echo", "hello stick", "--identity", p(id), "--pub", p("gov.key"), "--min-version", "1", "-o", p(out)), "invoke")
 	}
 	invoke(stA.URL, "a.json", "genuine.json")
 	invoke(stB.URL, "b.json", "b-receipt.json")

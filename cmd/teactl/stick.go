@@ -215,6 +215,7 @@ type attested struct {
 	nonce    []byte
 	config   []byte   // the configuration record checked against PCR 8
 	problems []string // checks teactl adds to the TPM verdict
+	counter  uint64   // the TPM's rollback counter, certified by the AK
 }
 
 // evidence is what makes a receipt from this attested boot checkable
@@ -230,8 +231,11 @@ func (a *attested) ok() bool { return a.verdict.OK() && len(a.problems) == 0 }
 // enrolled identity and the governance key: the quote and event log
 // (tpm/verify), the manifests the stick reports (signed by gov, versions
 // increasing, the boot one naming the image the stick measured), and the
-// result key's certification (same AK, same boot).
-func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, gov ed25519.PublicKey, release []byte, config []byte, wait time.Duration) (*attested, error) {
+// result key's certification (same AK, same boot), and the TPM's rollback
+// counter (certified by the AK for this nonce): the served manifest's
+// version must be at least the counter, at least min, and at least the
+// version of release when one is given.
+func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, gov ed25519.PublicKey, release []byte, config []byte, min uint64, wait time.Duration) (*attested, error) {
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
 	st, err := waitLoaded(ctx, e, c, wait)
@@ -285,6 +289,20 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 		a.problems = append(a.problems, "the stick does not run the given release (its latest manifest differs)")
 	}
 	a.verdict = verify.Verify(att.Evidence, verify.Expect{AKPublic: id.AKPublic, Nonce: nonce, ChannelKey: peer, Reference: ref})
+	// The reference above is what the stick says it ran; the floor
+	// comes from the TPM and from the operator, not from the stick.
+	if release != nil {
+		if m, err := manifest.Verify(release, gov); err != nil {
+			a.problems = append(a.problems, fmt.Sprintf("the given release: %v", err))
+		} else {
+			min = max(min, m.Version)
+		}
+	}
+	var served uint64
+	if len(versions) > 0 {
+		served = versions[len(versions)-1]
+	}
+	a.counter = a.verdict.CheckRollback(id.AKPublic, att.RollbackCounter, peer, att.Evidence.Quote, served, min)
 	// The result key is the one the boot measured (a.verdict.Keys); the
 	// AK's certification must name it, in the same boot.
 	key, certInfo, err := verify.CertifiedKey(id.AKPublic, att.ResultKey, receipt.Qualifying())
@@ -354,7 +372,7 @@ func (a *attested) json() map[string]any {
 	for _, c := range a.verdict.Checks {
 		checks = append(checks, map[string]any{"name": c.Name, "pass": c.Pass, "detail": c.Detail, "pcr": c.PCR, "event": c.Event})
 	}
-	return map[string]any{"ok": a.ok(), "checks": checks, "problems": a.problems, "channel_key_sha256": hex.EncodeToString(a.channel[:])}
+	return map[string]any{"ok": a.ok(), "checks": checks, "problems": a.problems, "channel_key_sha256": hex.EncodeToString(a.channel[:]), "rollback_counter": a.counter}
 }
 
 // attestFlags are shared by the commands that attest before they act.
@@ -388,6 +406,24 @@ func (af *attestFlags) load() (*identity, ed25519.PublicKey, error) {
 	return id, gov, nil
 }
 
+// loadRelease reads --release: a release bundle (verified first; its
+// configuration record replaces what the stick reports) or a signed
+// manifest; nothing when not given.
+func (af *attestFlags) loadRelease(gov ed25519.PublicKey) (release, config []byte, err error) {
+	if st, err := os.Stat(af.release); err == nil && st.IsDir() {
+		ref, signed, err := rel.Verify(af.release, gov)
+		if err != nil {
+			return nil, nil, releaseErr(err)
+		}
+		return signed, core.ConfigRecord(ref.ImageVersion, ref.Board), nil
+	} else if af.release != "" {
+		if release, err = os.ReadFile(af.release); err != nil {
+			return nil, nil, ioErr(err)
+		}
+	}
+	return release, nil, nil
+}
+
 // stick attest URL: one attestation, every check printed.
 func stickAttest(e *env, args []string) error {
 	af := &attestFlags{}
@@ -404,21 +440,11 @@ func stickAttest(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var release, config []byte
-	if st, err := os.Stat(af.release); err == nil && st.IsDir() {
-		// A release bundle: verified first, and its configuration
-		// record replaces what the stick reports.
-		ref, signed, err := rel.Verify(af.release, gov)
-		if err != nil {
-			return releaseErr(err)
-		}
-		release, config = signed, core.ConfigRecord(ref.ImageVersion, ref.Board)
-	} else if af.release != "" {
-		if release, err = os.ReadFile(af.release); err != nil {
-			return ioErr(err)
-		}
+	release, config, err := af.loadRelease(gov)
+	if err != nil {
+		return err
 	}
-	a, err := attestStick(context.Background(), e, af.client(pos[0]), id, gov, release, config, af.wait)
+	a, err := attestStick(context.Background(), e, af.client(pos[0]), id, gov, release, config, 0, af.wait)
 	if err != nil {
 		return err
 	}
@@ -448,8 +474,10 @@ func payloadArg(pos []string) ([]byte, error) {
 // the receipt.
 func actorInvoke(e *env, args []string) error {
 	af := &attestFlags{}
-	fs := af.add(e, "actor invoke", "URL NAME OPERATION [PAYLOAD|@FILE] --identity ID.json --pub GOVKEY [-o RECEIPT.json]")
+	fs := af.add(e, "actor invoke", "URL NAME OPERATION [PAYLOAD|@FILE] --identity ID.json --pub GOVKEY (--release MANIFEST|BUNDLE | --min-version N) [-o RECEIPT.json]")
 	out := fs.String("o", "", "write the receipt with the evidence of the boot that signed it here, for teactl receipt verify")
+	fs.StringVar(&af.release, "release", "", "signed manifest, or release bundle directory, the stick must be running")
+	minVersion := fs.Uint64("min-version", 0, "lowest manifest version the stick may serve")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -457,7 +485,16 @@ func actorInvoke(e *env, args []string) error {
 	if len(pos) < 3 || len(pos) > 4 {
 		return usageErr("actor invoke takes URL NAME OPERATION [PAYLOAD|@FILE]")
 	}
+	// What the stick says about itself cannot be its own reference:
+	// an older signed manifest describes itself just as well.
+	if af.release == "" && *minVersion == 0 {
+		return usageErr("actor invoke needs --release MANIFEST|BUNDLE or --min-version N: the stick is checked against a release or a minimum manifest version, not only against what it says it runs")
+	}
 	id, gov, err := af.load()
+	if err != nil {
+		return err
+	}
+	release, config, err := af.loadRelease(gov)
 	if err != nil {
 		return err
 	}
@@ -467,7 +504,7 @@ func actorInvoke(e *env, args []string) error {
 	}
 	ctx := context.Background()
 	c := af.client(pos[0])
-	a, err := attestStick(ctx, e, c, id, gov, nil, nil, af.wait)
+	a, err := attestStick(ctx, e, c, id, gov, release, config, *minVersion, af.wait)
 	if err != nil {
 		return err
 	}
@@ -619,7 +656,7 @@ func stickUpgrade(e *env, args []string) error {
 		// and binds the connection the push went over to the quote.
 		e.progress("the stick runs no manifest yet: giving it its first")
 	} else {
-		before, err := attestStick(ctx, e, c, id, gov, nil, nil, af.wait)
+		before, err := attestStick(ctx, e, c, id, gov, nil, nil, 0, af.wait)
 		if err != nil {
 			return err
 		}
@@ -644,7 +681,7 @@ func stickUpgrade(e *env, args []string) error {
 	for _, n := range names {
 		fmt.Fprintf(e.stderr, "actor %s kept its old version: %s\n", n, up.ActorErrors[n])
 	}
-	after, err := attestStick(ctx, e, c, id, gov, signed, nil, af.wait)
+	after, err := attestStick(ctx, e, c, id, gov, signed, nil, 0, af.wait)
 	if err != nil {
 		return err
 	}

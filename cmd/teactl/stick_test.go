@@ -140,7 +140,18 @@ func TestStickCommands(t *testing.T) {
 	}
 
 	// Invoke with receipts, and check them offline.
-	r = mustOK(t, teactl("actor", "invoke", urlA, "echo", "echo", "hello stick", "--identity", p("a.json"), "--pub", p("gov.key"), "-o", p("r.json")), "invoke")
+	if r := mustOK(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("gov.key")), "attest A"); !strings.Contains(r.stdout, "ok   rollback counter certified by the AK: counter 1") {
+		t.Errorf("attest does not report the rollback counter:\n%s", r.stdout)
+	}
+
+	// Invoke checks the stick against a release or a minimum version,
+	// never only against what the stick says it runs.
+	wantFail(t, teactl("actor", "invoke", urlA, "echo", "echo", "hi", "--identity", p("a.json"), "--pub", p("gov.key")), exitUsage, "--release", "invoke with no reference")
+	wantFail(t, teactl("actor", "invoke", urlA, "echo", "echo", "hi", "--identity", p("a.json"), "--pub", p("gov.key"), "--min-version", "2"), exitCheck, "release version 2", "invoke above the served version")
+	wantFail(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("gov.key"), "--release", p("v2.json")), exitCheck, "FAIL manifest not older than the rollback counter and the release: served manifest version 1, rollback counter 1, release version 2", "attest against a newer release")
+
+	// Invoke with receipts, and check them offline.
+	r = mustOK(t, teactl("actor", "invoke", urlA, "echo", "echo", "hello stick", "--identity", p("a.json"), "--pub", p("gov.key"), "--release", p("v1.json"), "-o", p("r.json")), "invoke")
 	if r.stdout != "hello stick\n" || !strings.Contains(r.stderr, "receipt OK") {
 		t.Errorf("invoke: %q %q", r.stdout, r.stderr)
 	}
@@ -157,7 +168,7 @@ func TestStickCommands(t *testing.T) {
 	flipped, _ := json.Marshal(rf)
 	os.WriteFile(p("flipped.json"), flipped, 0o644)
 	wantFail(t, teactl("receipt", "verify", p("flipped.json"), "--identity", p("a.json"), "--pub", p("gov.key")), exitCheck, "signature", "receipt with a flipped bit")
-	wantFail(t, teactl("actor", "invoke", urlA, "nobody", "echo", "--identity", p("a.json"), "--pub", p("gov.key")), exitCheck, "404 unknown_actor", "unknown actor")
+	wantFail(t, teactl("actor", "invoke", urlA, "nobody", "echo", "--identity", p("a.json"), "--pub", p("gov.key"), "--min-version", "1"), exitCheck, "404 unknown_actor", "unknown actor")
 
 	// Upgrade, and the old release no longer matches.
 	r = mustOK(t, teactl("stick", "upgrade", urlA, p("v2.json"), "--identity", p("a.json"), "--pub", p("gov.key")), "upgrade")
@@ -166,7 +177,7 @@ func TestStickCommands(t *testing.T) {
 	}
 	wantFail(t, teactl("stick", "upgrade", urlA, p("v1.json"), "--identity", p("a.json"), "--pub", p("gov.key")), exitCheck, "409 stale_manifest", "downgrade")
 	wantFail(t, teactl("stick", "attest", urlA, "--identity", p("a.json"), "--pub", p("gov.key"), "--release", p("v1.json")), exitCheck, "does not run the given release", "expired release")
-	r = mustOK(t, teactl("actor", "invoke", urlA, "echo", "echo", "after", "--identity", p("a.json"), "--pub", p("gov.key")), "invoke after upgrade")
+	r = mustOK(t, teactl("actor", "invoke", urlA, "echo", "echo", "after", "--identity", p("a.json"), "--pub", p("gov.key"), "--release", p("v2.json")), "invoke after upgrade")
 	if !strings.Contains(r.stderr, edge) {
 		t.Errorf("after the upgrade the receipt names %q", r.stderr)
 	}

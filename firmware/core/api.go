@@ -19,6 +19,7 @@ import (
 
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/runtime"
+	"github.com/teastick/teastick/tpm/nvcounter"
 )
 
 // API limits (documented in firmware/core/openapi.yaml).
@@ -307,6 +308,10 @@ func (s *Stick) fail(w http.ResponseWriter, err error) {
 		code, name = http.StatusForbidden, "bad_signature"
 	case errors.Is(err, manifest.ErrStale):
 		code, name = http.StatusConflict, "stale_manifest"
+	case errors.Is(err, nvcounter.ErrStep):
+		code, name = http.StatusConflict, "version_jump"
+	case errors.Is(err, ErrRollbackCounter):
+		code, name = http.StatusServiceUnavailable, "rollback_counter"
 	case errors.Is(err, ErrWrongImage):
 		code, name = http.StatusConflict, "wrong_image"
 	case errors.Is(err, manifest.ErrMalformed), errors.Is(err, manifest.ErrNotCanonical), errors.Is(err, manifest.ErrInvalid):

@@ -246,6 +246,11 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 	if err != nil {
 		return err
 	}
+	// The TPM's floor first: a manifest it did not record is not
+	// measured, and none older is accepted after any reboot.
+	if err := s.raiseFloor(m); err != nil {
+		return err
+	}
 	if err := mm.MeasureManifest(canon); err != nil {
 		return fmt.Errorf("measure manifest: %w", err)
 	}
@@ -462,6 +467,16 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	}
 	canon, err := manifest.CanonicalFile(raw)
 	if err == nil {
+		// The TPM's floor first (see Boot): a raise that fails accepts
+		// nothing, and the retries stopped above go on.
+		if err := s.raiseFloor(next); err != nil {
+			abort()
+			for _, a := range stopped {
+				s.resumeRetry(a)
+			}
+			s.m.upgradeFailures.Add(1)
+			return err
+		}
 		err = s.cfg.Measurer.MeasureUpgrade(canon)
 	}
 	if err != nil {

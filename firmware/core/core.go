@@ -190,6 +190,8 @@ type Stick struct {
 	retriers  map[string]*retrier
 	// compileSlots bounds the loads compiling at once (CompileParallel).
 	compileSlots chan struct{}
+	// floor is the rollback counter in the TPM (rollback.go).
+	floor floor
 }
 
 // ConfigRecord is the configuration a stick measures into PCR 8 before
@@ -264,6 +266,7 @@ func New(cfg Config) (*Stick, error) {
 			s.logf("tpm: FAULT: %v: attestation, enrolment and manifests refused until reboot; actors keep serving", err)
 		}}
 		s.att = &attest.Attester{TPM: s.tpm}
+		s.openFloor()
 		if cfg.TPMProbeInterval > 0 {
 			go s.tpm.run(cfg.TPMProbeInterval, s.stop)
 		}
@@ -402,6 +405,9 @@ func (s *Stick) verifyManifest(raw []byte) (*manifest.Manifest, error) {
 	}
 	m, err := manifest.Verify(raw, s.cfg.Governance...)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkFloor(m); err != nil {
 		return nil, err
 	}
 	running, ok := s.ImageDigest()

@@ -111,6 +111,11 @@ type Attestation struct {
 	Evidence  *attest.Evidence      `json:"evidence"`
 	ResultKey *attest.Certification `json:"result_key"`
 	Manifests [][]byte              `json:"manifests"`
+	// RollbackCounter is the AK's certification of the TPM's rollback
+	// counter (nvcounter) in this boot, bound to the channel key
+	// (attest.CounterQualifying), made after the counter last moved;
+	// absent when the stick has no usable counter.
+	RollbackCounter *attest.NVCertification `json:"rollback_counter,omitempty"`
 }
 
 // Nonce bounds.
@@ -174,11 +179,15 @@ func (s *Stick) Attest(nonce []byte) (*Attestation, error) {
 	if err != nil {
 		return nil, s.tpmErr(err)
 	}
+	rc, err := s.certifyFloor()
+	if err != nil {
+		return nil, s.tpmErr(err)
+	}
 	s.m.attests.Add(1)
 	s.mu.Lock()
 	ms := slices.Clone(s.manifests)
 	s.mu.Unlock()
-	return &Attestation{Evidence: ev, ResultKey: cert, Manifests: ms}, nil
+	return &Attestation{Evidence: ev, ResultKey: cert, Manifests: ms, RollbackCounter: rc}, nil
 }
 
 // Enrol returns the enrolment request: EK certificate, EK and AK public.
@@ -242,6 +251,11 @@ type TPMStatus struct {
 	Fault   string `json:"fault,omitempty"`
 	// FaultUptimeMS is the uptime at which the fault was first seen.
 	FaultUptimeMS int64 `json:"fault_uptime_ms,omitempty"`
+	// RollbackCounter is the TPM's rollback floor (firmware/core
+	// rollback.go): no manifest below it is accepted. RollbackError says
+	// why the stick has none (and so accepts no manifest).
+	RollbackCounter uint64 `json:"rollback_counter,omitempty"`
+	RollbackError   string `json:"rollback_error,omitempty"`
 }
 
 // ManifestStatus names the running manifest.
@@ -296,6 +310,11 @@ func (s *Stick) Status() *Status {
 		}
 		if errors.Is(fault, ErrTPMFault) {
 			st.TPM.FaultUptimeMS = s.tpm.faultUptime().Milliseconds()
+		}
+		if v, err := s.RollbackCounter(); err != nil {
+			st.TPM.RollbackError = err.Error()
+		} else {
+			st.TPM.RollbackCounter = v
 		}
 	}
 	switch {
