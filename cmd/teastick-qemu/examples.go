@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -112,6 +113,12 @@ func postManifest(ctx context.Context, url string, signed []byte) {
 	r, err := c.Manifest(ctx, signed)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "teastick-qemu: manifest refused: %v\n", err)
+		var ae *client.Error
+		if errors.As(err, &ae) && ae.Code == "stale_manifest" {
+			// The TPM's rollback counter outlives the stick: this
+			// TPM state once accepted a newer manifest.
+			fmt.Fprintf(os.Stderr, "teastick-qemu: this software TPM (-tpm-state) accepted a newer manifest before; post that one, or start a new stick: remove the TPM state directory\n")
+		}
 		return
 	}
 	for name, why := range r.ActorErrors {
