@@ -362,7 +362,7 @@ func (e *UpgradeError) Error() string {
 // (calls in flight finish on the old version); an old version whose
 // grants the new entry keeps serves until then, its receipts naming its
 // own manifest. A revocation never waits for the box (RATIONALE.md,
-// "Revocation does not wait for the box"). An actor that failed is listed
+// "Grants follow the manifest"). An actor that failed is listed
 // in the returned UpgradeError (the box's failures are retried in the
 // background).
 //
