@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/tpm/attest"
 	"github.com/teastick/teastick/tpm/verify"
 )
@@ -16,7 +17,10 @@ import (
 // ConsoleVerifier is a verifier talking to a stick through its operator
 // console: it hands the stick a signed manifest, enrols its TPM (EK
 // certificate chained to Roots, credential activation for the AK), asks for
-// a quote on Nonce and verifies it against Reference. The same evidence is
+// a quote on Nonce and verifies it against Reference, with the AK's
+// certification of the rollback counter the stick prints before it
+// (verify.Verdict.CheckRollback: same AK and boot, Manifest's version not
+// below the counter). The same evidence is
 // also checked against a replayed nonce (Stale must fail). Feed it every
 // console line; it returns what to type.
 //
@@ -36,6 +40,7 @@ type ConsoleVerifier struct {
 	channelDigest string
 	pending       *verify.PendingEnrolment
 	akPublic      []byte
+	counter       *attest.NVCertification
 }
 
 func (c *ConsoleVerifier) fail(format string, args ...any) string {
@@ -90,6 +95,16 @@ func (c *ConsoleVerifier) Line(line string) string {
 			return c.fail("enrolment: %v", err)
 		}
 		return "attest " + hex.EncodeToString(c.Nonce) + "\n"
+	case strings.HasPrefix(line, "attest-counter: "):
+		// "attest-counter: VALUE BASE64" (or "none (why)"): the
+		// value is the stick's word; the certification is checked.
+		if f := strings.Fields(line); len(f) == 3 {
+			c.counter = new(attest.NVCertification)
+			if err := decodeLine(f[2], "", c.counter); err != nil {
+				return c.fail("attest-counter: %v", err)
+			}
+		}
+		return ""
 	case strings.HasPrefix(line, "attest: "):
 		var ev attest.Evidence
 		if err := decodeLine(line, "attest: ", &ev); err != nil {
@@ -100,6 +115,11 @@ func (c *ConsoleVerifier) Line(line string) string {
 		}
 		exp := verify.Expect{AKPublic: c.akPublic, Nonce: c.Nonce, ChannelKey: ev.ChannelKey, Reference: c.Reference}
 		c.Verdict = verify.Verify(&ev, exp)
+		served, _, _, err := manifest.Parse(c.Manifest)
+		if err != nil {
+			return c.fail("the manifest given: %v", err)
+		}
+		c.Verdict.CheckRollback(c.akPublic, c.counter, ev.ChannelKey, ev.Quote, served.Version, 0)
 		exp.Nonce = []byte("an older nonce, replayed")
 		c.Stale = verify.Verify(&ev, exp)
 		return c.halt()

@@ -65,7 +65,7 @@ func TestReceiptForgedHosted(t *testing.T) {
 		return append([]string{"receipt", "verify", p(file), "--identity", p(id), "--pub", p("gov.key")}, extra...)
 	}
 	r := mustOK(t, teactl(verifyArgs("genuine.json", "a.json", "--release", p("v1.json"))...), "genuine receipt")
-	if !strings.Contains(r.stdout, "measured in a verified boot") {
+	if !strings.Contains(r.stdout, "measured in a verified boot") || !strings.Contains(r.stdout, "served manifest version 1, TPM rollback counter 1 (certified by the AK in that boot)") {
 		t.Errorf("receipt verify: %s", r.stdout)
 	}
 	mustOK(t, teactl(verifyArgs("b-receipt.json", "b.json")...), "stick B's genuine receipt")
@@ -75,7 +75,7 @@ func TestReceiptForgedHosted(t *testing.T) {
 	// Another stick: B's receipt with A's identity, A's receipt with B's
 	// evidence.
 	wantFail(t, teactl(verifyArgs("b-receipt.json", "a.json")...), exitCheck, "AK is the enrolled AK", "another stick's receipt")
-	writeJSONFile(t, p("a-with-b-evidence.json"), map[string]any{"format": 3, "receipt": genuine.Receipt, "evidence": other.Evidence})
+	writeJSONFile(t, p("a-with-b-evidence.json"), map[string]any{"format": genuine.Format, "receipt": genuine.Receipt, "evidence": other.Evidence})
 	wantFail(t, teactl(verifyArgs("a-with-b-evidence.json", "a.json")...), exitCheck, "AK is the enrolled AK", "another stick's evidence")
 	wantFail(t, teactl(verifyArgs("a-with-b-evidence.json", "b.json")...), exitCheck, "signature does not verify", "another stick's evidence, its identity")
 
@@ -95,7 +95,7 @@ func TestReceiptForgedHosted(t *testing.T) {
 	stA2 := start(swA2)
 	invoke(stA2.URL, "a.json", "second-boot.json")
 	second := readReceiptFile(t, p("second-boot.json"))
-	writeJSONFile(t, p("first-receipt-second-boot.json"), map[string]any{"format": 3, "receipt": genuine.Receipt, "evidence": second.Evidence})
+	writeJSONFile(t, p("first-receipt-second-boot.json"), map[string]any{"format": genuine.Format, "receipt": genuine.Receipt, "evidence": second.Evidence})
 	mustOK(t, teactl(verifyArgs("second-boot.json", "a.json")...), "second boot's own receipt")
 	wantFail(t, teactl(verifyArgs("first-receipt-second-boot.json", "a.json")...), exitCheck, "signature does not verify", "evidence of another boot")
 }

@@ -222,7 +222,7 @@ type attested struct {
 // offline.
 func (a *attested) evidence() *receipt.Evidence {
 	return &receipt.Evidence{Nonce: a.nonce, Attestation: a.att.Evidence, Certification: a.att.ResultKey,
-		Manifests: a.att.Manifests, Config: a.config}
+		RollbackCounter: a.att.RollbackCounter, Manifests: a.att.Manifests, Config: a.config}
 }
 
 func (a *attested) ok() bool { return a.verdict.OK() && len(a.problems) == 0 }
@@ -613,9 +613,15 @@ func receiptVerify(e *env, args []string) error {
 		}
 	}
 	r := f.Receipt
-	e.result(map[string]any{"ok": true, "receipt": r, "result_key": hex.EncodeToString(v.Keys.Result)},
-		fmt.Sprintf("receipt OK: actor %s (%s) operation %s, manifest version %d, counter %d, signed by result key %x, measured in a verified boot of the release\n",
-			r.Actor, r.CID, r.Operation, r.ManifestVersion, r.Counter, []byte(v.Keys.Result)))
+	served := r.ManifestVersion
+	if ms := f.Evidence.Manifests; len(ms) > 0 {
+		if m, _, _, err := manifest.Parse(ms[len(ms)-1]); err == nil {
+			served = m.Version
+		}
+	}
+	e.result(map[string]any{"ok": true, "receipt": r, "result_key": hex.EncodeToString(v.Keys.Result), "rollback_counter": v.RollbackCounter, "served_version": served},
+		fmt.Sprintf("receipt OK: actor %s (%s) operation %s, manifest version %d, counter %d, signed by result key %x, measured in a verified boot of the release; served manifest version %d, TPM rollback counter %d (certified by the AK in that boot)\n",
+			r.Actor, r.CID, r.Operation, r.ManifestVersion, r.Counter, []byte(v.Keys.Result), served, v.RollbackCounter))
 	return nil
 }
 

@@ -61,8 +61,8 @@ type prepared struct {
 	// verified bytes load again without the box (grants or limits
 	// changed).
 	local bool
-	// revoked: the new version did not load and the old one was
-	// stopped, for it held grants the new manifest withholds.
+	// revoked: the version serving a.Name holds a grant a withholds;
+	// it stops when the manifest is measured, before a loads.
 	revoked bool
 	size    int
 	fetched time.Duration
@@ -82,35 +82,6 @@ func (e *fetchError) Unwrap() error { return e.err }
 func retryable(err error) bool {
 	var fe *fetchError
 	return errors.As(err, &fe)
-}
-
-// prepare fetches, verifies and compiles actors concurrently (at most
-// LoadParallel at a time, shared with every other load), entries of
-// manifest version tag; the results are in the order given. An entry
-// whose CID already serves under its name (only its grants or limits
-// change) loads from the verified bytes the runtime kept, without the box
-// and without waiting for a load slot: revoking a grant never waits for
-// the box.
-func (s *Stick) prepare(ctx context.Context, list []manifest.Actor, tag uint64) []*prepared {
-	out := make([]*prepared, len(list))
-	var wg sync.WaitGroup
-	for i, a := range list {
-		out[i] = &prepared{a: a, tag: tag}
-		if c, err := cid.Decode(a.CID); err == nil {
-			_, out[i].local = s.rt.Module(a.Name, c)
-		}
-		wg.Add(1)
-		go func(p *prepared) {
-			defer wg.Done()
-			if p.local {
-				p.err = s.prepareOne(ctx, p)
-				return
-			}
-			s.prepareSlot(ctx, ctx, p)
-		}(out[i])
-	}
-	wg.Wait()
-	return out
 }
 
 // prepareSlot waits for one of the LoadParallel slots (until wait ends),
@@ -378,22 +349,28 @@ func (e *UpgradeError) Error() string {
 	return fmt.Sprintf("upgrade to version %d: %d actors not upgraded: %s", e.Version, len(e.Failed), strings.Join(parts, "; "))
 }
 
-// Upgrade moves the stick to a newer signed manifest. Each changed actor
-// is first fetched, verified and compiled (one whose CID already serves,
-// only its grants or limits changed, loads from the verified bytes the
-// runtime kept: no box); then the manifest is measured into PCR 10, and
-// from that moment the new version is in force: the actors it drops stop,
-// and so does the old version of an actor whose new version did not load
-// if it holds a grant the new manifest withholds; then each new version is
-// measured into PCR 10 and swapped atomically (calls in flight finish on
-// the old version). An actor that failed is listed in the returned
-// UpgradeError (the box's failures are retried in the background).
-// Retries of actors the new manifest changes or drops are cancelled first.
+// Upgrade moves the stick to a newer signed manifest. It checks the
+// manifest, stops the retries of the entries it replaces or drops, and
+// compiles the entries whose CID already serves (only grants or limits
+// change) from the verified bytes the runtime kept: nothing so far asks
+// the box. Then it raises the TPM's floor and measures the manifest into
+// PCR 10, and from that moment the new version is in force, at once: the
+// actors it drops stop, so does every actor whose serving version holds a
+// grant its new entry withholds, and the grants- or limits-only changes
+// serve. Only then does it fetch and compile the entries with a new CID,
+// each measured into PCR 10 and swapped atomically as soon as it is ready
+// (calls in flight finish on the old version); an old version whose
+// grants the new entry keeps serves until then, its receipts naming its
+// own manifest. A revocation never waits for the box (RATIONALE.md,
+// "Grants follow the manifest"). An actor that failed is listed
+// in the returned UpgradeError (the box's failures are retried in the
+// background).
 //
 // The upgrade happens iff the manifest is measured. A request cancelled
-// (ctx) before that, while waiting for another manifest change or while
-// fetching, changes nothing and returns ErrCancelled; after it the
-// upgrade completes whatever ctx does.
+// (ctx) before that, while waiting for another manifest change or during
+// the checks, changes nothing and returns ErrCancelled; after it the
+// upgrade completes whatever ctx does: its fetches run under the stick's
+// load context, bounded by FetchTimeout, not under the request's.
 func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	if err := s.lockUpgrade(ctx); err != nil {
 		return err
@@ -414,12 +391,10 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 		s.m.upgradeFailures.Add(1)
 		return err
 	}
-	var changed []manifest.Actor
-	for _, a := range next.Actors {
-		if old, ok := running.Actor(a.Name); ok && unchanged(old, a) {
-			continue
-		}
-		changed = append(changed, a)
+	canon, err := manifest.CanonicalFile(raw)
+	if err != nil {
+		s.m.upgradeFailures.Add(1)
+		return fmt.Errorf("measure manifest: %w", err)
 	}
 	// No retry of an entry this manifest replaces or removes may load
 	// after it is measured: stop them, and wait, before anything else.
@@ -431,61 +406,68 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 			}
 		}
 	}
-	// Fetch and compile before measuring anything: a manifest whose
-	// actors cannot load still moves the version, but the measurement
-	// order stays manifest, then actors.
-	ready := s.prepare(ctx, changed, next.Version)
-	abort := func() {
-		for _, p := range ready {
+	// Each changed entry; those whose CID serves compile now, from the
+	// bytes the runtime kept (no box, no load slot). An entry whose
+	// serving version holds a grant it withholds is revoked: that
+	// version stops when the manifest is measured.
+	var local, remote []*prepared
+	for _, a := range next.Actors {
+		if old, ok := running.Actor(a.Name); ok && unchanged(old, a) {
+			continue
+		}
+		p := &prepared{a: a, tag: next.Version}
+		if in, err := s.rt.Actor(a.Name); err == nil && !subset(in.Grants, a.Grants) {
+			p.revoked = true
+		}
+		if c, err := cid.Decode(a.CID); err == nil {
+			_, p.local = s.rt.Module(a.Name, c)
+		}
+		if p.local {
+			local = append(local, p)
+		} else {
+			remote = append(remote, p)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, p := range local {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.err = s.prepareOne(ctx, p)
+		}()
+	}
+	wg.Wait()
+	// undo leaves everything as it was: the manifest is not measured.
+	undo := func() {
+		for _, p := range local {
 			if p.pending != nil {
 				p.pending.Abort()
 			}
 		}
-	}
-	if ctx.Err() != nil {
-		// Not measured: nothing changes, and the retries stopped
-		// above go on.
-		abort()
 		for _, a := range stopped {
 			s.resumeRetry(a)
 		}
+	}
+	if ctx.Err() != nil {
+		undo()
 		s.logf("manifest: upgrade to version %d CANCELLED by its request before it was measured; version %d stays", next.Version, running.Version)
 		return fmt.Errorf("%w: upgrade to version %d: %w", ErrCancelled, next.Version, context.Cause(ctx))
 	}
-	for _, a := range stopped {
-		s.logf("actor: %s retries of %s cancelled by version %d", a.Name, a.CID, next.Version)
+	// The TPM's floor first (see Boot): a raise that fails accepts
+	// nothing, and the retries stopped above go on.
+	if err := s.raiseFloor(next); err != nil {
+		undo()
+		s.m.upgradeFailures.Add(1)
+		return err
 	}
-	// An old version may keep serving in place of a new one that did not
-	// load only if it holds no grant the new entry withholds.
-	for _, p := range ready {
-		if p.err == nil {
-			continue
-		}
-		if in, err := s.rt.Actor(p.a.Name); err == nil && !subset(in.Grants, p.a.Grants) {
-			p.revoked = true
-		}
-	}
-	canon, err := manifest.CanonicalFile(raw)
-	if err == nil {
-		// The TPM's floor first (see Boot): a raise that fails accepts
-		// nothing, and the retries stopped above go on.
-		if err := s.raiseFloor(next); err != nil {
-			abort()
-			for _, a := range stopped {
-				s.resumeRetry(a)
-			}
-			s.m.upgradeFailures.Add(1)
-			return err
-		}
-		err = s.cfg.Measurer.MeasureUpgrade(canon)
-	}
-	if err != nil {
-		abort()
+	if err := s.cfg.Measurer.MeasureUpgrade(canon); err != nil {
+		undo()
 		s.m.upgradeFailures.Add(1)
 		return fmt.Errorf("measure manifest: %w", err)
 	}
-	// The new version is in force: what it drops, or no longer grants
-	// what serves, stops before anything serves under it.
+	// The new version is in force. What it drops, or no longer grants
+	// what serves, stops now, before anything serves under it and before
+	// anything is asked of the box.
 	for _, old := range running.Actors {
 		if _, ok := next.Actor(old.Name); !ok {
 			s.rt.Unload(old.Name)
@@ -495,25 +477,50 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 			s.logf("actor: %s removed by version %d", old.Name, next.Version)
 		}
 	}
-	for _, p := range ready {
+	for _, p := range append(slices.Clone(local), remote...) {
 		if p.revoked {
 			s.rt.Unload(p.a.Name)
 			s.mu.Lock()
 			if st := s.actors[p.a.Name]; st != nil {
-				st.State, st.Serving = StateFailed, ""
+				st.State, st.Serving = StateLoading, ""
 			}
 			s.mu.Unlock()
+			s.logf("actor: %s old version stopped: version %d withholds grants it held", p.a.Name, next.Version)
 		}
+	}
+	for _, a := range stopped {
+		s.logf("actor: %s retries of %s cancelled by version %d", a.Name, a.CID, next.Version)
 	}
 	s.mu.Lock()
 	s.manifest = next
 	s.manifests = append(s.manifests, raw)
+	for _, p := range remote {
+		if _, ok := s.actors[p.a.Name]; !ok {
+			s.actors[p.a.Name] = &ActorStatus{Name: p.a.Name, CID: p.a.CID, Grants: slices.Clone(p.a.Grants), State: StateLoading}
+		}
+	}
 	s.mu.Unlock()
-	s.logf("manifest: upgraded to version %d (%d actors changed), measured into PCR %d", next.Version, len(changed), measure.PCRRuntime)
+	s.logf("manifest: upgraded to version %d (%d actors changed), measured into PCR %d", next.Version, len(local)+len(remote), measure.PCRRuntime)
 	ue := &UpgradeError{Version: next.Version, Failed: map[string]error{}}
-	for _, p := range ready {
+	var settled sync.Mutex
+	for _, p := range local {
 		s.settle(p, measure.PCRRuntime, s.commit(p, measure.PCRRuntime), ue)
 	}
+	// Then the new CIDs, each on its own as the box delivers it, under
+	// the stick's load context: the request may go away, the upgrade
+	// it started completes (or its failures go to the retries).
+	for _, p := range remote {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.prepareSlot(s.loadCtx, s.loadCtx, p)
+			err := s.commit(p, measure.PCRRuntime)
+			settled.Lock()
+			defer settled.Unlock()
+			s.settle(p, measure.PCRRuntime, err, ue)
+		}()
+	}
+	wg.Wait()
 	s.m.upgrades.Add(1)
 	if len(ue.Failed) > 0 {
 		return ue

@@ -193,15 +193,17 @@ func TestRemovedActorStopsWhenMeasured(t *testing.T) {
 }
 
 // An upgrade whose request is cancelled before the stick measured the
-// manifest changes nothing, whether it was waiting for another upgrade or
-// fetching from a stalling box; the stick serves on and takes the same
-// manifest again.
+// manifest (here: while it waits for another upgrade) changes nothing;
+// once measured, an upgrade completes even if its request goes away while
+// the box stalls a fetch, since that fetch is not the request's; the
+// stick serves on and takes a cancelled manifest again.
 func TestCancelledUpgradeChangesNothing(t *testing.T) {
 	box := &faultBox{}
 	edgeWasm := actortest.Wat(t, "edge")
 	edge := box.put(edgeWasm)
 	edge2 := box.put(variant(edgeWasm, "edge v2"))
 	edge3 := box.put(variant(edgeWasm, "edge v3"))
+	edge4 := box.put(variant(edgeWasm, "edge v4"))
 	cfg := measured(t)
 	cfg.Fetch = box.Fetch
 	s, _ := newStick(t, cfg)
@@ -210,54 +212,111 @@ func TestCancelledUpgradeChangesNothing(t *testing.T) {
 	}
 	v2 := sign(t, 2, manifest.Actor{Name: "edge", CID: edge2})
 	v3 := sign(t, 3, manifest.Actor{Name: "edge", CID: edge3})
+	v4 := sign(t, 4, manifest.Actor{Name: "edge", CID: edge4})
 
-	// Cancelled while fetching: the box stalls edge v2.
+	// Cancelled while the box stalls the fetch: version 2 was measured
+	// before the fetch began, and completes.
 	release := box.stallOn(edge2)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Upgrade(ctx, v2) }()
 	waitFor(t, "the fetch of edge v2", func() bool { return box.inFlight(edge2) == 1 })
-	cancel()
-	if err := <-done; !errors.Is(err, ErrCancelled) {
-		t.Errorf("upgrade cancelled while fetching: %v, want ErrCancelled", err)
-	}
-	release()
-	if v := s.ManifestVersion(); v != 1 {
-		t.Errorf("version %d after a cancelled upgrade", v)
-	}
-	if n := pcr10Manifests(cfg.Measurer); n != 0 {
-		t.Errorf("%d manifests measured into PCR 10 after a cancelled upgrade", n)
-	}
-	if res, err := s.Invoke(context.Background(), "edge", "echo", []byte("hi")); err != nil || res.Receipt.CID != edge {
-		t.Errorf("edge after a cancelled upgrade: %v", err)
-	}
-
-	// Cancelled while waiting for another upgrade (version 2, held by
-	// the box): version 2 completes, version 3 is not applied.
-	release = box.stallOn(edge2)
-	first := make(chan error, 1)
-	go func() { first <- s.Upgrade(context.Background(), v2) }()
-	waitFor(t, "the fetch of edge v2", func() bool { return box.inFlight(edge2) == 1 })
-	ctx, cancel = context.WithCancel(context.Background())
-	go func() { done <- s.Upgrade(ctx, v3) }()
-	cancel()
-	release()
-	if err := <-first; err != nil {
-		t.Fatalf("version 2: %v", err)
-	}
-	if err := <-done; !errors.Is(err, ErrCancelled) {
-		t.Errorf("upgrade cancelled while waiting: %v, want ErrCancelled", err)
-	}
 	if v := s.ManifestVersion(); v != 2 {
-		t.Errorf("version %d, want 2 (3 was cancelled)", v)
+		t.Errorf("version %d while edge v2 is fetched, want 2 (measured before the fetch)", v)
+	}
+	cancel()
+	release()
+	if err := <-done; err != nil {
+		t.Errorf("upgrade whose request went away after it was measured: %v, want it completed", err)
 	}
 	if n := pcr10Manifests(cfg.Measurer); n != 1 {
 		t.Errorf("%d manifests measured into PCR 10, want 1", n)
 	}
-	if err := s.Upgrade(context.Background(), v3); err != nil {
-		t.Fatalf("version 3 again: %v", err)
+	if res, err := s.Invoke(context.Background(), "edge", "echo", []byte("hi")); err != nil || res.Receipt.CID != edge2 || res.Receipt.ManifestVersion != 2 {
+		t.Errorf("edge after version 2, its request cancelled while fetching: %v %+v", err, res)
 	}
-	if res, err := s.Invoke(context.Background(), "edge", "echo", []byte("hi")); err != nil || res.Receipt.CID != edge3 || res.Receipt.ManifestVersion != 3 {
-		t.Errorf("edge after version 3: %v %+v", err, res)
+
+	// Cancelled while waiting for another upgrade (version 3, held by
+	// the box): version 3 completes, version 4 is not applied.
+	release = box.stallOn(edge3)
+	first := make(chan error, 1)
+	go func() { first <- s.Upgrade(context.Background(), v3) }()
+	waitFor(t, "the fetch of edge v3", func() bool { return box.inFlight(edge3) == 1 })
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- s.Upgrade(ctx, v4) }()
+	cancel()
+	release()
+	if err := <-first; err != nil {
+		t.Fatalf("version 3: %v", err)
+	}
+	if err := <-done; !errors.Is(err, ErrCancelled) {
+		t.Errorf("upgrade cancelled while waiting: %v, want ErrCancelled", err)
+	}
+	if v := s.ManifestVersion(); v != 3 {
+		t.Errorf("version %d, want 3 (4 was cancelled)", v)
+	}
+	if n := pcr10Manifests(cfg.Measurer); n != 2 {
+		t.Errorf("%d manifests measured into PCR 10, want 2", n)
+	}
+	if err := s.Upgrade(context.Background(), v4); err != nil {
+		t.Fatalf("version 4 again: %v", err)
+	}
+	if res, err := s.Invoke(context.Background(), "edge", "echo", []byte("hi")); err != nil || res.Receipt.CID != edge4 || res.Receipt.ManifestVersion != 4 {
+		t.Errorf("edge after version 4: %v %+v", err, res)
+	}
+}
+
+// A revocation does not wait for the box: while the box stalls the fetch
+// of other's new CID, the same upgrade's withdrawal of edge's random
+// grant is in force as soon as the manifest is measured, and other's old
+// version, whose grants version 2 keeps, serves on under version 1 until
+// its replacement commits.
+func TestRevocationDoesNotWaitForTheBox(t *testing.T) {
+	box := &faultBox{}
+	edgeWasm := actortest.Wat(t, "edge")
+	edge := box.put(edgeWasm)
+	other := box.put(variant(edgeWasm, "other"))
+	other2 := box.put(variant(edgeWasm, "other v2"))
+	cfg, roots := attested(t)
+	cfg.Fetch = box.Fetch
+	s, _ := newStick(t, cfg)
+	v1 := sign(t, 1,
+		manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}},
+		manifest.Actor{Name: "other", CID: other, Grants: []string{"log"}},
+	)
+	if err := s.Boot(context.Background(), v1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Invoke(context.Background(), "edge", "call", randomCall); err != nil {
+		t.Fatalf("random under version 1: %v", err)
+	}
+	release := box.stallOn(other2) // FAULT: the box stalls other v2
+	upgraded := make(chan error, 1)
+	go func() {
+		upgraded <- s.Upgrade(context.Background(), sign(t, 2,
+			manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log"}},
+			manifest.Actor{Name: "other", CID: other2, Grants: []string{"log"}},
+		))
+	}()
+	waitFor(t, "the fetch of other v2", func() bool { return box.inFlight(other2) == 1 })
+	// The box still holds other v2.
+	if _, err := s.Invoke(context.Background(), "edge", "call", randomCall); !errors.Is(err, runtime.ErrDenied) && (err == nil || !strings.Contains(err.Error(), "not granted")) {
+		t.Errorf("random while the box stalls the rest of version 2, which withdraws it: %v", err)
+	}
+	if n := pcr10Manifests(cfg.Measurer); n != 1 {
+		t.Errorf("%d manifests measured into PCR 10 while the box stalls, want 1", n)
+	}
+	if res, err := s.Invoke(context.Background(), "other", "echo", []byte("hi")); err != nil || res.Receipt.CID != other || res.Receipt.ManifestVersion != 1 {
+		t.Errorf("other's old version while its new one is fetched: %v %+v", err, res)
+	}
+	release()
+	if err := <-upgraded; err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	if res, err := s.Invoke(context.Background(), "other", "echo", []byte("hi")); err != nil || res.Receipt.CID != other2 || res.Receipt.ManifestVersion != 2 {
+		t.Errorf("other after version 2: %v %+v", err, res)
+	}
+	if v := verdict(t, s, enrolAK(t, s, roots), v1, edge, other); !v.OK() {
+		t.Errorf("verdict after the upgrade:\n%s", v)
 	}
 }

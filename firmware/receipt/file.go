@@ -20,18 +20,21 @@ import (
 )
 
 // FileFormat is the version of File. Version 2 files (a receipt and a
-// certification, no evidence) are refused.
-const FileFormat = 3
+// certification, no evidence) are refused, and so are version 3 files
+// (evidence without the certified rollback counter).
+const FileFormat = 4
 
 // Errors of VerifyFile beyond the receipt's own.
 var (
-	ErrFormat      = errors.New("receipt: not a receipt file of format 3")
+	ErrFormat      = errors.New("receipt: not a receipt file of format 4")
 	ErrNoEvidence  = errors.New("receipt: no evidence of the boot that signed it")
 	ErrManifests   = errors.New("receipt: the evidence's manifests are not the governance key's")
 	ErrRelease     = errors.New("receipt: the stick did not boot the given release")
 	ErrEvidence    = errors.New("receipt: the evidence does not verify")
 	ErrActorUnseen = errors.New("receipt: the actor version it names was not measured in that boot")
 	ErrCertified   = errors.New("receipt: the AK's certification is not of the measured result key in the same boot")
+	ErrCounter     = errors.New("receipt: the rollback counter is not certified by the AK in the same boot")
+	ErrRollback    = errors.New("receipt: the evidence's manifest is older than the TPM's rollback counter or the release")
 )
 
 // Evidence is what ties a receipt to a verified boot, offline: what a
@@ -47,6 +50,10 @@ type Evidence struct {
 	// Certification is the AK's certification of the result key, made in
 	// the same boot.
 	Certification *attest.Certification `json:"certification"`
+	// RollbackCounter is the AK's certification of the TPM's rollback
+	// counter (the attestation's rollback_counter), made in the same
+	// boot: the manifest the stick served is not older than it.
+	RollbackCounter *attest.NVCertification `json:"rollback_counter"`
 	// Manifests are the signed manifests the stick accepted, boot first.
 	Manifests [][]byte `json:"manifests"`
 	// Config is the configuration record the stick measured into PCR 8
@@ -129,6 +136,13 @@ func Reference(manifests [][]byte, config []byte, gov ed25519.PublicKey) (*verif
 //   - the receipt's signature verifies with the result key of that keys
 //     event;
 //   - the AK's certification names that key and comes from the same boot;
+//   - the TPM's rollback counter is certified by the same AK in the same
+//     boot (verify.Verdict.CheckRollback, as `teactl stick attest`), and
+//     the evidence's latest manifest, the one the stick served, is not
+//     older than it, nor than tr.Release. The receipt's own manifest
+//     version is not held to the counter: an old version whose grants a
+//     newer manifest keeps serves on, its receipts naming its own
+//     manifest (RATIONALE.md, "Grants follow the manifest");
 //   - the receipt's manifest version is one of the manifests', that
 //     manifest names the receipt's actor at the receipt's CID, and that
 //     entry (name, CID and grants) was measured in that boot (the
@@ -182,6 +196,24 @@ func VerifyFile(f *File, tr Trust) (*verify.Verdict, error) {
 	q, err := tpm2.Unmarshal[tpm2.TPMSAttest](ev.Attestation.Quote)
 	if err != nil || !key.Equal(v.Keys.Result) || !verify.SameBoot(q, certInfo) {
 		return v, ErrCertified
+	}
+	var min uint64
+	if tr.Release != nil {
+		m, err := manifest.Verify(tr.Release, tr.Governance)
+		if err != nil {
+			return v, fmt.Errorf("%w: %w", ErrRelease, err)
+		}
+		min = m.Version
+	}
+	served := ms[len(ms)-1].Version
+	v.CheckRollback(tr.AKPublic, ev.RollbackCounter, ev.Attestation.ChannelKey, ev.Attestation.Quote, served, min)
+	for _, c := range v.Failed() {
+		switch c.Name {
+		case verify.CheckCounter:
+			return v, fmt.Errorf("%w: %s", ErrCounter, c.Detail)
+		case verify.CheckRollback:
+			return v, fmt.Errorf("%w: %s", ErrRollback, c.Detail)
+		}
 	}
 	var named *manifest.Manifest
 	for _, m := range ms {

@@ -108,9 +108,11 @@ func FuzzVerifyFile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
-	f.Add([]byte(`{"format":3,"receipt":{},"evidence":{"attestation":{}}}`))
-	f.Add([]byte(`{"format":3,"receipt":{"actor":"echo"},"evidence":{"manifests":["e30="],"attestation":{"EventLog":"AAAA"}}}`))
+	f.Add([]byte(`{"format":4,"receipt":{},"evidence":{"attestation":{}}}`))
+	f.Add([]byte(`{"format":4,"receipt":{"actor":"echo"},"evidence":{"manifests":["e30="],"attestation":{"EventLog":"AAAA"}}}`))
 	f.Add([]byte(`{"format":2}`))
+	f.Add([]byte(`{"format":3}`))
+	f.Add([]byte(`{"format":4,"receipt":{"actor":"echo"},"evidence":{"rollback_counter":{"attest":"AAAA","signature":"AAAA"},"attestation":{}}}`))
 	tr := s.trust()
 	key := s.signer.Public()
 	f.Fuzz(func(t *testing.T, data []byte) {

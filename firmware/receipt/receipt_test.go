@@ -24,6 +24,7 @@ import (
 	"github.com/teastick/teastick/image/manifest"
 	"github.com/teastick/teastick/tpm/attest"
 	"github.com/teastick/teastick/tpm/measure"
+	"github.com/teastick/teastick/tpm/nvcounter"
 	"github.com/teastick/teastick/tpm/swtpmtest"
 	"github.com/teastick/teastick/tpm/verify"
 )
@@ -65,6 +66,7 @@ type stick struct {
 	signer   *receipt.Signer
 	ck       []byte
 	cert     *attest.Certification
+	counter  *attest.NVCertification
 	manifest []byte
 }
 
@@ -121,7 +123,25 @@ func bootOn(t testing.TB, sw *swtpmtest.Server, image []byte, keys bool) *stick 
 	must(err)
 	s.cert, err = s.att.Certify(s.signer.Public(), receipt.Qualifying())
 	must(err)
+	s.raiseCounter(t, 1)
 	return s
+}
+
+// raiseCounter raises the TPM's rollback counter to at least v, as the
+// stick does before it measures a manifest of version v, and certifies
+// it for this boot as the stick's attestation does.
+func (s *stick) raiseCounter(t testing.TB, v uint64) {
+	t.Helper()
+	c, err := nvcounter.Open(s.tpm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Raise(v); err != nil {
+		t.Fatal(err)
+	}
+	if s.counter, err = s.att.CertifyNV(nvcounter.Index, c.Name(), 8, attest.CounterQualifying(s.ck)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // evidence is what the stick's attestation gives a verifier now.
@@ -133,7 +153,7 @@ func (s *stick) evidence(t testing.TB) *receipt.Evidence {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &receipt.Evidence{Nonce: nonce, Attestation: ev, Certification: s.cert, Manifests: [][]byte{s.manifest}, Config: testConfig}
+	return &receipt.Evidence{Nonce: nonce, Attestation: ev, Certification: s.cert, RollbackCounter: s.counter, Manifests: [][]byte{s.manifest}, Config: testConfig}
 }
 
 func (s *stick) trust() receipt.Trust {
@@ -188,7 +208,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{`"format":3`, `"actor"`, `"cid"`, `"operation"`, `"input_sha256"`, `"output_sha256"`, `"manifest_version"`, `"counter"`, `"signature"`,
+	for _, k := range []string{`"format":4`, `"rollback_counter"`, `"actor"`, `"cid"`, `"operation"`, `"input_sha256"`, `"output_sha256"`, `"manifest_version"`, `"counter"`, `"signature"`,
 		`"nonce"`, `"attestation"`, `"certification"`, `"manifests"`, `"config"`} {
 		if !bytes.Contains(fj, []byte(k)) {
 			t.Errorf("receipt file JSON lacks %s", k)
@@ -657,5 +677,64 @@ func TestSignersDiffer(t *testing.T) {
 	d[0] ^= 0xff
 	if bytes.Equal(d, a.PublicDER()) {
 		t.Fatal("PublicDER returns the signer's own slice")
+	}
+}
+
+// TestRollbackCounter: a receipt file's evidence carries the AK's
+// certification of the TPM's rollback counter, checked as `teactl stick
+// attest` checks it: a counter certified by the enrolled AK in the
+// evidence's boot, not above the version of the manifest the stick
+// served. A counter above it, one certified in another boot or by another
+// stick's AK, or none, is refused.
+func TestRollbackCounter(t *testing.T) {
+	s := newStick(t)
+	other := newStick(t)
+	r := sign(t, s.signer)
+	ev := s.evidence(t)
+	v, err := receipt.VerifyFile(file(r, ev), s.trust())
+	if err != nil {
+		t.Fatalf("genuine: %v", err)
+	}
+	if v.RollbackCounter != 1 {
+		t.Errorf("verdict's rollback counter %d, want 1", v.RollbackCounter)
+	}
+	otherStick := *ev
+	otherStick.RollbackCounter = other.counter
+	none := *ev
+	none.RollbackCounter = nil
+
+	oldCounter := s.counter
+	s2 := reboot(t, s)
+	r2 := sign(t, s2.signer)
+	ev2 := s2.evidence(t)
+	if _, err := receipt.VerifyFile(file(r2, ev2), s2.trust()); err != nil {
+		t.Fatalf("second boot, genuine: %v", err)
+	}
+	otherBoot := *ev2
+	otherBoot.RollbackCounter = oldCounter
+
+	// The TPM's floor raised past the manifest the evidence shows the
+	// stick serving: a stick that did not enforce its floor.
+	s2.raiseCounter(t, 3)
+	stale := s2.evidence(t)
+
+	for _, tc := range []struct {
+		name string
+		f    *receipt.File
+		tr   receipt.Trust
+		want error
+	}{
+		{"served manifest older than the counter", file(r2, stale), s2.trust(), receipt.ErrRollback},
+		{"counter certified in another boot", file(r2, &otherBoot), s2.trust(), receipt.ErrCounter},
+		{"counter certified by another stick's AK", file(r, &otherStick), s.trust(), receipt.ErrCounter},
+		{"no counter", file(r, &none), s.trust(), receipt.ErrCounter},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := receipt.VerifyFile(tc.f, tc.tr)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("%v, want %v", err, tc.want)
+			}
+			t.Log(err)
+		})
 	}
 }

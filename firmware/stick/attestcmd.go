@@ -99,7 +99,7 @@ func consoleCommands(s *core.Stick) map[string]command {
 			}
 			fmt.Fprintf(w, "activate: %s\n", base64.StdEncoding.EncodeToString(secret))
 		}},
-		"attest": {help: "NONCE-HEX: quote the PCRs for this nonce, with the event log", run: func(w io.Writer, args []string) {
+		"attest": {help: "NONCE-HEX: quote the PCRs for this nonce, with the event log, and the AK's certification of the rollback counter", run: func(w io.Writer, args []string) {
 			nonce, err := hex.DecodeString(firstArg(args))
 			if err != nil || len(args) != 1 {
 				fmt.Fprintf(w, "attest: usage: attest NONCE-HEX (%d to %d bytes)\n", core.MinNonce, core.MaxNonce)
@@ -109,6 +109,16 @@ func consoleCommands(s *core.Stick) map[string]command {
 			if err != nil {
 				fmt.Fprintf(w, "attest: refused: %v\n", err)
 				return
+			}
+			// The counter first: a console verifier takes the
+			// "attest:" line as the end of the answer.
+			if a.RollbackCounter == nil {
+				_, err := s.RollbackCounter()
+				fmt.Fprintf(w, "attest-counter: none (%v)\n", err)
+			} else {
+				v, _ := s.RollbackCounter()
+				b, _ := json.Marshal(a.RollbackCounter)
+				fmt.Fprintf(w, "attest-counter: %d %s\n", v, base64.StdEncoding.EncodeToString(b))
 			}
 			b64line(w, "attest", a.Evidence)
 		}},

@@ -94,6 +94,7 @@ func (v *Verdict) CheckRollback(akPublic []byte, c *attest.NVCertification, chan
 		return 0
 	}
 	v.add(CheckCounter, true, -1, -1, "counter %d", counter)
+	v.RollbackCounter = counter
 	detail := fmt.Sprintf("served manifest version %d, rollback counter %d", served, counter)
 	if min > 0 {
 		detail += fmt.Sprintf(", release version %d", min)

@@ -262,6 +262,9 @@ type Verdict struct {
 	// BootOpen: the quote was taken before the stick closed PCR 9, while
 	// it still loaded boot actors (those it served were checked).
 	BootOpen bool
+	// RollbackCounter is the TPM's rollback counter CheckRollback found
+	// certified (0 when it found none).
+	RollbackCounter uint64
 }
 
 // OK reports whether every check passed (and there were checks).
