@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,42 +39,6 @@ func readmeMakeLine(t *testing.T) string {
 	return ""
 }
 
-// cleanTree copies the repository's tracked files, as they are in the
-// working tree, into a new directory: a checkout with no build outputs.
-func cleanTree(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("git", "-C", root, "ls-files", "-z").Output()
-	if err != nil {
-		t.Fatalf("git ls-files: %v", err)
-	}
-	dst := t.TempDir()
-	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
-		src := filepath.Join(root, name)
-		st, err := os.Lstat(src)
-		if err != nil || !st.Mode().IsRegular() {
-			continue // deleted in the working tree, or not a file
-		}
-		p := filepath.Join(dst, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		in, err := os.Open(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, st.Mode().Perm())
-		if err == nil {
-			_, err = io.Copy(f, in)
-			f.Close()
-		}
-		in.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
-
 // TestReadmeMake runs the README's `make` line as printed in a clean copy
 // of the tree and checks that both images came out: the stick and stage 0,
 // 32-bit ARM ELF executables.
@@ -84,7 +47,7 @@ func TestReadmeMake(t *testing.T) {
 		t.Skipf("README make test SKIPPED: %s", why)
 	}
 	line := readmeMakeLine(t)
-	dir := cleanTree(t)
+	dir := CleanTree(t, root)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-e", "-c", line)

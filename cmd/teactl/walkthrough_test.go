@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
+	"github.com/teastick/teastick/qemu"
 	"github.com/teastick/teastick/tpm/swtpmtest"
 )
 
@@ -34,8 +35,9 @@ func readmeBlock(t *testing.T, marker string) string {
 }
 
 // readerEnv is the environment of a fresh shell of a reader who has Go
-// set up: an empty home, the PATH, Go's caches (so that the shell does not
-// download or rebuild what this machine has), a temporary directory of
+// set up: an empty home, the PATH, Go's caches and the user cache (so that
+// the shell does not download or rebuild what this machine has, the
+// TamaGo compiler included), a temporary directory of
 // the test's, and the variables the README tells the reader to set.
 func readerEnv(t *testing.T, vars map[string]string) []string {
 	t.Helper()
@@ -46,6 +48,11 @@ func readerEnv(t *testing.T, vars map[string]string) []string {
 	}
 	f := strings.Fields(string(out))
 	env = append(env, "GOCACHE="+f[0], "GOMODCACHE="+f[1], "GOPATH="+f[2])
+	// The user cache, where `go tool tamago` keeps the TamaGo compiler
+	// the reader installed (README: The TamaGo compiler).
+	if dir, err := os.UserCacheDir(); err == nil {
+		env = append(env, "XDG_CACHE_HOME="+dir)
+	}
 	for _, k := range []string{"GOFLAGS", "GOPROXY", "GOTOOLCHAIN"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
@@ -85,7 +92,39 @@ func runShell(t *testing.T, dir, script string, env []string, timeout time.Durat
 // to set ($BOX and $BOX_API of a real kubo node, $TPM a provisioned swtpm
 // and $CA its CA bundle).
 func TestReadmeWalkthrough(t *testing.T) {
-	block := readmeBlock(t, "<!-- walkthrough -->")
+	out := runWalkthrough(t, repoRoot, readmeBlock(t, "<!-- walkthrough -->"))
+	// The block ran to its end: the upgrade was accepted.
+	if !strings.Contains(out, "+ teactl stick upgrade") || !strings.Contains(out, "+ kill %1") {
+		t.Fatalf("the walk-through did not run to its end:\n%s", out)
+	}
+	t.Logf("walk-through:\n%s", out)
+}
+
+// TestReadmeRelease runs the walk-through, then the README's release block
+// in the same shell, as the README tells the reader to, in a clean copy of
+// the tree (the block builds the images with the walk-through's key into
+// build/). It needs the TamaGo compiler.
+func TestReadmeRelease(t *testing.T) {
+	if why := qemu.CompilerMissing(repoRoot); why != "" {
+		t.Skipf("README release test SKIPPED: %s", why)
+	}
+	release := readmeBlock(t, "<!-- release -->")
+	out := runWalkthrough(t, qemu.CleanTree(t, repoRoot), readmeBlock(t, "<!-- walkthrough -->")+release)
+	for _, want := range []string{"+ teactl release verify", "release OK: manifest version 1 signed by the governance key, images match it"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the release block did not print %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "WARNING") {
+		t.Fatalf("the README's release is a weakened build:\n%s", out)
+	}
+	t.Logf("release block:\n%s", out)
+}
+
+// runWalkthrough runs script through bash in dir, with what the README
+// tells the reader to set: a real kubo node and a provisioned swtpm.
+func runWalkthrough(t *testing.T, dir, script string) string {
+	t.Helper()
 	node := kubotest.Start(t)
 	ca := t.TempDir()
 	tpm := swtpmtest.Start(t, swtpmtest.Options{Provision: true, CADir: ca})
@@ -98,13 +137,9 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := readerEnv(t, map[string]string{"BOX": node.Gateway, "BOX_API": node.API, "TPM": tpm.Socket, "CA": caFile})
-	out, err := runShell(t, repoRoot, block, env, 10*time.Minute)
+	out, err := runShell(t, dir, script, env, 15*time.Minute)
 	if err != nil {
 		t.Fatalf("the walk-through failed: %v\n%s", err, out)
 	}
-	// The block ran to its end: the upgrade was accepted.
-	if !strings.Contains(out, "+ teactl stick upgrade") || !strings.Contains(out, "+ kill %1") {
-		t.Fatalf("the walk-through did not run to its end:\n%s", out)
-	}
-	t.Logf("walk-through:\n%s", out)
+	return out
 }
