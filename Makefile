@@ -23,7 +23,10 @@ TAMAGO_MODULE_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/usba
 TAMAGO_GO := tamago-go$(patsubst v%,%,$(TAMAGO_MODULE_VERSION))
 TAMAGO_GOROOT ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tamago-go/$(TAMAGO_GO)
 
+# One row per TARGET: the board's build tag (board/target picks the board
+# package by it), GOARCH, where the images are linked and the QEMU binary.
 ifeq ($(TARGET),qemu)
+BOARD_TAG := qemu_virt_arm
 GOOS_TARGET := tamago
 GOARCH_TARGET := arm
 GOARM_TARGET := 7
@@ -71,6 +74,8 @@ LDFLAGS_TAMAGO := -s -w -buildid= -T $(TEXT_START) -R 0x1000 \
 	-X main.Version=$(VERSION) -X main.exitAfter=$(EXIT_AFTER) -X main.governanceKey=$(GOVERNANCE_KEY) \
 	-X main.netMode=$(NET)
 LDFLAGS_STAGE0 := -s -w -buildid= -T $(STAGE0_TEXT_START) -R 0x1000 -X main.Version=$(VERSION)
+# The board's tag goes first: every GOOS=tamago build names its board.
+TAGS := $(BOARD_TAG) $(BUILD_TAGS)
 TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) GOOSPKG=$(GOOSPKG)
 
 # Packages built for the bare-metal target by `make test` and vetted by
@@ -105,12 +110,12 @@ WEAKENING_TAGS := $(filter nomeasure,$(BUILD_TAGS))
 $(IMAGE): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
 	@if [ -n "$(WEAKENING_TAGS)" ]; then echo "teastick: WARNING: building with security-weakening tags: $(WEAKENING_TAGS). This image must never be flashed or released." >&2; fi
-	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(BUILD_TAGS)" -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(TAGS)" -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
 $(STAGE0): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
-	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(BUILD_TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
@@ -137,8 +142,8 @@ test-host:
 test-tamago:
 	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then \
 	  echo "teastick: building the tamago packages for TARGET=$(TARGET)"; \
-	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(BUILD_TAGS)" $(TAMAGO_PKGS) && \
-	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(BUILD_TAGS)" -o /dev/null ./firmware/boot; \
+	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(TAGS)" $(TAMAGO_PKGS) && \
+	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -o /dev/null ./firmware/boot; \
 	else \
 	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests: the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
 	fi
@@ -147,7 +152,7 @@ check:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
 	$(GO) mod tidy -diff
-	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then $(TAMAGO_ENV) $(TAMAGO) vet -tags "$(BUILD_TAGS)" $(TAMAGO_PKGS) && $(TAMAGO_ENV) $(TAMAGO) vet -tags "stage0 $(BUILD_TAGS)" ./firmware/boot; \
+	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then $(TAMAGO_ENV) $(TAMAGO) vet -tags "$(TAGS)" $(TAMAGO_PKGS) && $(TAMAGO_ENV) $(TAMAGO) vet -tags "stage0 $(TAGS)" ./firmware/boot; \
 	else echo "teastick: SKIPPED GOOS=tamago vet: the TamaGo compiler $(TAMAGO_GO) is not installed"; fi
 
 FORCE:

@@ -44,7 +44,7 @@ func (m *Measurer) MeasureStage0(digest [sha256.Size]byte, desc string) error {
 
 // Region is a range of memory as stage 0 runs: its code or read-only data.
 type Region struct {
-	Addr  uint32
+	Addr  uint64
 	Bytes []byte
 }
 

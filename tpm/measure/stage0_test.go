@@ -70,7 +70,7 @@ func runningRegions(t testing.TB, file []byte) []Region {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs = append(rs, Region{Addr: uint32(s.Addr), Bytes: b})
+		rs = append(rs, Region{Addr: s.Addr, Bytes: b})
 	}
 	return rs
 }
@@ -110,7 +110,7 @@ func TestCheckStage0(t *testing.T) {
 	}{
 		{"code differs", file, patched},
 		{"region outside the image", file, []Region{{Addr: 0x10000, Bytes: []byte{1, 2, 3}}}},
-		{"writable data is not compared", file, []Region{{Addr: uint32(data.Addr), Bytes: make([]byte, 4)}}},
+		{"writable data is not compared", file, []Region{{Addr: data.Addr, Bytes: make([]byte, 4)}}},
 		{"no regions", file, nil},
 		{"trailing bytes", append(bytes.Clone(file), 0), good},
 	} {

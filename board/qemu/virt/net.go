@@ -3,9 +3,10 @@
 package virt
 
 import (
-	"errors"
+	"fmt"
 	"unsafe"
 
+	"github.com/teastick/teastick/board"
 	"github.com/teastick/teastick/board/mmio"
 	"github.com/teastick/teastick/board/virtio"
 )
@@ -14,7 +15,7 @@ import (
 const NetQueueSize = 32
 
 // ErrNoNet is returned when the board has no network device.
-var ErrNoNet = errors.New("virt: no virtio network device (QEMU: -netdev user,id=net0 -device virtio-net-device,netdev=net0)")
+var ErrNoNet = fmt.Errorf("virt: no virtio network device (QEMU: -netdev user,id=net0 -device virtio-net-device,netdev=net0): %w", board.ErrNoNet)
 
 // netMem keeps the DMA memory of the network device reachable: the device
 // writes into it for as long as the stick runs. RAM is identity mapped, so
@@ -24,7 +25,7 @@ var netMem []byte
 
 // OpenNet finds the first virtio network device and brings it up with its
 // receive buffers posted.
-func OpenNet() (*virtio.Net, Device, error) {
+func OpenNet() (*virtio.Net, board.Device, error) {
 	for _, d := range Devices() {
 		if d.ID != virtio.IDNetwork {
 			continue
@@ -34,10 +35,10 @@ func OpenNet() (*virtio.Net, Device, error) {
 		addr := uintptr(unsafe.Pointer(&netMem[0]))
 		off := (16 - addr%16) % 16
 		n := &virtio.Net{}
-		if err := n.Init(&mmio.Region{Base: d.Base}, netMem[off:off+uintptr(size)], uint64(addr+off), NetQueueSize); err != nil {
+		if err := n.Init(&mmio.Region{Base: uintptr(d.Base)}, netMem[off:off+uintptr(size)], uint64(addr+off), NetQueueSize); err != nil {
 			return nil, d, err
 		}
 		return n, d, nil
 	}
-	return nil, Device{}, ErrNoNet
+	return nil, board.Device{}, ErrNoNet
 }

@@ -44,7 +44,7 @@ func initRNG() {
 		return
 	}
 	for i := range slots {
-		slots[i].Base = VIRTIO_MMIO_BASE + uint32(i)*VIRTIO_MMIO_SIZE
+		slots[i].Base = VIRTIO_MMIO_BASE + uintptr(i)*VIRTIO_MMIO_SIZE
 		id, _, err := virtio.Probe(&slots[i])
 		if err != nil || id != virtio.IDEntropy {
 			continue

@@ -20,6 +20,7 @@ import (
 
 	"github.com/usbarmory/tamago/arm"
 
+	"github.com/teastick/teastick/board"
 	"github.com/teastick/teastick/board/fdt"
 	"github.com/teastick/teastick/board/mmio"
 	"github.com/teastick/teastick/board/virtio"
@@ -62,27 +63,15 @@ func Init() {
 	IRQs.Init()
 }
 
-// Device is a virtio-mmio device found on the board.
-type Device struct {
-	Slot    int
-	Base    uint32
-	ID      uint32
-	Version uint32
-	IRQ     int
-}
-
-// Name returns the virtio name of the device type.
-func (d Device) Name() string { return virtio.DeviceName(d.ID) }
-
 // Devices probes the virtio-mmio slots and returns the devices present.
-func Devices() (devs []Device) {
+func Devices() (devs []board.Device) {
 	for i := 0; i < VIRTIO_MMIO_SLOTS; i++ {
-		r := &mmio.Region{Base: VIRTIO_MMIO_BASE + uint32(i)*VIRTIO_MMIO_SIZE}
+		r := &mmio.Region{Base: VIRTIO_MMIO_BASE + uintptr(i)*VIRTIO_MMIO_SIZE}
 		id, version, err := virtio.Probe(r)
 		if err != nil {
 			continue
 		}
-		devs = append(devs, Device{Slot: i, Base: r.Base, ID: id, Version: version, IRQ: VIRTIO_MMIO_IRQ + i})
+		devs = append(devs, board.Device{Slot: i, Base: uint64(r.Base), ID: id, Version: version, Name: virtio.DeviceName(id)})
 	}
 	return devs
 }
