@@ -38,8 +38,24 @@ TEXT_START := 0x40110000
 STAGE0_TEXT_START := 0x60010000
 BUILD_TAGS ?=
 QEMU_BIN := qemu-system-arm
+RESET_ADDR :=
+else ifeq ($(TARGET),qemu-riscv64)
+BOARD_TAG := qemu_virt_riscv64
+GOOS_TARGET := tamago
+GOARCH_TARGET := riscv64
+GOARM_TARGET :=
+GOOSPKG := github.com/usbarmory/tamago
+# RAM starts at 0x80000000, where QEMU's boot ROM jumps (-bios none): the
+# image is linked 64 KiB in and gets a reset vector at the start of RAM
+# (image/resetvec); stage 0 runs from its own RAM above the stick's
+# (board/qemu/virtrv64/mem.go)
+TEXT_START := 0x80010000
+STAGE0_TEXT_START := 0xa0010000
+RESET_ADDR := 0x80000000
+BUILD_TAGS ?=
+QEMU_BIN := qemu-system-riscv64
 else
-$(error unsupported TARGET=$(TARGET): supported targets are qemu (USB armory Mk II and RISC-V boards are not supported yet))
+$(error unsupported TARGET=$(TARGET): supported targets are qemu (arm virt) and qemu-riscv64 (riscv64 virt); the USB armory Mk II is not supported yet)
 endif
 
 # BUILD_TAGS: nomeasure builds images that measure nothing, to price
@@ -83,7 +99,7 @@ TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) 
 TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
 	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest ./runtime ./runtime/actor
 
-DEB_PACKAGES := qemu-system-arm swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat
+DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat
 
 .PHONY: all image qemu test test-host test-tamago check deps tamago-present FORCE
 
@@ -111,11 +127,13 @@ $(IMAGE): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
 	@if [ -n "$(WEAKENING_TAGS)" ]; then echo "teastick: WARNING: building with security-weakening tags: $(WEAKENING_TAGS). This image must never be flashed or released." >&2; fi
 	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(TAGS)" -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
+	$(if $(RESET_ADDR),$(GO) run ./cmd/resetvec -at $(RESET_ADDR) $@)
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
 $(STAGE0): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
 	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
+	$(if $(RESET_ADDR),$(GO) run ./cmd/resetvec -at $(RESET_ADDR) $@)
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))

@@ -11,6 +11,7 @@
 package board
 
 import (
+	"debug/elf"
 	"errors"
 	"io"
 	"time"
@@ -72,6 +73,9 @@ type Interrupts interface {
 // Memory is a board's memory map as stage 0 and the stick see it. All
 // addresses are physical.
 type Memory struct {
+	// Machine is the ELF machine of the images the board runs (EM_ARM
+	// images are ELF32, EM_RISCV ones ELF64).
+	Machine elf.Machine
 	// RAMStart and RAMSize are the stick's runtime RAM.
 	RAMStart, RAMSize uint64
 	// LoadStart is the lowest address the stick's segments may occupy

@@ -3,6 +3,7 @@
 package virt
 
 import (
+	"debug/elf"
 	"fmt"
 	"io"
 	"time"
@@ -54,6 +55,7 @@ func (virtBoard) Indicate(board.State) {}
 
 func (virtBoard) Memory() board.Memory {
 	return board.Memory{
+		Machine:  elf.EM_ARM,
 		RAMStart: RAM_START, RAMSize: RAM_SIZE,
 		LoadStart:   VECTOR_BASE,
 		HandoffBase: HANDOFF_BASE, HandoffSize: HANDOFF_SIZE,
