@@ -1,6 +1,7 @@
 # teastick: firmware image of a plug-in HSM stick
 #
-#   make            build the stick image for TARGET (needs the TamaGo compiler)
+#   make            build the stick image for TARGET (needs the TamaGo compiler):
+#                   TARGET=qemu (arm virt, the default) or qemu-riscv64
 #   make qemu       build it and boot it under QEMU, console on this terminal
 #   make test       every test: host tests, tamago builds, QEMU boot tests
 #   make check      vet, gofmt, go mod tidy, tamago vet
@@ -101,7 +102,7 @@ TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
 
 DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat
 
-.PHONY: all image qemu test test-host test-tamago check deps tamago-present FORCE
+.PHONY: all image qemu test test-host test-tamago tamago-packages check deps tamago-present FORCE
 
 # Each part's own preparation (packages, tools, fixtures): part/part.mk
 # defines part-prep.
@@ -137,7 +138,7 @@ $(STAGE0): tamago-present FORCE
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
-	$(GO) run ./cmd/teastick-qemu -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))
+	$(GO) run ./cmd/teastick-qemu -target $(TARGET) -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -157,14 +158,21 @@ test: deps $(PREP_TARGETS) test-tamago test-host
 test-host:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+# Every target `make test` builds (its QEMU tests boot each of them).
+TARGETS := qemu qemu-riscv64
+
 test-tamago:
 	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then \
-	  echo "teastick: building the tamago packages for TARGET=$(TARGET)"; \
-	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(TAGS)" $(TAMAGO_PKGS) && \
-	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -o /dev/null ./firmware/boot; \
+	  for t in $(TARGETS); do $(MAKE) -s --no-print-directory tamago-packages TARGET=$$t || exit 1; done; \
 	else \
-	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests: the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
+	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests of TARGET=qemu (arm) and TARGET=qemu-riscv64 (riscv64): the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
 	fi
+
+# The bare-metal packages for one TARGET.
+tamago-packages: tamago-present
+	@echo "teastick: building the tamago packages for TARGET=$(TARGET)"
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(TAGS)" $(TAMAGO_PKGS)
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -o /dev/null ./firmware/boot
 
 check:
 	$(GO) vet ./...

@@ -23,7 +23,7 @@ var (
 func riscv64Images(t testing.TB) images {
 	t.Helper()
 	if why := CompilerMissing(root); why != "" {
-		t.Skipf("QEMU boot test SKIPPED: %s", why)
+		t.Skipf("QEMU boot test SKIPPED (targets qemu and qemu-riscv64): %s", why)
 	}
 	rvOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "teastick-boot-rv64-")
