@@ -51,6 +51,7 @@ func nanotime() int64 {
 func Init() {
 	RV64.Init()
 	goos.Exit = Exit
+	goos.Idle = idle
 	// never report a zero time before the timer runs
 	CLINT.TimerOffset = 1
 	UART0.Init()

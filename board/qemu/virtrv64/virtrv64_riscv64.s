@@ -52,3 +52,22 @@ TEXT ·halt(SB),NOSPLIT|NOFRAME,$0
 loop:
 	WORD	$0x10500073 // wfi
 	JMP	loop
+
+// func waitTimer(mtimecmp uintptr, when uint64)
+//
+// Sets the hart's timer compare register to when and waits for the timer
+// interrupt to become pending: mie.MTIE is set around WFI while
+// mstatus.MIE stays clear, so the pending interrupt ends the WFI without
+// a trap (Volume II, 3.3.3: WFI resumes on a locally enabled pending
+// interrupt whatever the global enable). MTIP stays pending afterwards,
+// with MTIE clear again.
+TEXT ·waitTimer(SB),NOSPLIT|NOFRAME,$0-16
+	MOV	mtimecmp+0(FP), A0
+	MOV	when+8(FP), A1
+	MOV	A1, (A0)
+	WORD	$0x0ff0000f // fence iorw,iorw
+	MOV	$0x80, T0
+	WORD	$0x3042a073 // csrrs x0, mie, t0 (MTIE)
+	WORD	$0x10500073 // wfi
+	WORD	$0x3042b073 // csrrc x0, mie, t0
+	RET
