@@ -11,6 +11,7 @@ import (
 	"github.com/usbarmory/tamago/arm"
 
 	"github.com/teastick/teastick/board"
+	"github.com/teastick/teastick/board/qemu/vmmio"
 )
 
 // Board is this board behind the firmware's contract.
@@ -31,7 +32,7 @@ func (virtBoard) Uptime() time.Duration  { return time.Duration(ARM.GetTime()) }
 func (virtBoard) Entropy() string {
 	return fmt.Sprintf("virtio-rng (slot %d) -> chacha20 drbg", EntropySlot())
 }
-func (virtBoard) ReseedFailures() uint32 { return ReseedFailures }
+func (virtBoard) ReseedFailures() uint32 { return vmmio.ReseedFailures }
 
 func (virtBoard) Devices() []board.Device { return Devices() }
 

@@ -23,7 +23,7 @@ import (
 	"github.com/teastick/teastick/board"
 	"github.com/teastick/teastick/board/fdt"
 	"github.com/teastick/teastick/board/mmio"
-	"github.com/teastick/teastick/board/virtio"
+	"github.com/teastick/teastick/board/qemu/vmmio"
 )
 
 // Name identifies the board in the banner and in the stick's status.
@@ -64,17 +64,7 @@ func Init() {
 }
 
 // Devices probes the virtio-mmio slots and returns the devices present.
-func Devices() (devs []board.Device) {
-	for i := 0; i < VIRTIO_MMIO_SLOTS; i++ {
-		r := &mmio.Region{Base: VIRTIO_MMIO_BASE + uintptr(i)*VIRTIO_MMIO_SIZE}
-		id, version, err := virtio.Probe(r)
-		if err != nil {
-			continue
-		}
-		devs = append(devs, board.Device{Slot: i, Base: uint64(r.Base), ID: id, Version: version, Name: virtio.DeviceName(id)})
-	}
-	return devs
-}
+func Devices() []board.Device { return vmmio.Devices(virtioBus) }
 
 // TimerFrequency returns the generic timer frequency in Hz.
 func TimerFrequency() uint32 { return timerFreq }

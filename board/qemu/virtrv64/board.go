@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/teastick/teastick/board"
+	"github.com/teastick/teastick/board/qemu/vmmio"
 )
 
 // Board is this board behind the firmware's contract. It does not offer
@@ -25,7 +26,7 @@ func (virtBoard) Uptime() time.Duration  { return time.Duration(CLINT.Nanotime()
 func (virtBoard) Entropy() string {
 	return fmt.Sprintf("virtio-rng (slot %d) -> chacha20 drbg", EntropySlot())
 }
-func (virtBoard) ReseedFailures() uint32 { return ReseedFailures }
+func (virtBoard) ReseedFailures() uint32 { return vmmio.ReseedFailures }
 
 func (virtBoard) Devices() []board.Device { return Devices() }
 
