@@ -207,14 +207,17 @@ func FuzzOpen(f *testing.F) {
 
 func FuzzNewPlan(f *testing.F) {
 	f.Add([]byte("\x7fELF\x01\x01\x01"))
+	f.Add([]byte("\x7fELF\x02\x01\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := NewPlan(b, 0x1000, 0x100000)
-		if err != nil {
-			return
-		}
-		for _, s := range p.Segments {
-			if s.Addr < 0x1000 || s.Addr+uint64(len(s.File))+s.Zero > 0x100000 {
-				t.Fatalf("segment outside the window: %#x", s.Addr)
+		for _, m := range []elf.Machine{elf.EM_ARM, elf.EM_RISCV} {
+			p, err := NewPlanFor(m, b, 0x1000, 0x100000)
+			if err != nil {
+				continue
+			}
+			for _, s := range p.Segments {
+				if s.Addr < 0x1000 || s.Addr+uint64(len(s.File))+s.Zero > 0x100000 {
+					t.Fatalf("segment outside the window: %#x", s.Addr)
+				}
 			}
 		}
 	})

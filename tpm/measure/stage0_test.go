@@ -170,6 +170,11 @@ func TestMeasureStage0(t *testing.T) {
 func FuzzStage0File(f *testing.F) {
 	f.Add(armProgram(f)[:4096])
 	f.Add([]byte("\x7fELF\x01\x01"))
+	// an ELF64 RISC-V header: 2 program headers at 64, no sections
+	rv := make([]byte, 64+2*56)
+	copy(rv, "\x7fELF\x02\x01\x01")
+	rv[18], rv[32], rv[54], rv[56] = 243, 64, 56, 2
+	f.Add(rv)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, err := Stage0File(b)
 		if err != nil {
