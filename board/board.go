@@ -124,9 +124,9 @@ type State int
 const (
 	// Booting: from reset until the stick serves.
 	Booting State = iota
-	// Serving: measured, network up, serving the API.
+	// Serving: the API listens on the network.
 	Serving
-	// Failed: the stick stopped or serves nothing (fail closed).
+	// Failed: the stick stopped, or has no network to serve on.
 	Failed
 )
 

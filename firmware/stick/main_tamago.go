@@ -39,6 +39,7 @@ var hw = target.Board
 
 func main() {
 	uptime := hw.Uptime
+	hw.Indicate(board.Booting)
 
 	var devs []string
 	for _, d := range hw.Devices() {
@@ -80,15 +81,21 @@ func main() {
 		LoadParallel: loadParallel, CompileParallel: 1, Log: os.Stdout, Uptime: uptime})
 	if err != nil {
 		fmt.Printf("channel: FAILED: %v\n", err)
+		hw.Indicate(board.Failed)
 		hw.Exit(1)
 	}
 	fmt.Printf("channel: key sha256:%x\n", st.ChannelDigest())
 	tlsCfg, err := channel.ServerConfig(st.ChannelKey())
 	if err != nil {
 		fmt.Printf("channel: FAILED: %v\n", err)
+		hw.Indicate(board.Failed)
 		hw.Exit(1)
 	}
-	startNetwork(tlsCfg, st.Server(apiHandler(st.Handler())))
+	if startNetwork(tlsCfg, st.Server(apiHandler(st.Handler()))) {
+		hw.Indicate(board.Serving)
+	} else {
+		hw.Indicate(board.Failed)
+	}
 	fmt.Println("manifest: none yet: waiting for one (POST /v1/manifest or the console's manifest command)")
 
 	cmds := consoleCommands(st)
@@ -168,8 +175,8 @@ func fetchCmd(w io.Writer, args []string) {
 
 // startNetwork brings up virtio-net, the TCP/IP stack, the net package on
 // top of it, and the stick's HTTPS API, whose TLS key is the channel key
-// attestation binds.
-func startNetwork(tlsCfg *tls.Config, srv *http.Server) {
+// attestation binds. It reports whether the API listens.
+func startNetwork(tlsCfg *tls.Config, srv *http.Server) (serving bool) {
 	nic, dev, err := hw.OpenNet()
 	if errors.Is(err, board.ErrNoNet) {
 		fmt.Println("net: no network device")
@@ -218,6 +225,7 @@ func startNetwork(tlsCfg *tls.Config, srv *http.Server) {
 		route = "via " + cfg.Gateway.String()
 	}
 	fmt.Printf("net: virtio-net slot %d mac %s, %v %s, https on :80\n", dev.Slot, net.HardwareAddr(mac[:]), cfg.Address, route)
+	return true
 }
 
 // checkTPM resumes measured boot from stage 0's hand-off: the event log
