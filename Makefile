@@ -1,6 +1,7 @@
 # teastick: firmware image of a plug-in HSM stick
 #
-#   make            build the stick image for TARGET (needs the TamaGo compiler)
+#   make            build the stick image for TARGET (needs the TamaGo compiler):
+#                   TARGET=qemu (arm virt, the default) or qemu-riscv64
 #   make qemu       build it and boot it under QEMU, console on this terminal
 #   make test       every test: host tests, tamago builds, QEMU boot tests
 #   make check      vet, gofmt, go mod tidy, tamago vet
@@ -23,7 +24,10 @@ TAMAGO_MODULE_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/usba
 TAMAGO_GO := tamago-go$(patsubst v%,%,$(TAMAGO_MODULE_VERSION))
 TAMAGO_GOROOT ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tamago-go/$(TAMAGO_GO)
 
+# One row per TARGET: the board's build tag (board/target picks the board
+# package by it), GOARCH, where the images are linked and the QEMU binary.
 ifeq ($(TARGET),qemu)
+BOARD_TAG := qemu_virt_arm
 GOOS_TARGET := tamago
 GOARCH_TARGET := arm
 GOARM_TARGET := 7
@@ -35,8 +39,24 @@ TEXT_START := 0x40110000
 STAGE0_TEXT_START := 0x60010000
 BUILD_TAGS ?=
 QEMU_BIN := qemu-system-arm
+RESET_ADDR :=
+else ifeq ($(TARGET),qemu-riscv64)
+BOARD_TAG := qemu_virt_riscv64
+GOOS_TARGET := tamago
+GOARCH_TARGET := riscv64
+GOARM_TARGET :=
+GOOSPKG := github.com/usbarmory/tamago
+# RAM starts at 0x80000000, where QEMU's boot ROM jumps (-bios none): the
+# image is linked 64 KiB in and gets a reset vector at the start of RAM
+# (image/resetvec); stage 0 runs from its own RAM above the stick's
+# (board/qemu/virtrv64/mem.go)
+TEXT_START := 0x80010000
+STAGE0_TEXT_START := 0xa0010000
+RESET_ADDR := 0x80000000
+BUILD_TAGS ?=
+QEMU_BIN := qemu-system-riscv64
 else
-$(error unsupported TARGET=$(TARGET): supported targets are qemu (USB armory Mk II and RISC-V boards are not supported yet))
+$(error unsupported TARGET=$(TARGET): supported targets are qemu (arm virt) and qemu-riscv64 (riscv64 virt); the USB armory Mk II is not supported yet)
 endif
 
 # BUILD_TAGS: nomeasure builds images that measure nothing, to price
@@ -77,6 +97,8 @@ LDFLAGS_TAMAGO := -s -w -buildid= -T $(TEXT_START) -R 0x1000 \
 	-X main.Version=$(VERSION) -X main.exitAfter=$(EXIT_AFTER) -X main.governanceKey=$(GOVERNANCE_KEY) \
 	-X main.netMode=$(NET) -X main.consoleView=$(CONSOLE)
 LDFLAGS_STAGE0 := -s -w -buildid= -T $(STAGE0_TEXT_START) -R 0x1000 -X main.Version=$(VERSION)
+# The board's tag goes first: every GOOS=tamago build names its board.
+TAGS := $(BOARD_TAG) $(BUILD_TAGS)
 TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) GOOSPKG=$(GOOSPKG)
 
 # Packages built for the bare-metal target by `make test` and vetted by
@@ -84,9 +106,9 @@ TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) 
 TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
 	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest ./tpm/nvcounter ./runtime ./runtime/actor
 
-DEB_PACKAGES := qemu-system-arm swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat
+DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat
 
-.PHONY: all image qemu test test-host test-tamago check deps tamago-present FORCE
+.PHONY: all image qemu test test-host test-tamago tamago-packages check deps tamago-present FORCE
 
 # Each part's own preparation (packages, tools, fixtures): part/part.mk
 # defines part-prep.
@@ -111,16 +133,18 @@ WEAKENING_TAGS := $(filter nomeasure,$(BUILD_TAGS))
 $(IMAGE): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
 	@if [ -n "$(WEAKENING_TAGS)" ]; then echo "teastick: WARNING: building with security-weakening tags: $(WEAKENING_TAGS). This image must never be flashed or released." >&2; fi
-	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(BUILD_TAGS)" -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(TAGS)" -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
+	$(if $(RESET_ADDR),$(GO) run ./cmd/resetvec -at $(RESET_ADDR) $@)
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
 $(STAGE0): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
-	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(BUILD_TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
+	$(if $(RESET_ADDR),$(GO) run ./cmd/resetvec -at $(RESET_ADDR) $@)
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
-	$(GO) run ./cmd/teastick-qemu -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))
+	$(GO) run ./cmd/teastick-qemu -target $(TARGET) -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -140,20 +164,27 @@ test: deps $(PREP_TARGETS) test-tamago test-host
 test-host:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+# Every target `make test` builds (its QEMU tests boot each of them).
+TARGETS := qemu qemu-riscv64
+
 test-tamago:
 	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then \
-	  echo "teastick: building the tamago packages for TARGET=$(TARGET)"; \
-	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(BUILD_TAGS)" $(TAMAGO_PKGS) && \
-	  $(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(BUILD_TAGS)" -o /dev/null ./firmware/boot; \
+	  for t in $(TARGETS); do $(MAKE) -s --no-print-directory tamago-packages TARGET=$$t || exit 1; done; \
 	else \
-	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests: the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
+	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests of TARGET=qemu (arm) and TARGET=qemu-riscv64 (riscv64): the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
 	fi
+
+# The bare-metal packages for one TARGET.
+tamago-packages: tamago-present
+	@echo "teastick: building the tamago packages for TARGET=$(TARGET)"
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(TAGS)" $(TAMAGO_PKGS)
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -o /dev/null ./firmware/boot
 
 check:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
 	$(GO) mod tidy -diff
-	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then $(TAMAGO_ENV) $(TAMAGO) vet -tags "$(BUILD_TAGS)" $(TAMAGO_PKGS) && $(TAMAGO_ENV) $(TAMAGO) vet -tags "stage0 $(BUILD_TAGS)" ./firmware/boot; \
+	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then $(TAMAGO_ENV) $(TAMAGO) vet -tags "$(TAGS)" $(TAMAGO_PKGS) && $(TAMAGO_ENV) $(TAMAGO) vet -tags "stage0 $(TAGS)" ./firmware/boot; \
 	else echo "teastick: SKIPPED GOOS=tamago vet: the TamaGo compiler $(TAMAGO_GO) is not installed"; fi
 
 FORCE:

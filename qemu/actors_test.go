@@ -31,15 +31,22 @@ import (
 // attest again, refuse a stale and a tampered manifest.
 func TestStickEndToEnd(t *testing.T) {
 	if why := CompilerMissing(root); why != "" {
-		t.Skipf("QEMU end-to-end test SKIPPED: %s", why)
+		t.Skipf("QEMU end-to-end test SKIPPED (targets qemu and qemu-riscv64): %s", why)
 	}
+	for _, target := range Targets {
+		t.Run(target.Name, func(t *testing.T) { stickEndToEnd(t, target) })
+	}
+}
+
+// stickEndToEnd is the end-to-end test on one target's machine.
+func stickEndToEnd(t *testing.T, target Target) {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "teastick-e2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	b := Build{Root: root, Dir: dir, Version: "e2e-test",
+	b := Build{Root: root, Dir: dir, Target: target.Name, Version: "e2e-test",
 		GovernanceKey: hex.EncodeToString(testGovernance.Public().(ed25519.PublicKey))}
 	stickPath, err := b.Image(ctx)
 	if err != nil {
@@ -148,7 +155,7 @@ func TestStickEndToEnd(t *testing.T) {
 				}
 				return v, peer, nil
 			}
-			ref := &verify.Reference{Stage0: stage0Sum, Events: verify.BootEvents(stickSum, []byte("version=e2e-test\nboard=qemu-virt-arm\n"), v1),
+			ref := &verify.Reference{Stage0: stage0Sum, Events: verify.BootEvents(stickSum, []byte("version=e2e-test\nboard="+target.Board+"\n"), v1),
 				Boot: v1}
 			v, peer, err := attest(ref)
 			if err != nil {
@@ -198,7 +205,7 @@ func TestStickEndToEnd(t *testing.T) {
 		}()
 		problem <- err
 	}
-	res, err := Machine{Kernel: b.Stage0(), StickImage: container, TPM: tpm, HTTPPort: port,
+	res, err := Machine{Target: &target, Kernel: b.Stage0(), StickImage: container, TPM: tpm, HTTPPort: port,
 		BoxGateway: strings.TrimPrefix(node.Tampering(t, victim), "http://"), InputAfter: "manifest: none yet",
 		Session: session}.Run(ctx, 20*time.Minute, nil)
 	if err != nil {

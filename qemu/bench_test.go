@@ -18,8 +18,15 @@ import (
 // their ratio (goal: at most 1.1).
 func BenchmarkMeasuredBoot(b *testing.B) {
 	if why := CompilerMissing(root); why != "" {
-		b.Skipf("SKIPPED: %s", why)
+		b.Skipf("SKIPPED (targets qemu and qemu-riscv64): %s", why)
 	}
+	for _, target := range Targets {
+		b.Run(target.Name, func(b *testing.B) { measuredBoot(b, target) })
+	}
+}
+
+// measuredBoot is BenchmarkMeasuredBoot on one target's machine.
+func measuredBoot(b *testing.B, target Target) {
 	ctx := context.Background()
 	variants := []struct {
 		name string
@@ -32,7 +39,7 @@ func BenchmarkMeasuredBoot(b *testing.B) {
 	ms := make([]machine, len(variants))
 	for i, v := range variants {
 		dir := b.TempDir()
-		bld := Build{Root: root, Dir: dir, Version: "bench", Tags: v.tags}
+		bld := Build{Root: root, Dir: dir, Target: target.Name, Version: "bench", Tags: v.tags}
 		stick, err := bld.Image(ctx)
 		if err != nil {
 			b.Fatal(err)
@@ -51,7 +58,7 @@ func BenchmarkMeasuredBoot(b *testing.B) {
 		defer tpm.Stop()
 		var ready time.Duration
 		start := time.Now()
-		res, err := Machine{Kernel: m.stage0, StickImage: m.container, TPM: tpm, NoNet: true,
+		res, err := Machine{Target: &target, Kernel: m.stage0, StickImage: m.container, TPM: tpm, NoNet: true,
 			Interact: func(line string) string {
 				if strings.HasPrefix(line, "channel: key") {
 					ready = time.Since(start)

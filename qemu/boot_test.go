@@ -55,7 +55,7 @@ var (
 func testImages(t testing.TB) images {
 	t.Helper()
 	if why := CompilerMissing(root); why != "" {
-		t.Skipf("QEMU boot test SKIPPED: %s", why)
+		t.Skipf("QEMU boot test SKIPPED (targets qemu and qemu-riscv64): %s", why)
 	}
 	imagesOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "teastick-boot-")

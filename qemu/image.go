@@ -15,6 +15,8 @@ import (
 type Build struct {
 	// Root is the repository root (where the Makefile is).
 	Root string
+	// Target is the Makefile's TARGET (default "qemu", the arm board).
+	Target string
 	// Dir receives the image (BUILD_DIR).
 	Dir string
 	// Version is stamped into the image.
@@ -54,7 +56,7 @@ func (b Build) Image(ctx context.Context) (string, error) {
 		return "", err
 	}
 	args := []string{"-s", "--no-print-directory", "-C", b.Root, "image", "BUILD_DIR=" + dir,
-		"EXIT_AFTER=" + strconv.Itoa(b.ExitAfter)}
+		"EXIT_AFTER=" + strconv.Itoa(b.ExitAfter), "TARGET=" + b.target()}
 	if b.Net != "" {
 		args = append(args, "NET="+b.Net)
 	}
@@ -77,13 +79,13 @@ func (b Build) Image(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("qemu: building the stick image: %w\n%s", err, out)
 	}
-	return filepath.Join(dir, "stick-qemu.elf"), nil
+	return filepath.Join(dir, "stick-"+b.target()+".elf"), nil
 }
 
 // BuildStage0 builds only stage 0 (with b's Version) and returns its path.
 func (b Build) BuildStage0(ctx context.Context) (string, error) {
 	path := b.Stage0()
-	args := []string{"-s", "--no-print-directory", "-C", b.Root, path, "BUILD_DIR=" + filepath.Dir(path)}
+	args := []string{"-s", "--no-print-directory", "-C", b.Root, path, "BUILD_DIR=" + filepath.Dir(path), "TARGET=" + b.target()}
 	if b.Tags != "" {
 		args = append(args, "BUILD_TAGS="+b.Tags)
 	}
@@ -101,7 +103,14 @@ func (b Build) BuildStage0(ctx context.Context) (string, error) {
 // Image.
 func (b Build) Stage0() string {
 	dir, _ := filepath.Abs(b.Dir)
-	return filepath.Join(dir, "boot-qemu.elf")
+	return filepath.Join(dir, "boot-"+b.target()+".elf")
+}
+
+func (b Build) target() string {
+	if b.Target == "" {
+		return ARM.Name
+	}
+	return b.Target
 }
 
 // goCommandCrashed recognises a crash of the go command itself (a Go panic

@@ -23,13 +23,59 @@ import (
 )
 
 // StickImageAddr is where QEMU places the stick image container for stage 0
-// (board/qemu/virt STICK_IMAGE_BASE).
+// on the arm target (board/qemu/virt STICK_IMAGE_BASE).
 const StickImageAddr = 0x68000000
 
-// Stage0ImageAddr is where QEMU puts a copy of stage 0's own ELF file
-// (board/qemu/virt STAGE0_IMAGE_BASE): stage 0 checks it is the code that
-// runs and measures it into PCR 0.
+// Stage0ImageAddr is where QEMU puts a copy of stage 0's own ELF file on the
+// arm target (board/qemu/virt STAGE0_IMAGE_BASE): stage 0 checks it is the
+// code that runs and measures it into PCR 0.
 const Stage0ImageAddr = 0x6c000000
+
+// Target is one machine the stick runs on under QEMU: a Makefile TARGET
+// and its board.
+type Target struct {
+	// Name is the Makefile's TARGET.
+	Name string
+	// Board is the board's name as the stick reports and measures it.
+	Board string
+	// Binary is the QEMU system emulator, in Debian package Package.
+	Binary, Package string
+	// Machine are the arguments that choose and set up the machine,
+	// including how a program's exit status becomes QEMU's.
+	Machine []string
+	// StickImageAddr and Stage0ImageAddr are where QEMU places the stick
+	// image container and stage 0's own file (the board's
+	// STICK_IMAGE_BASE and STAGE0_IMAGE_BASE).
+	StickImageAddr, Stage0ImageAddr uint64
+	// TPMAddr is where tpm-tis-device appears (the board's TPM_BASE).
+	TPMAddr uint64
+}
+
+var (
+	// ARM is QEMU's arm virt machine in the secure world with a
+	// Cortex-A7 (the USB armory Mk II's core); semihosting gives the
+	// exit status.
+	ARM = Target{Name: "qemu", Board: "qemu-virt-arm", Binary: "qemu-system-arm", Package: "qemu-system-arm",
+		Machine:        []string{"-machine", "virt,secure=on", "-cpu", "cortex-a7", "-semihosting-config", "enable=on,target=native"},
+		StickImageAddr: StickImageAddr, Stage0ImageAddr: Stage0ImageAddr, TPMAddr: 0x0c000000}
+	// RISCV64 is QEMU's riscv64 virt machine in machine mode without
+	// firmware; the SiFive test device gives the exit status.
+	RISCV64 = Target{Name: "qemu-riscv64", Board: "qemu-virt-riscv64", Binary: "qemu-system-riscv64", Package: "qemu-system-misc",
+		Machine:        []string{"-machine", "virt", "-bios", "none"},
+		StickImageAddr: 0xa8000000, Stage0ImageAddr: 0xac000000, TPMAddr: 0x04000000}
+	// Targets are the machines the stick runs on.
+	Targets = []Target{ARM, RISCV64}
+)
+
+// TargetNamed returns the target whose Makefile TARGET is name.
+func TargetNamed(name string) (Target, error) {
+	for _, t := range Targets {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return Target{}, fmt.Errorf("qemu: no target %q (have qemu, qemu-riscv64)", name)
+}
 
 // BoxAddr is where the stick finds its box's IPFS gateway under QEMU.
 const BoxAddr = "10.0.2.100:8080"
@@ -50,7 +96,9 @@ func WrapStick(elfPath, dir string) (string, error) {
 
 // Machine describes one QEMU run of a stick image.
 type Machine struct {
-	// Binary is the QEMU system emulator (default qemu-system-arm).
+	// Target is the machine (default ARM).
+	Target *Target
+	// Binary is the QEMU system emulator (default: the target's).
 	Binary string
 	// Kernel is the ELF image given to -kernel: stage 0, or the stick
 	// itself when booted without measurement.
@@ -110,23 +158,29 @@ type Machine struct {
 	Extra []string
 }
 
-// Args returns QEMU's arguments: the arm virt machine in the secure world
-// with a Cortex-A7 (the USB armory Mk II's core), no graphics or monitor,
-// serial console on stdio, semihosting for the exit status, and virtio-mmio
-// version 2 devices.
+// target returns the machine's target (ARM unless set).
+func (m Machine) target() Target {
+	if m.Target != nil {
+		return *m.Target
+	}
+	return ARM
+}
+
+// Args returns QEMU's arguments: the target's machine (by default the arm
+// virt machine in the secure world with a Cortex-A7, the USB armory Mk
+// II's core, semihosting for the exit status), no graphics or monitor,
+// serial console on stdio and virtio-mmio version 2 devices.
 func (m Machine) Args() []string {
 	mem := m.MemoryMiB
 	if mem == 0 {
 		mem = 1024
 	}
-	args := []string{
-		"-machine", "virt,secure=on",
-		"-cpu", "cortex-a7",
-		"-m", strconv.Itoa(mem) + "M",
+	args := append([]string{}, m.target().Machine...)
+	args = append(args,
+		"-m", strconv.Itoa(mem)+"M",
 		"-nographic", "-monitor", "none", "-serial", "stdio",
-		"-semihosting-config", "enable=on,target=native",
 		"-no-reboot",
-	}
+	)
 	if !m.LegacyVirtio {
 		args = append(args, "-global", "virtio-mmio.force-legacy=false")
 	}
@@ -152,12 +206,12 @@ func (m Machine) Args() []string {
 	}
 	args = append(args, "-kernel", m.Kernel)
 	if m.StickImage != "" {
-		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(m.StickImage), StickImageAddr))
+		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(m.StickImage), m.target().StickImageAddr))
 		self := m.Stage0Image
 		if self == "" {
 			self = m.Kernel
 		}
-		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(self), Stage0ImageAddr))
+		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(self), m.target().Stage0ImageAddr))
 	}
 	return append(args, m.Extra...)
 }
@@ -166,7 +220,7 @@ func (m Machine) binary() string {
 	if m.Binary != "" {
 		return m.Binary
 	}
-	return "qemu-system-arm"
+	return m.target().Binary
 }
 
 // Command returns the QEMU command for the machine.
@@ -229,7 +283,7 @@ func (r *Result) Find(s string) (Line, bool) {
 // for QEMU to exit or for timeout.
 func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) (*Result, error) {
 	if _, err := exec.LookPath(m.binary()); err != nil {
-		return nil, fmt.Errorf("qemu: %s not found (Debian package qemu-system-arm; `make deps` installs it): %w", m.binary(), err)
+		return nil, fmt.Errorf("qemu: %s not found (Debian package %s; `make deps` installs it): %w", m.binary(), m.target().Package, err)
 	}
 	if err := m.CheckTools(); err != nil {
 		return nil, err

@@ -21,9 +21,16 @@ import (
 // its own, which measurement does not gate.
 func BenchmarkRuntimeOnStick(b *testing.B) {
 	if why := CompilerMissing(root); why != "" {
-		b.Skipf("QEMU runtime benchmark SKIPPED: %s", why)
+		b.Skipf("QEMU runtime benchmark SKIPPED (targets qemu and qemu-riscv64): %s", why)
 	}
-	stick, err := Build{Root: root, Dir: b.TempDir(), Version: "bench"}.Image(context.Background())
+	for _, target := range Targets {
+		b.Run(target.Name, func(b *testing.B) { runtimeOnStick(b, target) })
+	}
+}
+
+// runtimeOnStick is BenchmarkRuntimeOnStick on one target's machine.
+func runtimeOnStick(b *testing.B, target Target) {
+	stick, err := Build{Root: root, Dir: b.TempDir(), Target: target.Name, Version: "bench"}.Image(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,7 +68,7 @@ func BenchmarkRuntimeOnStick(b *testing.B) {
 		sums[i] = make([]float64, len(fig.units))
 	}
 	for b.Loop() {
-		res, err := Machine{Kernel: stick, BoxGateway: strings.TrimPrefix(node.Gateway, "http://"),
+		res, err := Machine{Target: &target, Kernel: stick, BoxGateway: strings.TrimPrefix(node.Gateway, "http://"),
 			Interact: func(line string) string {
 				switch {
 				case strings.Contains(line, "https on :80"):

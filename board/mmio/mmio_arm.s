@@ -1,4 +1,4 @@
-//go:build tamago
+//go:build tamago && arm
 
 // ARMv7-A register access
 //
@@ -7,7 +7,7 @@
 
 #include "textflag.h"
 
-// func Read8(addr uint32) uint8
+// func Read8(addr uintptr) uint8
 TEXT ·Read8(SB),NOSPLIT,$0-5
 	MOVW	addr+0(FP), R0
 	WORD	$0xf57ff05f // dmb sy
@@ -16,7 +16,7 @@ TEXT ·Read8(SB),NOSPLIT,$0-5
 	MOVB	R1, ret+4(FP)
 	RET
 
-// func Write8(addr uint32, val uint8)
+// func Write8(addr uintptr, val uint8)
 TEXT ·Write8(SB),NOSPLIT,$0-5
 	MOVW	addr+0(FP), R0
 	MOVBU	val+4(FP), R1
@@ -25,7 +25,7 @@ TEXT ·Write8(SB),NOSPLIT,$0-5
 	WORD	$0xf57ff05f // dmb sy
 	RET
 
-// func Read16(addr uint32) uint16
+// func Read16(addr uintptr) uint16
 TEXT ·Read16(SB),NOSPLIT,$0-6
 	MOVW	addr+0(FP), R0
 	WORD	$0xf57ff05f // dmb sy
@@ -34,7 +34,7 @@ TEXT ·Read16(SB),NOSPLIT,$0-6
 	MOVH	R1, ret+4(FP)
 	RET
 
-// func Read32(addr uint32) uint32
+// func Read32(addr uintptr) uint32
 TEXT ·Read32(SB),NOSPLIT,$0-8
 	MOVW	addr+0(FP), R0
 	WORD	$0xf57ff05f // dmb sy
@@ -43,7 +43,7 @@ TEXT ·Read32(SB),NOSPLIT,$0-8
 	MOVW	R1, ret+4(FP)
 	RET
 
-// func Write32(addr uint32, val uint32)
+// func Write32(addr uintptr, val uint32)
 TEXT ·Write32(SB),NOSPLIT,$0-8
 	MOVW	addr+0(FP), R0
 	MOVW	val+4(FP), R1
@@ -57,7 +57,7 @@ TEXT ·Barrier(SB),NOSPLIT,$0-0
 	WORD	$0xf57ff05f // dmb sy
 	RET
 
-// func Pointer(addr uint32) unsafe.Pointer
+// func Pointer(addr uintptr) unsafe.Pointer
 TEXT ·Pointer(SB),NOSPLIT,$0-8
 	MOVW	addr+0(FP), R0
 	MOVW	R0, ret+4(FP)

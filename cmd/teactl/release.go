@@ -20,7 +20,7 @@ func releaseBuild(e *env, args []string) error {
 	stage0F := fs.String("stage0", "", "stage 0 ELF (make: build/boot-qemu.elf)")
 	stickF := fs.String("stick", "", "stick ELF (make: build/stick-qemu.elf)")
 	imageVersion := fs.String("image-version", "", "the version the stick image prints and reports (make VERSION=...)")
-	board := fs.String("board", "qemu-virt-arm", "the board the stick image reports")
+	board := fs.String("board", "", "the board the stick image reports (default: the board its build tag names)")
 	keyFile := fs.String("key", "", "governance key file")
 	out := fs.String("o", "", "bundle directory to create")
 	pos, err := parse(fs, args)
@@ -41,6 +41,14 @@ func releaseBuild(e *env, args []string) error {
 	stick, err := os.ReadFile(*stickF)
 	if err != nil {
 		return ioErr(err)
+	}
+	if *board == "" {
+		if *board, err = release.BoardOf(stick); err != nil {
+			return checkErr(err)
+		}
+		if *board == "" {
+			return usageErr("release build needs --board: the stick image names no board in its build tags")
+		}
 	}
 	s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
 	m.Firmware = manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}

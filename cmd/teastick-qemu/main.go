@@ -3,9 +3,12 @@
 //
 //	teastick-qemu -stage0 build/boot-qemu.elf -stick build/stick-qemu.elf
 //	teastick-qemu -kernel build/stick-qemu.elf   (the stick alone)
+//	teastick-qemu -target qemu-riscv64           (the riscv64 virt machine)
 //
-// QEMU gets the arm virt machine (secure world, Cortex-A7), a virtio entropy
-// device, virtio-net on user networking (restrict=on), semihosting (the
+// QEMU gets the target's machine (qemu: the arm virt machine, secure
+// world, Cortex-A7; qemu-riscv64: the riscv64 virt machine), a virtio entropy
+// device, virtio-net on user networking (restrict=on), the exit status
+// device (semihosting on arm, the SiFive test device on riscv64: the
 // stick's exit status becomes this command's), a software TPM whose state
 // is kept per stick, and an offline kubo node on loopback as the box: the
 // stick reaches its gateway at 10.0.2.100:8080, the host reaches the
@@ -36,11 +39,12 @@ import (
 )
 
 func main() {
+	targetName := flag.String("target", qemu.ARM.Name, "the Makefile TARGET whose machine to boot: qemu (arm virt) or qemu-riscv64 (riscv64 virt)")
 	kernel := flag.String("kernel", "", "boot this ELF directly (the stick without stage 0)")
-	stage0 := flag.String("stage0", "build/boot-qemu.elf", "stage 0 image (ELF)")
-	stick := flag.String("stick", "build/stick-qemu.elf", "stick image (ELF), loaded and measured by stage 0")
+	stage0 := flag.String("stage0", "", "stage 0 image (ELF; default build/boot-TARGET.elf)")
+	stick := flag.String("stick", "", "stick image (ELF), loaded and measured by stage 0 (default build/stick-TARGET.elf)")
 	mem := flag.Int("m", 1024, "guest RAM in MiB")
-	tpmState := flag.String("tpm-state", "build/tpm", "software TPM state directory, one per stick (provisioned on first use); empty: no TPM")
+	tpmState := flag.String("tpm-state", "build/tpm", "software TPM state directory, one per stick (provisioned on first use; for a target other than qemu, DIR-TARGET); empty: no TPM")
 	kuboRepo := flag.String("kubo-repo", "build/kubo", "repository of the IPFS node standing in for the box (offline, loopback; created on first use); empty: no box")
 	httpPort := flag.Int("http-port", 8480, "host loopback port forwarded to the stick's HTTP port; 0: none")
 	govKey := flag.String("governance-key", "", "teactl key file: publish the example actors and post a manifest signed with it (needs the box and -http-port)")
@@ -51,7 +55,21 @@ func main() {
 	}
 	flag.Parse()
 
-	m := qemu.Machine{Kernel: *kernel, MemoryMiB: *mem, HTTPPort: *httpPort, Extra: flag.Args()}
+	target, err := qemu.TargetNamed(*targetName)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
+		os.Exit(2)
+	}
+	if *stage0 == "" {
+		*stage0 = "build/boot-" + target.Name + ".elf"
+	}
+	if *stick == "" {
+		*stick = "build/stick-" + target.Name + ".elf"
+	}
+	if *tpmState != "" && target.Name != qemu.ARM.Name {
+		*tpmState += "-" + target.Name
+	}
+	m := qemu.Machine{Target: &target, Kernel: *kernel, MemoryMiB: *mem, HTTPPort: *httpPort, Extra: flag.Args()}
 	if *kernel == "" {
 		for _, p := range []string{*stage0, *stick} {
 			if _, err := os.Stat(p); err != nil {
@@ -78,7 +96,7 @@ func main() {
 		if *tpmState != "" {
 			m.TPM = &qemu.SWTPM{Dir: *tpmState}
 		}
-		fmt.Println("qemu-system-arm " + strings.Join(m.Args(), " "))
+		fmt.Println(target.Binary + " " + strings.Join(m.Args(), " "))
 		if m.StickImage != "" {
 			os.RemoveAll(filepath.Dir(m.StickImage))
 		}
@@ -136,7 +154,7 @@ func main() {
 	cmd := m.Command(ctx)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	fmt.Fprintf(os.Stderr, "teastick-qemu: booting %s (Ctrl-A X quits)\n", m.Kernel)
-	err := cmd.Run()
+	err = cmd.Run()
 	if m.StickImage != "" {
 		os.RemoveAll(filepath.Dir(m.StickImage))
 	}

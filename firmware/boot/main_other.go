@@ -1,4 +1,4 @@
-//go:build !(tamago && arm && stage0)
+//go:build !(tamago && stage0)
 
 // Command boot is stage 0, the loader of the stick image. It exists only as
 // a bare-metal program: build it with `make` (the stage0 tag on

@@ -1,4 +1,4 @@
-//go:build tamago && arm && stage0
+//go:build tamago && stage0
 
 // Command boot is stage 0: the small loader QEMU starts with -kernel. It
 // measures itself into PCR 0 first (the copy of its own ELF file QEMU
@@ -16,10 +16,9 @@ import (
 	"os"
 	"unsafe"
 
-	"github.com/usbarmory/tamago/arm"
-
+	"github.com/teastick/teastick/board"
 	"github.com/teastick/teastick/board/mmio"
-	"github.com/teastick/teastick/board/qemu/virt"
+	"github.com/teastick/teastick/board/target"
 	"github.com/teastick/teastick/image/bootimg"
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
@@ -38,21 +37,31 @@ const (
 
 func fatal(code int32, format string, args ...any) {
 	fmt.Printf("stage0: FATAL: "+format+"\n", args...)
-	virt.Exit(code)
+	target.Board.Exit(code)
 }
 
-func window(addr, size uint32) []byte {
-	return unsafe.Slice((*byte)(mmio.Pointer(addr)), size)
+func window(addr, size uint64) []byte {
+	return unsafe.Slice((*byte)(mmio.Pointer(uintptr(addr))), size)
+}
+
+// openTPM finds the board's TPM and brings up its TIS interface.
+func openTPM() (*tis.TIS, error) {
+	regs, _, _, err := target.Board.TPM()
+	if err != nil {
+		return nil, err
+	}
+	t := &tis.TIS{Regs: regs}
+	if err := t.Init(); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // startTPM only starts the TPM: what a boot without measurement still does,
 // since the stick uses the TPM for its keys.
 func startTPM() error {
-	if _, err := virt.ProbeTPM(); err != nil {
-		return err
-	}
-	t := &tis.TIS{Regs: virt.TPM}
-	if err := t.Init(); err != nil {
+	t, err := openTPM()
+	if err != nil {
 		return err
 	}
 	return measure.Startup(t)
@@ -63,19 +72,16 @@ func startTPM() error {
 // contents first): the SHA-256 of stage 0's own ELF file, the file the
 // release manifest names, once measure.CheckStage0 found that the file's
 // code and read-only data are the ones running.
-func measureSelf() (*measure.Measurer, error) {
-	if _, err := virt.ProbeTPM(); err != nil {
-		return nil, err
-	}
-	t := &tis.TIS{Regs: virt.TPM}
-	if err := t.Init(); err != nil {
+func measureSelf(mem board.Memory) (*measure.Measurer, error) {
+	t, err := openTPM()
+	if err != nil {
 		return nil, err
 	}
 	m, err := measure.New(t, nil)
 	if err != nil {
 		return nil, err
 	}
-	file, err := measure.Stage0File(window(virt.STAGE0_IMAGE_BASE, virt.STAGE0_IMAGE_MAX))
+	file, err := measure.Stage0File(window(mem.Stage0ImageBase, mem.Stage0ImageMax))
 	if err == nil {
 		err = measure.CheckStage0(file, runningRegions())
 	}
@@ -84,7 +90,7 @@ func measureSelf() (*measure.Measurer, error) {
 		// 0x00000001) so that nothing later can give it a genuine value.
 		errSep := []byte{1, 0, 0, 0}
 		m.Extend(measure.PCRStage0, eventlog.EV_SEPARATOR, sha256.Sum256(errSep), errSep)
-		return nil, fmt.Errorf("stage 0 image at %#x: %w", virt.STAGE0_IMAGE_BASE, err)
+		return nil, fmt.Errorf("stage 0 image at %#x: %w", mem.Stage0ImageBase, err)
 	}
 	digest := sha256.Sum256(file)
 	if err := m.MeasureStage0(digest, "teastick stage0 "+Version); err != nil {
@@ -112,13 +118,14 @@ func measureStick(m *measure.Measurer, digest [32]byte) ([]byte, error) {
 func main() {
 	fmt.Printf("teastick stage0 %s\n", Version)
 
-	// The stick's RAM and the image window lie outside stage 0's runtime
-	// RAM, which the MMU maps as device memory: map them as normal memory
-	// so that copies may be unaligned and cached.
-	virt.ARM.ConfigureMMU(virt.RAM_START, virt.RAM_START+virt.RAM_SIZE, 0, arm.MemoryRegion)
-	virt.ARM.ConfigureMMU(virt.HANDOFF_BASE, virt.HANDOFF_BASE+virt.HANDOFF_SIZE, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
-	virt.ARM.ConfigureMMU(virt.STICK_IMAGE_BASE, virt.STICK_IMAGE_BASE+virt.STICK_IMAGE_MAX, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
-	virt.ARM.ConfigureMMU(virt.STAGE0_IMAGE_BASE, virt.STAGE0_IMAGE_BASE+virt.STAGE0_IMAGE_MAX, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
+	// The stick's RAM and the image windows lie outside stage 0's runtime
+	// RAM, which the board may map as device memory: map them as normal
+	// memory so that copies may be unaligned and cached.
+	mem := target.Board.Memory()
+	target.Board.MapMemory(mem.RAMStart, mem.RAMStart+mem.RAMSize, true)
+	target.Board.MapMemory(mem.HandoffBase, mem.HandoffBase+mem.HandoffSize, false)
+	target.Board.MapMemory(mem.StickImageBase, mem.StickImageBase+mem.StickImageMax, false)
+	target.Board.MapMemory(mem.Stage0ImageBase, mem.Stage0ImageBase+mem.Stage0ImageMax, false)
 
 	// Stage 0 measures itself before it touches the stick image.
 	var (
@@ -130,15 +137,15 @@ func main() {
 		if err := startTPM(); err != nil {
 			fmt.Printf("stage0: TPM: %v\n", err)
 		}
-	} else if m, why = measureSelf(); why != nil {
+	} else if m, why = measureSelf(mem); why != nil {
 		m = nil
 	}
 
-	payload, digest, err := bootimg.Open(window(virt.STICK_IMAGE_BASE, virt.STICK_IMAGE_MAX), virt.STICK_IMAGE_MAX-bootimg.HeaderSize)
+	payload, digest, err := bootimg.Open(window(mem.StickImageBase, mem.StickImageMax), int(mem.StickImageMax-bootimg.HeaderSize))
 	if err != nil {
-		fatal(exitNoImage, "no stick image at %#x: %v", virt.STICK_IMAGE_BASE, err)
+		fatal(exitNoImage, "no stick image at %#x: %v", mem.StickImageBase, err)
 	}
-	plan, err := bootimg.NewPlan(payload, virt.VECTOR_BASE, virt.RAM_START+virt.RAM_SIZE)
+	plan, err := bootimg.NewPlanFor(mem.Machine, payload, mem.LoadStart, mem.RAMStart+mem.RAMSize)
 	if err != nil {
 		fatal(exitBadImage, "stick image rejected: %v", err)
 	}
@@ -146,7 +153,7 @@ func main() {
 
 	// The hand-off area is cleared first: a stick that finds no block was
 	// not measured, whatever an earlier boot left there.
-	handoff := window(virt.HANDOFF_BASE, virt.HANDOFF_SIZE)
+	handoff := window(mem.HandoffBase, mem.HandoffSize)
 	clear(handoff[:measure.HandoffHeaderSize])
 	if !measurement {
 		// nothing measured: said above
@@ -163,11 +170,11 @@ func main() {
 	}
 
 	for _, s := range plan.Segments {
-		dst := window(uint32(s.Addr), uint32(uint64(len(s.File))+s.Zero))
+		dst := window(s.Addr, uint64(len(s.File))+s.Zero)
 		n := copy(dst, s.File)
 		clear(dst[n:])
 	}
 	fmt.Printf("stage0: loaded %d segments, starting the stick at %#x\n", len(plan.Segments), plan.Entry)
 	os.Stdout.Sync()
-	jump(uint32(plan.Entry), virt.HANDOFF_BASE)
+	target.Board.Jump(plan.Entry, mem.HandoffBase)
 }

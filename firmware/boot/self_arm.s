@@ -6,7 +6,7 @@
 // Go linker laid them out (cmd/link/internal/ld/data.go defines these
 // symbols; assembly may refer to linker-defined symbols).
 
-// func textRange() (start, end uint32)
+// func textRange() (start, end uintptr)
 TEXT ·textRange(SB),NOSPLIT,$0-8
 	MOVW	$runtime·text(SB), R0
 	MOVW	R0, start+0(FP)
@@ -14,7 +14,7 @@ TEXT ·textRange(SB),NOSPLIT,$0-8
 	MOVW	R0, end+4(FP)
 	RET
 
-// func rodataRange() (start, end uint32)
+// func rodataRange() (start, end uintptr)
 TEXT ·rodataRange(SB),NOSPLIT,$0-8
 	MOVW	$runtime·rodata(SB), R0
 	MOVW	R0, start+0(FP)
@@ -22,7 +22,7 @@ TEXT ·rodataRange(SB),NOSPLIT,$0-8
 	MOVW	R0, end+4(FP)
 	RET
 
-// func pclntabRange() (start, end uint32)
+// func pclntabRange() (start, end uintptr)
 TEXT ·pclntabRange(SB),NOSPLIT,$0-8
 	MOVW	$runtime·pclntab(SB), R0
 	MOVW	R0, start+0(FP)

@@ -1,4 +1,4 @@
-//go:build tamago && arm
+//go:build tamago
 
 // Command stick is the teastick firmware: the unikernel the stick boots.
 package main
@@ -19,11 +19,11 @@ import (
 	"unsafe"
 
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/usbarmory/tamago/arm"
 
 	"github.com/ipfs/go-cid"
+	"github.com/teastick/teastick/board"
 	"github.com/teastick/teastick/board/mmio"
-	"github.com/teastick/teastick/board/qemu/virt"
+	"github.com/teastick/teastick/board/target"
 
 	"github.com/teastick/teastick/firmware/core"
 	"github.com/teastick/teastick/netstack"
@@ -34,25 +34,31 @@ import (
 	"github.com/teastick/teastick/tpm/tis"
 )
 
+// hw is the board this build's TARGET names (board/target).
+var hw = target.Board
+
 func main() {
-	uptime := func() time.Duration { return time.Duration(virt.ARM.GetTime()) }
+	uptime := hw.Uptime
+	hw.Indicate(board.Booting)
 
 	var devs []string
-	for _, d := range virt.Devices() {
-		devs = append(devs, fmt.Sprintf("%s@%#x(slot %d, v%d)", d.Name(), d.Base, d.Slot, d.Version))
+	for _, d := range hw.Devices() {
+		devs = append(devs, fmt.Sprintf("%s@%#x(slot %d, v%d)", d.Name, d.Base, d.Slot, d.Version))
 	}
 	ramStart, ramEnd := runtime.MemRegion()
 	writeBanner(os.Stdout, Version, BoardInfo{
-		Board:    virt.Name,
-		CPU:      "cortex-a7",
+		Board:    hw.Name(),
+		CPU:      hw.CPU(),
 		RAMStart: uint64(ramStart),
 		RAMSize:  uint64(ramEnd - ramStart),
-		Entropy:  fmt.Sprintf("virtio-rng (slot %d) -> chacha20 drbg", virt.EntropySlot()),
+		Entropy:  hw.Entropy(),
 		Devices:  devs,
 		Uptime:   uptime(),
 	})
 
-	if late, ok := virt.CheckInterrupts(10*time.Millisecond, time.Second); ok {
+	if irqs, ok := hw.(board.Interrupts); !ok {
+		fmt.Println("irq: none: this board polls its devices")
+	} else if late, ok := irqs.CheckInterrupts(10*time.Millisecond, time.Second); ok {
 		fmt.Printf("irq: timer interrupt %d us after its deadline\n", late.Microseconds())
 	} else {
 		fmt.Println("irq: FAILED: no timer interrupt within 1 s")
@@ -71,20 +77,26 @@ func main() {
 	box := &ipfs.Client{Gateway: boxGateway, CAR: true, Timeout: time.Minute, Limits: boxLimits}
 	benchFetch = box.Fetch
 	v := newView()
-	st, err := core.New(core.Config{Version: Version, Board: virt.Name, TPM: tpmDev, Measurer: measurer, NotMeasured: why,
+	st, err := core.New(core.Config{Version: Version, Board: hw.Name(), TPM: tpmDev, Measurer: measurer, NotMeasured: why,
 		Governance: gov, Actors: actorruntime.Config{Files: box, Blocks: box}, Fetch: box.Fetch,
 		LoadParallel: loadParallel, CompileParallel: 1, Log: os.Stdout, LogLevel: &v.level, Uptime: uptime})
 	if err != nil {
 		fmt.Printf("channel: FAILED: %v\n", err)
-		virt.Exit(1)
+		hw.Indicate(board.Failed)
+		hw.Exit(1)
 	}
 	fmt.Printf("channel: key sha256:%x\n", st.ChannelDigest())
 	tlsCfg, err := channel.ServerConfig(st.ChannelKey())
 	if err != nil {
 		fmt.Printf("channel: FAILED: %v\n", err)
-		virt.Exit(1)
+		hw.Indicate(board.Failed)
+		hw.Exit(1)
 	}
-	startNetwork(tlsCfg, st.Server(apiHandler(st.Handler())))
+	if startNetwork(tlsCfg, st.Server(apiHandler(st.Handler()))) {
+		hw.Indicate(board.Serving)
+	} else {
+		hw.Indicate(board.Failed)
+	}
 	fmt.Println("manifest: none yet: waiting for one (POST /v1/manifest or the console's manifest command)")
 
 	cmds := consoleCommands(st)
@@ -101,22 +113,22 @@ func main() {
 		}},
 		"status": {help: "version, board and devices", run: func(w io.Writer, _ []string) {
 			fmt.Fprintf(w, "console: teastick %s on %s, %d devices, %d entropy reseed failures\n",
-				Version, virt.Name, len(devs), virt.ReseedFailures)
+				Version, hw.Name(), len(devs), hw.ReseedFailures())
 		}},
 		"halt": {help: "stop the stick (under QEMU: exit with status 0)", run: func(w io.Writer, _ []string) {
 			fmt.Fprintln(w, "halt: stopping")
-			virt.Exit(0)
+			hw.Exit(0)
 		}},
 	} {
 		cmds[name] = c
 	}
-	go console(virt.UART0, os.Stdout, cmds)
+	go console(hw.Console(), os.Stdout, cmds)
 
 	n, _ := strconv.Atoi(exitAfter)
 	heartbeat(os.Stdout, n, time.Second, v, uptime)
 	if n > 0 {
 		fmt.Println("teastick: test build, exiting")
-		virt.Exit(0)
+		hw.Exit(0)
 	}
 }
 
@@ -165,10 +177,10 @@ func fetchCmd(w io.Writer, args []string) {
 
 // startNetwork brings up virtio-net, the TCP/IP stack, the net package on
 // top of it, and the stick's HTTPS API, whose TLS key is the channel key
-// attestation binds.
-func startNetwork(tlsCfg *tls.Config, srv *http.Server) {
-	nic, dev, err := virt.OpenNet()
-	if errors.Is(err, virt.ErrNoNet) {
+// attestation binds. It reports whether the API listens.
+func startNetwork(tlsCfg *tls.Config, srv *http.Server) (serving bool) {
+	nic, dev, err := hw.OpenNet()
+	if errors.Is(err, board.ErrNoNet) {
 		fmt.Println("net: no network device")
 		return
 	}
@@ -215,6 +227,7 @@ func startNetwork(tlsCfg *tls.Config, srv *http.Server) {
 		route = "via " + cfg.Gateway.String()
 	}
 	fmt.Printf("net: virtio-net slot %d mac %s, %v %s, https on :80\n", dev.Slot, net.HardwareAddr(mac[:]), cfg.Address, route)
+	return true
 }
 
 // checkTPM resumes measured boot from stage 0's hand-off: the event log
@@ -222,8 +235,9 @@ func startNetwork(tlsCfg *tls.Config, srv *http.Server) {
 // configuration into PCR 8. Any failure leaves the stick unmeasured, which
 // it says: it will serve no actors.
 func checkTPM(t *tis.TIS) (*measure.Measurer, error) {
-	virt.ARM.ConfigureMMU(virt.HANDOFF_BASE, virt.HANDOFF_BASE+virt.HANDOFF_SIZE, 0, arm.MemoryRegion|arm.TTE_EXECUTE_NEVER)
-	area := unsafe.Slice((*byte)(mmio.Pointer(virt.HANDOFF_BASE)), virt.HANDOFF_SIZE)
+	mem := hw.Memory()
+	hw.MapMemory(mem.HandoffBase, mem.HandoffBase+mem.HandoffSize, false)
+	area := unsafe.Slice((*byte)(mmio.Pointer(uintptr(mem.HandoffBase))), mem.HandoffSize)
 	n, err := measure.HandoffSize(area)
 	if err != nil {
 		return nil, fmt.Errorf("no measured-boot hand-off from stage 0: %w", err)
@@ -232,7 +246,7 @@ func checkTPM(t *tis.TIS) (*measure.Measurer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.MeasureConfig(stickConfig(virt.Name)); err != nil {
+	if err := m.MeasureConfig(stickConfig(hw.Name())); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -241,13 +255,13 @@ func checkTPM(t *tis.TIS) (*measure.Measurer, error) {
 // bringUpTPM finds the TPM and resumes measured boot; it returns the TPM
 // (nil without one), the Measurer (nil when not measured) and why not.
 func bringUpTPM() (transport.TPM, *measure.Measurer, error) {
-	id, err := virt.ProbeTPM()
+	regs, base, id, err := hw.TPM()
 	if err != nil {
 		fmt.Printf("tpm: %v\n", err)
 		return nil, nil, err
 	}
-	fmt.Printf("tpm: TIS at %#x did_vid %#08x\n", virt.TPM_BASE, id)
-	t := &tis.TIS{Regs: virt.TPM}
+	fmt.Printf("tpm: TIS at %#x did_vid %#08x\n", base, id)
+	t := &tis.TIS{Regs: regs}
 	if err := t.Init(); err != nil {
 		fmt.Printf("tpm: NOT MEASURED: %v: serving no actors\n", err)
 		return nil, nil, err

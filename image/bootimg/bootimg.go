@@ -114,6 +114,22 @@ const MaxSegments = 16
 // loadable segments all fall inside [lo, hi) and whose entry point lies in an
 // executable segment, and returns the plan to load it.
 func NewPlan(payload []byte, lo, hi uint64) (p *Plan, err error) {
+	return NewPlanFor(elf.EM_ARM, payload, lo, hi)
+}
+
+// classes are the ELF classes of the machines stage 0 loads images for.
+var classes = map[elf.Machine]elf.Class{
+	elf.EM_ARM:   elf.ELFCLASS32,
+	elf.EM_RISCV: elf.ELFCLASS64,
+}
+
+// NewPlanFor is NewPlan for an executable of machine: EM_ARM (ELF32) or
+// EM_RISCV (ELF64).
+func NewPlanFor(machine elf.Machine, payload []byte, lo, hi uint64) (p *Plan, err error) {
+	class, ok := classes[machine]
+	if !ok {
+		return nil, fmt.Errorf("%w: no images for machine %v", ErrELF, machine)
+	}
 	// debug/elf is defensive, but the image is untrusted input: never let
 	// a parser bug take stage 0 down.
 	defer func() {
@@ -126,12 +142,12 @@ func NewPlan(payload []byte, lo, hi uint64) (p *Plan, err error) {
 		return nil, fmt.Errorf("%w: %v", ErrELF, err)
 	}
 	switch {
-	case f.Class != elf.ELFCLASS32:
-		return nil, fmt.Errorf("%w: class %v, want ELFCLASS32", ErrELF, f.Class)
+	case f.Class != class:
+		return nil, fmt.Errorf("%w: class %v, want %v", ErrELF, f.Class, class)
 	case f.Data != elf.ELFDATA2LSB:
 		return nil, fmt.Errorf("%w: data %v, want little endian", ErrELF, f.Data)
-	case f.Machine != elf.EM_ARM:
-		return nil, fmt.Errorf("%w: machine %v, want EM_ARM", ErrELF, f.Machine)
+	case f.Machine != machine:
+		return nil, fmt.Errorf("%w: machine %v, want %v", ErrELF, f.Machine, machine)
 	case f.Type != elf.ET_EXEC:
 		return nil, fmt.Errorf("%w: type %v, want ET_EXEC", ErrELF, f.Type)
 	}

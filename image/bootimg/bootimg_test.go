@@ -2,6 +2,7 @@ package bootimg
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/teastick/teastick/image/resetvec"
 )
 
 var (
@@ -204,15 +207,65 @@ func FuzzOpen(f *testing.F) {
 
 func FuzzNewPlan(f *testing.F) {
 	f.Add([]byte("\x7fELF\x01\x01\x01"))
+	f.Add([]byte("\x7fELF\x02\x01\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := NewPlan(b, 0x1000, 0x100000)
-		if err != nil {
-			return
-		}
-		for _, s := range p.Segments {
-			if s.Addr < 0x1000 || s.Addr+uint64(len(s.File))+s.Zero > 0x100000 {
-				t.Fatalf("segment outside the window: %#x", s.Addr)
+		for _, m := range []elf.Machine{elf.EM_ARM, elf.EM_RISCV} {
+			p, err := NewPlanFor(m, b, 0x1000, 0x100000)
+			if err != nil {
+				continue
+			}
+			for _, s := range p.Segments {
+				if s.Addr < 0x1000 || s.Addr+uint64(len(s.File))+s.Zero > 0x100000 {
+					t.Fatalf("segment outside the window: %#x", s.Addr)
+				}
 			}
 		}
 	})
+}
+
+// TestPlanRISCV plans a real riscv64 executable with its reset vector
+// (image/resetvec), as stage 0 plans the riscv64 stick, and refuses it as
+// an ARM image and an ARM image as a RISC-V one.
+func TestPlanRISCV(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\nfunc main() { println(\"hi\") }\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module x\n"), 0o644)
+	out := filepath.Join(dir, "rv.elf")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-T 0x80010000 -R 0x1000", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=riscv64", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	linked, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := resetvec.Add(linked, 0x80000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlanFor(elf.EM_RISCV, img, 0x80000000, 0xa0000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range p.Segments {
+		found = found || s.Addr == 0x80000000 && len(s.File) == resetvec.Size
+	}
+	if !found {
+		t.Errorf("plan has no reset vector segment: %+v", p.Segments)
+	}
+	if _, err := NewPlanFor(elf.EM_RISCV, img, 0x80001000, 0xa0000000); !errors.Is(err, ErrELF) {
+		t.Errorf("window without the reset vector accepted: %v", err)
+	}
+	if _, err := NewPlan(img, 0, 1<<40); !errors.Is(err, ErrELF) {
+		t.Errorf("riscv64 image planned as ARM: %v", err)
+	}
+	if _, err := NewPlanFor(elf.EM_RISCV, realARMExecutable(t), 0, 1<<40); !errors.Is(err, ErrELF) {
+		t.Errorf("ARM image planned as riscv64: %v", err)
+	}
+	if _, err := NewPlanFor(elf.EM_X86_64, img, 0, 1<<40); !errors.Is(err, ErrELF) {
+		t.Errorf("unsupported machine accepted: %v", err)
+	}
 }

@@ -104,6 +104,35 @@ type Reference struct {
 	PCRs   map[string]string `json:"pcrs"`
 }
 
+// Boards maps each board's build tag (the Makefile's TARGET table,
+// board/target) to the name that board reports and measures in its
+// configuration record.
+var Boards = map[string]string{
+	"qemu_virt_arm":     "qemu-virt-arm",
+	"qemu_virt_riscv64": "qemu-virt-riscv64",
+}
+
+// Board returns the board the build's tags name, or "" when none does
+// (the hosted stick).
+func (b Build) Board() string {
+	for _, t := range b.Tags {
+		if name, ok := Boards[t]; ok {
+			return name
+		}
+	}
+	return ""
+}
+
+// BoardOf returns the board the stick image was built for ("" for an image
+// built without a board tag, such as the hosted stick).
+func BoardOf(stick []byte) (string, error) {
+	b, err := buildOf("the stick image", stick)
+	if err != nil {
+		return "", err
+	}
+	return b.Board(), nil
+}
+
 // Weakened reports the weakening tags of both images.
 func (r *Reference) Weakened() []string {
 	return append(slices.Clone(r.Stage0Build.Weakened), r.StickBuild.Weakened...)
@@ -163,6 +192,11 @@ func Make(stage0, stick, signed []byte, imageVersion, board string) (*Reference,
 	}
 	if r.StickBuild, err = buildOf("the stick image", stick); err != nil {
 		return nil, err
+	}
+	for _, b := range []Build{r.Stage0Build, r.StickBuild} {
+		if tagged := b.Board(); tagged != "" && tagged != board {
+			return nil, fmt.Errorf("%w: the images were built for board %s, the reference would name %s", ErrBundle, tagged, board)
+		}
 	}
 	if r.Stage0Build.GOOS == "tamago" {
 		// Stage 0 finds its own file in memory by its ELF headers

@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -53,5 +55,57 @@ func TestReferenceStage0(t *testing.T) {
 	}
 	if _, _, err := Verify(dir, gov.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatalf("Verify: %v", err)
+	}
+}
+
+// TestBoardFromTags makes a reference for a stick image built with a
+// board's tag: the reference must name that board, and naming another is
+// refused, since its configuration event could never match.
+func TestBoardFromTags(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module boardtag\n\ngo 1.22\n"), 0o644)
+	out := filepath.Join(dir, "stick.elf")
+	cmd := exec.Command("go", "build", "-tags", "qemu_virt_riscv64", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	stick, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	board, err := BoardOf(stick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if board != "qemu-virt-riscv64" {
+		t.Fatalf("BoardOf = %q, want qemu-virt-riscv64", board)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage0, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
+	gov := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	signed, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: 1,
+		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}}, gov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Make(stage0, stick, signed, "v", board)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Board != board {
+		t.Errorf("reference board %q, want %q", r.Board, board)
+	}
+	if _, err := Make(stage0, stick, signed, "v", "qemu-virt-arm"); !errors.Is(err, ErrBundle) {
+		t.Errorf("another board: Make = %v, want ErrBundle", err)
 	}
 }

@@ -44,20 +44,24 @@ func (m *Measurer) MeasureStage0(digest [sha256.Size]byte, desc string) error {
 
 // Region is a range of memory as stage 0 runs: its code or read-only data.
 type Region struct {
-	Addr  uint32
+	Addr  uint64
 	Bytes []byte
 }
 
-// ELF32 constants (System V ABI, "Object Files": ELF Header, Sections,
-// Program Header).
+// ELF constants (System V ABI, "Object Files": ELF Header, Sections,
+// Program Header; ELF-64 Object File Format 1.5 for the 64-bit layout).
 const (
 	elfHeaderSize = 52
 	elfPhdrSize   = 32
 	elfShdrSize   = 40
+	elf64Header   = 64
+	elf64Phdr     = 56
+	elf64Shdr     = 64
 	ptLoad        = 1
 	pfW           = 2
 	shtNobits     = 8
 	emARM         = 40
+	emRISCV       = 243
 	// maxELFHeaders bounds the header tables of an untrusted file.
 	maxELFHeaders = 256
 )
@@ -67,35 +71,70 @@ type elfSegment struct {
 	writable           bool
 }
 
-// parseELF32 reads a little-endian ARM ELF32 at the start of b and returns
-// its loadable segments and the end of its last header table, section or
-// segment.
-func parseELF32(b []byte) ([]elfSegment, uint64, error) {
-	if len(b) < elfHeaderSize || !bytes.Equal(b[:4], []byte("\x7fELF")) || b[4] != 1 || b[5] != 1 {
-		return nil, 0, fmt.Errorf("%w: not a little-endian ELF32 file", ErrStage0)
+// elfLayout is where an ELF class keeps the fields parseELF reads.
+type elfLayout struct {
+	class, machine                byte
+	machineID                     uint16
+	machineName                   string
+	header, phdr, shdr            uint64
+	phoff, shoff, phent           int
+	word                          func([]byte) uint64
+	pOff, pVaddr, pFilesz, pFlags int
+	sType, sOff, sSize            int
+}
+
+var (
+	le32 = func(b []byte) uint64 { return uint64(binary.LittleEndian.Uint32(b)) }
+	le64 = func(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+	// ELF32 on ARM (stage 0 of the arm boards)
+	elf32ARM = elfLayout{class: 1, machineID: emARM, machineName: "ARM", header: elfHeaderSize, phdr: elfPhdrSize, shdr: elfShdrSize,
+		phoff: 28, shoff: 32, phent: 42, word: le32, pOff: 4, pVaddr: 8, pFilesz: 16, pFlags: 24, sType: 4, sOff: 16, sSize: 20}
+	// ELF64 on RISC-V (stage 0 of the riscv64 boards)
+	elf64RISCV = elfLayout{class: 2, machineID: emRISCV, machineName: "RISC-V", header: elf64Header, phdr: elf64Phdr, shdr: elf64Shdr,
+		phoff: 32, shoff: 40, phent: 54, word: le64, pOff: 8, pVaddr: 16, pFilesz: 32, pFlags: 4, sType: 4, sOff: 24, sSize: 32}
+)
+
+// parseELF reads a little-endian ELF32 ARM or ELF64 RISC-V executable at
+// the start of b and returns its loadable segments and the end of its last
+// header table, section or segment.
+func parseELF(b []byte) ([]elfSegment, uint64, error) {
+	if len(b) < elfHeaderSize || !bytes.Equal(b[:4], []byte("\x7fELF")) || b[5] != 1 {
+		return nil, 0, fmt.Errorf("%w: not a little-endian ELF file", ErrStage0)
+	}
+	var l elfLayout
+	switch b[4] {
+	case 1:
+		l = elf32ARM
+	case 2:
+		l = elf64RISCV
+	default:
+		return nil, 0, fmt.Errorf("%w: ELF class %d", ErrStage0, b[4])
+	}
+	if uint64(len(b)) < l.header {
+		return nil, 0, fmt.Errorf("%w: truncated ELF header", ErrStage0)
 	}
 	le := binary.LittleEndian
-	if m := le.Uint16(b[18:]); m != emARM {
-		return nil, 0, fmt.Errorf("%w: machine %d, want ARM", ErrStage0, m)
+	if m := le.Uint16(b[18:]); m != l.machineID {
+		return nil, 0, fmt.Errorf("%w: machine %d, want %s for ELF class %d", ErrStage0, m, l.machineName, b[4])
 	}
-	phoff, shoff := uint64(le.Uint32(b[28:])), uint64(le.Uint32(b[32:]))
-	phentsize, phnum := uint64(le.Uint16(b[42:])), uint64(le.Uint16(b[44:]))
-	shentsize, shnum := uint64(le.Uint16(b[46:])), uint64(le.Uint16(b[48:]))
-	if phnum == 0 || phnum > maxELFHeaders || shnum > maxELFHeaders || phentsize != elfPhdrSize || (shnum > 0 && shentsize != elfShdrSize) {
+	phoff, shoff := l.word(b[l.phoff:]), l.word(b[l.shoff:])
+	phentsize, phnum := uint64(le.Uint16(b[l.phent:])), uint64(le.Uint16(b[l.phent+2:]))
+	shentsize, shnum := uint64(le.Uint16(b[l.phent+4:])), uint64(le.Uint16(b[l.phent+6:]))
+	if phnum == 0 || phnum > maxELFHeaders || shnum > maxELFHeaders || phentsize != l.phdr || (shnum > 0 && shentsize != l.shdr) {
 		return nil, 0, fmt.Errorf("%w: %d program headers of %d bytes, %d section headers of %d bytes", ErrStage0, phnum, phentsize, shnum, shentsize)
 	}
 	size := uint64(len(b))
-	end := uint64(elfHeaderSize)
+	end := l.header
 	within := func(off, n uint64) bool { return off <= size && n <= size-off }
-	if !within(phoff, phnum*elfPhdrSize) || !within(shoff, shnum*elfShdrSize) {
+	if !within(phoff, phnum*l.phdr) || !within(shoff, shnum*l.shdr) {
 		return nil, 0, fmt.Errorf("%w: header tables beyond the image", ErrStage0)
 	}
-	end = max(end, phoff+phnum*elfPhdrSize, shoff+shnum*elfShdrSize)
+	end = max(end, phoff+phnum*l.phdr, shoff+shnum*l.shdr)
 	var segs []elfSegment
 	for i := range phnum {
-		p := b[phoff+i*elfPhdrSize:]
-		s := elfSegment{off: uint64(le.Uint32(p[4:])), vaddr: uint64(le.Uint32(p[8:])), filesz: uint64(le.Uint32(p[16:])),
-			writable: le.Uint32(p[24:])&pfW != 0}
+		p := b[phoff+i*l.phdr:]
+		s := elfSegment{off: l.word(p[l.pOff:]), vaddr: l.word(p[l.pVaddr:]), filesz: l.word(p[l.pFilesz:]),
+			writable: le.Uint32(p[l.pFlags:])&pfW != 0}
 		if le.Uint32(p[0:]) != ptLoad {
 			continue
 		}
@@ -106,11 +145,11 @@ func parseELF32(b []byte) ([]elfSegment, uint64, error) {
 		segs = append(segs, s)
 	}
 	for i := range shnum {
-		sh := b[shoff+i*elfShdrSize:]
-		if le.Uint32(sh[4:]) == shtNobits {
+		sh := b[shoff+i*l.shdr:]
+		if le.Uint32(sh[l.sType:]) == shtNobits {
 			continue
 		}
-		off, n := uint64(le.Uint32(sh[16:])), uint64(le.Uint32(sh[20:]))
+		off, n := l.word(sh[l.sOff:]), l.word(sh[l.sSize:])
 		if !within(off, n) {
 			return nil, 0, fmt.Errorf("%w: section %d beyond the image", ErrStage0, i)
 		}
@@ -124,7 +163,7 @@ func parseELF32(b []byte) ([]elfSegment, uint64, error) {
 // tables, sections and segments ends, as a Go-linked ELF does (the release
 // tool checks that of every stage 0 it publishes).
 func Stage0File(b []byte) ([]byte, error) {
-	_, end, err := parseELF32(b)
+	_, end, err := parseELF(b)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +175,7 @@ func Stage0File(b []byte) ([]byte, error) {
 // is the code and read-only data that run. Writable data is not compared
 // (the runtime has changed it by then).
 func CheckStage0(file []byte, running []Region) error {
-	segs, end, err := parseELF32(file)
+	segs, end, err := parseELF(file)
 	if err != nil {
 		return err
 	}

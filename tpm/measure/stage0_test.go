@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/teastick/teastick/image/resetvec"
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/swtpmtest"
 )
@@ -70,7 +71,7 @@ func runningRegions(t testing.TB, file []byte) []Region {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs = append(rs, Region{Addr: uint32(s.Addr), Bytes: b})
+		rs = append(rs, Region{Addr: s.Addr, Bytes: b})
 	}
 	return rs
 }
@@ -110,7 +111,7 @@ func TestCheckStage0(t *testing.T) {
 	}{
 		{"code differs", file, patched},
 		{"region outside the image", file, []Region{{Addr: 0x10000, Bytes: []byte{1, 2, 3}}}},
-		{"writable data is not compared", file, []Region{{Addr: uint32(data.Addr), Bytes: make([]byte, 4)}}},
+		{"writable data is not compared", file, []Region{{Addr: data.Addr, Bytes: make([]byte, 4)}}},
 		{"no regions", file, nil},
 		{"trailing bytes", append(bytes.Clone(file), 0), good},
 	} {
@@ -169,6 +170,11 @@ func TestMeasureStage0(t *testing.T) {
 func FuzzStage0File(f *testing.F) {
 	f.Add(armProgram(f)[:4096])
 	f.Add([]byte("\x7fELF\x01\x01"))
+	// an ELF64 RISC-V header: 2 program headers at 64, no sections
+	rv := make([]byte, 64+2*56)
+	copy(rv, "\x7fELF\x02\x01\x01")
+	rv[18], rv[32], rv[54], rv[56] = 243, 64, 56, 2
+	f.Add(rv)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		file, err := Stage0File(b)
 		if err != nil {
@@ -179,4 +185,50 @@ func FuzzStage0File(f *testing.F) {
 		}
 		CheckStage0(file, []Region{{Addr: 0x60010000, Bytes: []byte{0}}})
 	})
+}
+
+// TestStage0RISCV checks a riscv64 stage 0 as the Makefile makes it: an
+// ELF64 RISC-V file with its reset vector appended (image/resetvec), found
+// in a memory window and compared with its running code.
+func TestStage0RISCV(t *testing.T) {
+	dir := t.TempDir()
+	src := "package main\n\nvar Version = \"dev\"\n\nfunc main() { println(\"stage0\", Version) }\n"
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module stage0elf\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644)
+	out := filepath.Join(dir, "boot.elf")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -buildid= -T 0xa0010000 -R 0x1000", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=riscv64", "CGO_ENABLED=0", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building a linux/riscv64 program: %v\n%s", err, b)
+	}
+	linked, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := resetvec.Add(linked, 0x80000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	window := append(bytes.Clone(file), bytes.Repeat([]byte{0xa5}, 4096)...)
+	got, err := Stage0File(window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(file) {
+		t.Fatalf("Stage0File found %d bytes, the file has %d", len(got), len(file))
+	}
+	good := runningRegions(t, file)
+	if err := CheckStage0(file, good); err != nil {
+		t.Fatalf("the file's own regions: %v", err)
+	}
+	patched := runningRegions(t, file)
+	patched[0].Bytes = bytes.Clone(patched[0].Bytes)
+	patched[0].Bytes[len(patched[0].Bytes)/2] ^= 1
+	if err := CheckStage0(file, patched); !errors.Is(err, ErrStage0) {
+		t.Fatalf("changed code: CheckStage0 = %v, want ErrStage0", err)
+	}
+	if _, err := Stage0File(file[:200]); !errors.Is(err, ErrStage0) {
+		t.Fatalf("truncated: Stage0File = %v, want ErrStage0", err)
+	}
 }

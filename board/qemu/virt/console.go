@@ -31,7 +31,7 @@ const (
 
 // UART is a PL011 serial port.
 type UART struct {
-	Base uint32
+	Base uintptr
 }
 
 // UART0 is the console.

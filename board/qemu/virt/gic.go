@@ -30,8 +30,8 @@ const (
 
 // GIC is a GICv2 with separately placed distributor and CPU interface.
 type GIC struct {
-	Dist uint32
-	CPU  uint32
+	Dist uintptr
+	CPU  uintptr
 
 	lines int
 }
@@ -45,9 +45,9 @@ var IRQs = &GIC{Dist: GIC_DIST_BASE, CPU: GIC_CPU_BASE}
 func (g *GIC) Init() {
 	g.lines = int(mmio.Read32(g.Dist+GICD_TYPER)&0x1f) + 1
 	for n := 0; n < g.lines; n++ {
-		mmio.Write32(g.Dist+GICD_ICENABLER+uint32(4*n), 0xffffffff)
-		mmio.Write32(g.Dist+GICD_ICPENDR+uint32(4*n), 0xffffffff)
-		mmio.Write32(g.Dist+GICD_IGROUPR+uint32(4*n), 0)
+		mmio.Write32(g.Dist+GICD_ICENABLER+uintptr(4*n), 0xffffffff)
+		mmio.Write32(g.Dist+GICD_ICPENDR+uintptr(4*n), 0xffffffff)
+		mmio.Write32(g.Dist+GICD_IGROUPR+uintptr(4*n), 0)
 	}
 	mmio.Write32(g.CPU+GICC_PMR, 0xff)
 	mmio.Write32(g.CPU+GICC_CTLR, 1)
@@ -59,12 +59,12 @@ func (g *GIC) Lines() int { return 32 * g.lines }
 
 // EnableInterrupt forwards interrupt id to the CPU.
 func (g *GIC) EnableInterrupt(id int) {
-	mmio.Write32(g.Dist+GICD_ISENABLER+uint32(4*(id/32)), 1<<(id%32))
+	mmio.Write32(g.Dist+GICD_ISENABLER+uintptr(4*(id/32)), 1<<(id%32))
 }
 
 // DisableInterrupt stops forwarding interrupt id.
 func (g *GIC) DisableInterrupt(id int) {
-	mmio.Write32(g.Dist+GICD_ICENABLER+uint32(4*(id/32)), 1<<(id%32))
+	mmio.Write32(g.Dist+GICD_ICENABLER+uintptr(4*(id/32)), 1<<(id%32))
 }
 
 // GetInterrupt acknowledges and returns the highest priority pending

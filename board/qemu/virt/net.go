@@ -3,41 +3,16 @@
 package virt
 
 import (
-	"errors"
-	"unsafe"
+	"fmt"
 
-	"github.com/teastick/teastick/board/mmio"
+	"github.com/teastick/teastick/board"
+	"github.com/teastick/teastick/board/qemu/vmmio"
 	"github.com/teastick/teastick/board/virtio"
 )
 
-// NetQueueSize is the number of receive and transmit buffers.
-const NetQueueSize = 32
-
 // ErrNoNet is returned when the board has no network device.
-var ErrNoNet = errors.New("virt: no virtio network device (QEMU: -netdev user,id=net0 -device virtio-net-device,netdev=net0)")
-
-// netMem keeps the DMA memory of the network device reachable: the device
-// writes into it for as long as the stick runs. RAM is identity mapped, so
-// its address is its physical address; QEMU does not model caches, so no
-// cache maintenance is done around DMA on this board.
-var netMem []byte
+var ErrNoNet = fmt.Errorf("virt: no virtio network device (QEMU: -netdev user,id=net0 -device virtio-net-device,netdev=net0): %w", board.ErrNoNet)
 
 // OpenNet finds the first virtio network device and brings it up with its
 // receive buffers posted.
-func OpenNet() (*virtio.Net, Device, error) {
-	for _, d := range Devices() {
-		if d.ID != virtio.IDNetwork {
-			continue
-		}
-		size := virtio.NetMemory(NetQueueSize)
-		netMem = make([]byte, size+16)
-		addr := uintptr(unsafe.Pointer(&netMem[0]))
-		off := (16 - addr%16) % 16
-		n := &virtio.Net{}
-		if err := n.Init(&mmio.Region{Base: d.Base}, netMem[off:off+uintptr(size)], uint64(addr+off), NetQueueSize); err != nil {
-			return nil, d, err
-		}
-		return n, d, nil
-	}
-	return nil, Device{}, ErrNoNet
-}
+func OpenNet() (*virtio.Net, board.Device, error) { return vmmio.OpenNet(virtioBus, ErrNoNet) }

@@ -3,9 +3,9 @@
 package virt
 
 import (
-	"errors"
 	"fmt"
 
+	"github.com/teastick/teastick/board"
 	"github.com/teastick/teastick/board/mmio"
 )
 
@@ -20,7 +20,7 @@ const (
 var TPM = &mmio.Region{Base: TPM_BASE}
 
 // ErrNoTPM says why the board has no TPM.
-var ErrNoTPM = errors.New("virt: no TIS TPM described by the device tree (QEMU: -device tpm-tis-device with a swtpm backend)")
+var ErrNoTPM = fmt.Errorf("virt: no TIS TPM described by the device tree (QEMU: -device tpm-tis-device with a swtpm backend): %w", board.ErrNoTPM)
 
 // ProbeTPM finds the TIS TPM the device tree describes and reads its DID_VID
 // register. Only a described device is touched: on the platform bus an

@@ -20,9 +20,10 @@ import (
 
 	"github.com/usbarmory/tamago/arm"
 
+	"github.com/teastick/teastick/board"
 	"github.com/teastick/teastick/board/fdt"
 	"github.com/teastick/teastick/board/mmio"
-	"github.com/teastick/teastick/board/virtio"
+	"github.com/teastick/teastick/board/qemu/vmmio"
 )
 
 // Name identifies the board in the banner and in the stick's status.
@@ -62,30 +63,8 @@ func Init() {
 	IRQs.Init()
 }
 
-// Device is a virtio-mmio device found on the board.
-type Device struct {
-	Slot    int
-	Base    uint32
-	ID      uint32
-	Version uint32
-	IRQ     int
-}
-
-// Name returns the virtio name of the device type.
-func (d Device) Name() string { return virtio.DeviceName(d.ID) }
-
 // Devices probes the virtio-mmio slots and returns the devices present.
-func Devices() (devs []Device) {
-	for i := 0; i < VIRTIO_MMIO_SLOTS; i++ {
-		r := &mmio.Region{Base: VIRTIO_MMIO_BASE + uint32(i)*VIRTIO_MMIO_SIZE}
-		id, version, err := virtio.Probe(r)
-		if err != nil {
-			continue
-		}
-		devs = append(devs, Device{Slot: i, Base: r.Base, ID: id, Version: version, IRQ: VIRTIO_MMIO_IRQ + i})
-	}
-	return devs
-}
+func Devices() []board.Device { return vmmio.Devices(virtioBus) }
 
 // TimerFrequency returns the generic timer frequency in Hz.
 func TimerFrequency() uint32 { return timerFreq }

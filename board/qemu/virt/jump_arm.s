@@ -1,4 +1,4 @@
-//go:build tamago
+//go:build tamago && arm
 
 #include "textflag.h"
 
