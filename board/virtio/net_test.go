@@ -226,12 +226,21 @@ func testNetReceiveFaults(t *testing.T, transport func(*deviceModel)) {
 }
 
 func BenchmarkNetRoundTrip(b *testing.B) {
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) { benchmarkNetRoundTrip(b, tr.tweak) })
+	}
+}
+
+func benchmarkNetRoundTrip(b *testing.B, transport func(*deviceModel)) {
 	const size = 8
 	mem := make([]byte, NetMemory(size))
 	m := newModel(mem, base)
 	m.id = IDNetwork
 	m.offered = FeatureVersion1 | NetFeatureMAC
 	m.config = make([]byte, 8)
+	if transport != nil {
+		transport(m)
+	}
 	n := &Net{}
 	if err := n.Init(m, mem, base, size); err != nil {
 		b.Fatal(err)

@@ -56,6 +56,7 @@ type faults struct {
 	overLong       bool // claims to have written more than the buffer
 	empty          bool // returns buffers with nothing written
 	needsReset     bool // sets DEVICE_NEEDS_RESET after the first answer
+	pfnInUse       bool // legacy: QueuePFN reads non-zero, even after a reset
 	pattern        byte // first byte written by the entropy device
 }
 
@@ -129,6 +130,9 @@ func (m *deviceModel) Read32(off uint32) uint32 {
 		if !m.legacy() {
 			m.guestErrors++
 			return 0
+		}
+		if m.pfnInUse {
+			return 0x1234
 		}
 		return uint32(m.q().desc >> m.pageShift)
 	case Status:
@@ -445,6 +449,7 @@ func TestRNGInitLegacy(t *testing.T) {
 		{"queue too small", func(m *deviceModel) { m.maxQueue = 4 }, base, ErrQueueSize},
 		{"no queue", func(m *deviceModel) { m.maxQueue = 0 }, base, ErrQueueSize},
 		{"huge QueueNumMax", func(m *deviceModel) { m.maxQueue = 0xffffffff }, base, nil},
+		{"queue already in use (QueuePFN reads non-zero)", func(m *deviceModel) { m.pfnInUse = true }, base, ErrQueueInUse},
 		{"queue not page aligned", nil, base + 16, ErrMemory},
 		{"queue at page frame 0", nil, 0, ErrQueueAddr},
 		{"queue beyond 2^32 pages", nil, 1 << 44, ErrQueueAddr},
