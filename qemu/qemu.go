@@ -136,7 +136,9 @@ type Machine struct {
 	// connection.
 	BoxGateway string
 	// LegacyVirtio keeps QEMU's default legacy (version 1) virtio-mmio
-	// transport, which the stick refuses.
+	// transport (the plain command line), which the stick drives through
+	// the legacy interface; without it the machine's devices are
+	// version 2.
 	LegacyVirtio bool
 	// TPM, when set and started, is attached as the machine's TIS TPM.
 	TPM *SWTPM

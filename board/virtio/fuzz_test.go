@@ -280,14 +280,20 @@ func (l *liar) giveBack(m *deviceModel) {
 // buffer posted and every transmit buffer free or in flight after every
 // call; and once the device behaves, frames flow both ways with every
 // buffer back.
-func FuzzNet(f *testing.F) {
+func FuzzNet(f *testing.F) { fuzzNet(f, nil) }
+
+// FuzzNetLegacy is FuzzNet on a legacy (version 1) device, whose rings the
+// driver placed by page frame number.
+func FuzzNetLegacy(f *testing.F) { fuzzNet(f, legacyDevice) }
+
+func fuzzNet(f *testing.F, transport func(*deviceModel)) {
 	f.Add([]byte{2, 0, 4, 1, 0, 0, 0xff, 0xff, 0, 0, 0})
 	f.Add([]byte{3, 0, 1, 3, 0, 0, 0, 0, 0, 0, 0, 1, 1})
 	f.Add([]byte{2, 0, 4, 2, 5, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Add([]byte{0, 2, 0, 4, 6, 0, 0})
 	f.Add([]byte{2, 4, 0, 0, 2, 4, 3, 0, 0, 0, 0, 0, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		n, m, err := newNet(t, nil)
+		n, m, err := newNet(t, transport)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -356,14 +362,19 @@ func FuzzNet(f *testing.F) {
 // FuzzRNG plays the fuzzer's bytes as a lying entropy device (liar)
 // against Fill. Checked: no panic, at most one request in flight, and once
 // the device behaves Fill works and every descriptor is back.
-func FuzzRNG(f *testing.F) {
+func FuzzRNG(f *testing.F) { fuzzRNG(f, nil) }
+
+// FuzzRNGLegacy is FuzzRNG on a legacy (version 1) device.
+func FuzzRNGLegacy(f *testing.F) { fuzzRNG(f, legacyDevice) }
+
+func fuzzRNG(f *testing.F, transport func(*deviceModel)) {
 	f.Add([]byte{10, 1, 0, 1, 0, 0, 0x10, 0, 0, 10})
 	f.Add([]byte{10, 1, 0, 1, 0, 0xff, 0xff, 0, 0, 10})
 	f.Add([]byte{10, 1, 4, 0, 0})
 	f.Add([]byte{10, 1, 6, 0, 0})
 	f.Add([]byte{10, 2, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, m, err := newRNG(t, nil)
+		r, m, err := newRNG(t, transport)
 		if err != nil {
 			t.Fatal(err)
 		}

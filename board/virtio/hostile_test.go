@@ -81,7 +81,9 @@ func noPanic(t *testing.T, what string, f func()) {
 // Each case is a device behaviour the driver must survive: Fill must not
 // panic nor hand out bytes the device did not write for this request, and
 // once the device behaves again, Fill works and every descriptor is back.
-func TestHostileRNG(t *testing.T) {
+func TestHostileRNG(t *testing.T) { forTransports(t, testHostileRNG) }
+
+func testHostileRNG(t *testing.T, transport func(*deviceModel)) {
 	tests := []struct {
 		name string
 		// act answers the call-th notification of the hostile phase
@@ -130,7 +132,7 @@ func TestHostileRNG(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, m, err := newRNG(t, nil)
+			r, m, err := newRNG(t, transport)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +205,9 @@ func netRecovers(t *testing.T, n *Net, m *deviceModel) {
 	m.silent = false
 }
 
-func TestHostileNetReceive(t *testing.T) {
+func TestHostileNetReceive(t *testing.T) { forTransports(t, testHostileNetReceive) }
+
+func testHostileNetReceive(t *testing.T, transport func(*deviceModel)) {
 	tests := []struct {
 		name string
 		// act is the hostile device's one move on the receive queue
@@ -231,7 +235,7 @@ func TestHostileNetReceive(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n, m, err := newNet(t, nil)
+			n, m, err := newNet(t, transport)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,15 +268,17 @@ func TestHostileNetReceive(t *testing.T) {
 // A receive buffer returned twice in one batch: the driver re-posts it
 // after the first element, so the second names a buffer in flight again,
 // but was written before the device could have seen that posting.
-func TestHostileNetDuplicate(t *testing.T) {
-	n, m, err := newNet(t, nil)
+func TestHostileNetDuplicate(t *testing.T) { forTransports(t, testHostileNetDuplicate) }
+
+func testHostileNetDuplicate(t *testing.T, transport func(*deviceModel)) {
+	n, m, err := newNet(t, transport)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := frame(100, 0x66)
 	h := hostileOn(m, netReceiveQ)
 	id, addr, _, _ := h.take()
-	pkt := append(make([]byte, NetHeaderSize), f...)
+	pkt := append(make([]byte, m.netHeader()), f...)
 	copy(m.at(addr), pkt)
 	h.push(uint32(id), uint32(len(pkt)))
 	h.push(uint32(id), uint32(len(pkt)))
@@ -291,7 +297,9 @@ func TestHostileNetDuplicate(t *testing.T) {
 	netRecovers(t, n, m)
 }
 
-func TestHostileNetTransmit(t *testing.T) {
+func TestHostileNetTransmit(t *testing.T) { forTransports(t, testHostileNetTransmit) }
+
+func testHostileNetTransmit(t *testing.T, transport func(*deviceModel)) {
 	tests := []struct {
 		name string
 		act  func(h hostileDevice)
@@ -315,7 +323,7 @@ func TestHostileNetTransmit(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n, m, err := newNet(t, nil)
+			n, m, err := newNet(t, transport)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -360,7 +368,7 @@ func TestHostileNetTransmit(t *testing.T) {
 			}
 			seen := map[string]bool{}
 			for _, s := range m.sent {
-				p := string(s[NetHeaderSize:])
+				p := string(s[m.netHeader():])
 				if seen[p] {
 					t.Fatalf("frame %x... sent twice: its buffer was reused while the device held it", p[:4])
 				}

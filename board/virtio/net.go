@@ -25,11 +25,17 @@ const (
 // (spec 5.1.6: the num_buffers field is always present).
 const NetHeaderSize = 12
 
+// NetLegacyHeaderSize is its size on a legacy device without
+// VIRTIO_NET_F_MRG_RXBUF, which the driver never negotiates (spec 5.1.6,
+// "Legacy Interface: Device Operation": num_buffers is absent).
+const NetLegacyHeaderSize = 10
+
 // MaxFrame is the largest Ethernet frame (without FCS) the driver
 // exchanges: 1500 bytes of payload, 14 of header and 4 of VLAN tag.
 const MaxFrame = 1518
 
-// NetBufferSize is the size of each receive and transmit buffer.
+// NetBufferSize is the size of each receive and transmit buffer (the
+// larger header's).
 const NetBufferSize = NetHeaderSize + MaxFrame
 
 // Errors of the network device.
@@ -37,6 +43,11 @@ const (
 	ErrFrameSize = Error("virtio-net: frame larger than MaxFrame")
 	ErrTxBusy    = Error("virtio-net: transmit queue full")
 	ErrNoMAC     = Error("virtio-net: device has no MAC address")
+	// ErrNoAnyLayout: a legacy device that does not offer
+	// VIRTIO_F_ANY_LAYOUT wants the header in a descriptor of its own
+	// (spec 5.1.6.2 and 5.1.6.3, legacy notes); the driver sends header
+	// and frame in one.
+	ErrNoAnyLayout = Error("virtio-net: legacy device without VIRTIO_F_ANY_LAYOUT")
 )
 
 // Net drives a network device (spec 5.1) without offloads: no checksum or
@@ -73,6 +84,8 @@ type Net struct {
 	txSlotOf [MaxQueue]int
 
 	mac [6]byte
+	// hdr is the virtio-net header's size for the transport in use
+	hdr int
 
 	// counters; RxErrors and TxErrors include malformed used elements,
 	// Resets the device resets they caused
@@ -84,15 +97,21 @@ type Net struct {
 func (e Error) Busy() bool { return e == ErrTxBusy }
 
 // NetMemory returns the DMA memory a Net with queues of size entries needs
-// for its rings and buffers.
+// for its rings and buffers, on either transport: each ring takes whole
+// legacy pages (LegacyQueueBytes rounded up to LegacyPageSize), so both
+// start on a page boundary when mem does.
 func NetMemory(size uint16) int {
-	ring := (QueueBytes(size) + queueAlign - 1) &^ (queueAlign - 1)
-	return 2*ring + 2*int(size)*NetBufferSize
+	return 2*netRingBytes(size) + 2*int(size)*NetBufferSize
+}
+
+func netRingBytes(size uint16) int {
+	return (LegacyQueueBytes(size) + LegacyPageSize - 1) &^ (LegacyPageSize - 1)
 }
 
 // Init brings up the network device behind regs, with queues of size
-// entries; mem (physical address addr, 16-byte aligned) holds both rings and
-// every buffer and must be NetMemory(size) bytes.
+// entries; mem (physical address addr) holds both rings and every buffer
+// and must be NetMemory(size) bytes, 16-byte aligned for a version 2
+// device, LegacyPageSize aligned for a legacy one.
 func (n *Net) Init(regs Registers, mem []byte, addr uint64, size uint16) error {
 	n.Transport.Regs = regs
 	if id, _, err := Probe(regs); err != nil {
@@ -106,7 +125,7 @@ func (n *Net) Init(regs Registers, mem []byte, addr uint64, size uint16) error {
 	if len(mem) < NetMemory(size) || addr%queueAlign != 0 {
 		return ErrMemory
 	}
-	n.ring = (QueueBytes(size) + queueAlign - 1) &^ (queueAlign - 1)
+	n.ring = netRingBytes(size)
 	n.ringMem, n.ringAddr = mem[:2*n.ring], addr
 	n.mem, n.memAddr = mem[2*n.ring:NetMemory(size):NetMemory(size)], addr+uint64(2*n.ring)
 	n.size = size
@@ -121,17 +140,32 @@ func (n *Net) Init(regs Registers, mem []byte, addr uint64, size uint16) error {
 // bringUp (re)initialises the device: both queues empty, every receive
 // buffer posted, every transmit buffer free.
 func (n *Net) bringUp() error {
-	if err := n.Transport.Init(NetFeatureMAC | NetFeatureStatus); err != nil {
+	// VIRTIO_F_ANY_LAYOUT is a legacy bit (a version 2 device always
+	// behaves so, spec 2.6.4); Transport.Init offers a legacy device only
+	// the low 32 bits of want, and a version 2 one is not asked for it.
+	want := NetFeatureMAC | NetFeatureStatus
+	if n.Transport.Regs.Read32(Version) == 1 {
+		want |= FeatureAnyLayout
+	}
+	if err := n.Transport.Init(want); err != nil {
 		return err
 	}
 	if n.Transport.Features&NetFeatureMAC == 0 {
 		n.Transport.Regs.Write32(Status, StatusFailed)
 		return ErrNoMAC
 	}
-	if err := n.rx.Init(n.ringMem[:n.ring], n.ringAddr, n.size); err != nil {
+	n.hdr = NetHeaderSize
+	if n.Transport.Legacy {
+		if n.Transport.Features&FeatureAnyLayout == 0 {
+			n.Transport.Regs.Write32(Status, StatusFailed)
+			return ErrNoAnyLayout
+		}
+		n.hdr = NetLegacyHeaderSize
+	}
+	if err := n.Transport.InitQueue(&n.rx, n.ringMem[:n.ring], n.ringAddr, n.size); err != nil {
 		return err
 	}
-	if err := n.tx.Init(n.ringMem[n.ring:2*n.ring], n.ringAddr+uint64(n.ring), n.size); err != nil {
+	if err := n.Transport.InitQueue(&n.tx, n.ringMem[n.ring:2*n.ring], n.ringAddr+uint64(n.ring), n.size); err != nil {
 		return err
 	}
 	if err := n.Transport.SetupQueue(netReceiveQ, &n.rx); err != nil {
@@ -252,9 +286,9 @@ func (n *Net) Receive(frame []byte) (length int, ok bool, err error) {
 		slot := n.rxSlotOf[id]
 		buf, _ := n.rxBuf(slot)
 		var l int
-		valid := err == nil && written >= NetHeaderSize && int(written)-NetHeaderSize <= len(frame)
+		valid := err == nil && int(written) >= n.hdr && int(written)-n.hdr <= len(frame)
 		if valid {
-			l = copy(frame, buf[NetHeaderSize:written])
+			l = copy(frame, buf[n.hdr:written])
 		}
 		if perr := n.postRx(slot); perr != nil {
 			return 0, false, perr
@@ -316,10 +350,10 @@ func (n *Net) Transmit(frame []byte) error {
 	n.ntxFree--
 	slot := n.txFree[n.ntxFree]
 	buf, addr := n.txBuf(slot)
-	clear(buf[:NetHeaderSize])
-	binary.LittleEndian.PutUint16(buf[10:], 0) // num_buffers
-	copy(buf[NetHeaderSize:], frame)
-	id, err := n.tx.Post(addr, uint32(NetHeaderSize+len(frame)), false)
+	// a zero header (with num_buffers 0 when present): no offloads
+	clear(buf[:n.hdr])
+	copy(buf[n.hdr:], frame)
+	id, err := n.tx.Post(addr, uint32(n.hdr+len(frame)), false)
 	if err != nil {
 		n.txFree[n.ntxFree] = slot
 		n.ntxFree++

@@ -9,7 +9,7 @@ import (
 func newNet(t *testing.T, tweak func(*deviceModel)) (*Net, *deviceModel, error) {
 	t.Helper()
 	const size = 8
-	mem := make([]byte, NetMemory(size)+4096)
+	mem := make([]byte, NetMemory(size))
 	m := newModel(mem, base)
 	m.id = IDNetwork
 	m.offered = FeatureVersion1 | NetFeatureMAC | NetFeatureStatus | 1<<0 /* CSUM, not wanted */
@@ -34,37 +34,66 @@ func TestNetInit(t *testing.T) {
 		name    string
 		tweak   func(*deviceModel)
 		wantErr error
+		// run only on a legacy device
+		legacyOnly bool
 	}{
-		{"ok", nil, nil},
-		{"not a network device", func(m *deviceModel) { m.id = IDEntropy }, ErrNoDevice},
-		{"no MAC feature", func(m *deviceModel) { m.offered &^= NetFeatureMAC }, ErrNoMAC},
-		{"legacy transport", func(m *deviceModel) { m.version = 1 }, ErrLegacy},
-		{"queue too small", func(m *deviceModel) { m.maxQueue = 2 }, ErrQueueSize},
+		{"ok", nil, nil, false},
+		{"not a network device", func(m *deviceModel) { m.id = IDEntropy }, ErrNoDevice, false},
+		{"no MAC feature", func(m *deviceModel) { m.offered &^= NetFeatureMAC }, ErrNoMAC, false},
+		{"queue too small", func(m *deviceModel) { m.maxQueue = 2 }, ErrQueueSize, false},
+		{"no queue", func(m *deviceModel) { m.maxQueue = 0 }, ErrQueueSize, false},
+		{"huge QueueNumMax", func(m *deviceModel) { m.maxQueue = 0xffffffff }, nil, false},
+		{"legacy without ANY_LAYOUT", func(m *deviceModel) { m.offered &^= FeatureAnyLayout }, ErrNoAnyLayout, true},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			n, m, err := newNet(t, tc.tweak)
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("Init = %v, want %v", err, tc.wantErr)
+	for _, tr := range transports {
+		for _, tc := range tests {
+			if tc.legacyOnly && tr.tweak == nil {
+				continue
 			}
-			if err != nil {
-				return
-			}
-			if got := n.MAC(); got != [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56} {
-				t.Fatalf("MAC %x", got)
-			}
-			if m.accepted != FeatureVersion1|NetFeatureMAC|NetFeatureStatus {
-				t.Fatalf("accepted features %#x: offloads must not be negotiated", m.accepted)
-			}
-			if !n.LinkUp() {
-				t.Fatal("link down")
-			}
-		})
+			t.Run(tr.name+"/"+tc.name, func(t *testing.T) {
+				n, m, err := newNet(t, both(tr.tweak, tc.tweak))
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Init = %v, want %v", err, tc.wantErr)
+				}
+				if m.guestErrors != 0 {
+					t.Fatalf("%d accesses to registers of the other interface", m.guestErrors)
+				}
+				if err != nil {
+					return
+				}
+				if got := n.MAC(); got != [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56} {
+					t.Fatalf("MAC %x", got)
+				}
+				want := FeatureVersion1 | NetFeatureMAC | NetFeatureStatus
+				if m.legacy() {
+					want = FeatureAnyLayout | NetFeatureMAC | NetFeatureStatus
+				}
+				if m.accepted != want {
+					t.Fatalf("accepted features %#x, want %#x: offloads must not be negotiated", m.accepted, want)
+				}
+				if m.legacy() && m.status&StatusFeaturesOK != 0 {
+					t.Fatal("FEATURES_OK set on a legacy device (spec 3.1.2 has no such step)")
+				}
+				if m.status&StatusDriverOK == 0 {
+					t.Fatal("device not set DRIVER_OK")
+				}
+				for i, q := range m.queues {
+					if q.num != 8 || q.desc%LegacyPageSize != 0 && m.legacy() {
+						t.Fatalf("queue %d: num %d at %#x", i, q.num, q.desc)
+					}
+				}
+				if !n.LinkUp() {
+					t.Fatal("link down")
+				}
+			})
+		}
 	}
 }
 
-func TestNetTransmit(t *testing.T) {
-	n, m, err := newNet(t, nil)
+func TestNetTransmit(t *testing.T) { forTransports(t, testNetTransmit) }
+
+func testNetTransmit(t *testing.T, transport func(*deviceModel)) {
+	n, m, err := newNet(t, transport)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +110,10 @@ func TestNetTransmit(t *testing.T) {
 		t.Fatalf("device got %d frames, want %d", len(m.sent), len(want))
 	}
 	for i, got := range m.sent {
-		if !bytes.Equal(got[:NetHeaderSize], make([]byte, NetHeaderSize)) {
-			t.Fatalf("frame %d: header %x, want zeros", i, got[:NetHeaderSize])
+		if !bytes.Equal(got[:m.netHeader()], make([]byte, m.netHeader())) {
+			t.Fatalf("frame %d: header %x, want zeros", i, got[:m.netHeader()])
 		}
-		if !bytes.Equal(got[NetHeaderSize:], want[i]) {
+		if !bytes.Equal(got[m.netHeader():], want[i]) {
 			t.Fatalf("frame %d differs", i)
 		}
 	}
@@ -93,8 +122,10 @@ func TestNetTransmit(t *testing.T) {
 	}
 }
 
-func TestNetTransmitBusy(t *testing.T) {
-	n, _, err := newNet(t, func(m *deviceModel) { m.silent = true })
+func TestNetTransmitBusy(t *testing.T) { forTransports(t, testNetTransmitBusy) }
+
+func testNetTransmitBusy(t *testing.T, transport func(*deviceModel)) {
+	n, _, err := newNet(t, both(transport, func(m *deviceModel) { m.silent = true }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +146,10 @@ func TestNetTransmitBusy(t *testing.T) {
 	}
 }
 
-func TestNetReceive(t *testing.T) {
-	n, m, err := newNet(t, nil)
+func TestNetReceive(t *testing.T) { forTransports(t, testNetReceive) }
+
+func testNetReceive(t *testing.T, transport func(*deviceModel)) {
+	n, m, err := newNet(t, transport)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,9 +176,11 @@ func TestNetReceive(t *testing.T) {
 	}
 }
 
-func TestNetReceiveFaults(t *testing.T) {
+func TestNetReceiveFaults(t *testing.T) { forTransports(t, testNetReceiveFaults) }
+
+func testNetReceiveFaults(t *testing.T, transport func(*deviceModel)) {
 	t.Run("runt shorter than the header is dropped", func(t *testing.T) {
-		n, m, err := newNet(t, nil)
+		n, m, err := newNet(t, transport)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +200,7 @@ func TestNetReceiveFaults(t *testing.T) {
 		}
 	})
 	t.Run("frame larger than the caller's buffer is dropped", func(t *testing.T) {
-		n, m, err := newNet(t, nil)
+		n, m, err := newNet(t, transport)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +213,7 @@ func TestNetReceiveFaults(t *testing.T) {
 		}
 	})
 	t.Run("used element beyond the queue", func(t *testing.T) {
-		n, m, err := newNet(t, nil)
+		n, m, err := newNet(t, transport)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,12 +226,21 @@ func TestNetReceiveFaults(t *testing.T) {
 }
 
 func BenchmarkNetRoundTrip(b *testing.B) {
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) { benchmarkNetRoundTrip(b, tr.tweak) })
+	}
+}
+
+func benchmarkNetRoundTrip(b *testing.B, transport func(*deviceModel)) {
 	const size = 8
 	mem := make([]byte, NetMemory(size))
 	m := newModel(mem, base)
 	m.id = IDNetwork
 	m.offered = FeatureVersion1 | NetFeatureMAC
 	m.config = make([]byte, 8)
+	if transport != nil {
+		transport(m)
+	}
 	n := &Net{}
 	if err := n.Init(m, mem, base, size); err != nil {
 		b.Fatal(err)

@@ -30,12 +30,29 @@ func QueueBytes(size uint16) int {
 	return int(end)
 }
 
+// LegacyQueueBytes returns the memory a queue of size entries needs on a
+// legacy device: the used ring starts at the next LegacyPageSize boundary.
+func LegacyQueueBytes(size uint16) int {
+	_, _, _, end := layoutAligned(size, LegacyPageSize)
+	return int(end)
+}
+
 func layout(size uint16) (desc, avail, used, end uint32) {
+	return layoutAligned(size, 4)
+}
+
+// layoutAligned places the used ring at the first usedAlign boundary after
+// the available ring (its used_event included). A legacy device computes
+// the same place from QueueAlign (spec 2.7, "Legacy Interfaces: A Note on
+// Virtqueue Layout"); QEMU leaves used_event out of the sum, which gives the
+// same boundary for any queue of 4 or more entries and an alignment of 8 or
+// more (4+2n is then 4 modulo 8, never a boundary itself).
+func layoutAligned(size uint16, usedAlign uint32) (desc, avail, used, end uint32) {
 	n := uint32(size)
 	desc = 0
 	avail = desc + descSize*n
 	availEnd := avail + ringHeaderLen + 2*n + 2
-	used = (availEnd + 3) &^ 3
+	used = (availEnd + usedAlign - 1) &^ (usedAlign - 1)
 	end = used + ringHeaderLen + usedElemSize*n + 2
 	return
 }
@@ -53,6 +70,8 @@ type Queue struct {
 	mem  []byte
 	addr uint64
 	size uint16
+	// legacy: laid out for a legacy device (InitLegacy)
+	legacy bool
 
 	descOff, availOff, usedOff uint32
 
@@ -92,15 +111,29 @@ const MaxQueue = 64
 // in mem, which must start on a 16-byte boundary at physical address addr.
 // Every descriptor is free afterwards.
 func (q *Queue) Init(mem []byte, addr uint64, size uint16) error {
+	return q.init(mem, addr, size, queueAlign, 4, false)
+}
+
+// InitLegacy lays out a queue for a legacy device (spec 2.7, "Legacy
+// Interfaces: A Note on Virtqueue Layout"): descriptor table, available
+// ring, then the used ring at the next LegacyPageSize boundary, all in mem,
+// which must start on a LegacyPageSize boundary (the device is given its
+// page frame number) and be LegacyQueueBytes(size) long.
+func (q *Queue) InitLegacy(mem []byte, addr uint64, size uint16) error {
+	return q.init(mem, addr, size, LegacyPageSize, LegacyPageSize, true)
+}
+
+func (q *Queue) init(mem []byte, addr uint64, size uint16, align uint64, usedAlign uint32, legacy bool) error {
 	if size == 0 || size > MaxQueue || size&(size-1) != 0 {
 		return ErrQueueSize
 	}
-	if addr%queueAlign != 0 || len(mem) < QueueBytes(size) ||
+	_, _, _, end := layoutAligned(size, usedAlign)
+	if addr%align != 0 || len(mem) < int(end) ||
 		uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%4 != 0 {
 		return ErrMemory
 	}
-	*q = Queue{mem: mem[:QueueBytes(size):QueueBytes(size)], addr: addr, size: size}
-	q.descOff, q.availOff, q.usedOff, _ = layout(size)
+	*q = Queue{mem: mem[:end:end], addr: addr, size: size, legacy: legacy}
+	q.descOff, q.availOff, q.usedOff, _ = layoutAligned(size, usedAlign)
 	clear(q.mem)
 	for i := uint16(0); i < size; i++ {
 		q.free[i] = size - 1 - i

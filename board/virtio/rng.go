@@ -40,6 +40,9 @@ type RNG struct {
 // rngQueueSize is the requestq's size: one request is in flight at a time.
 const rngQueueSize = 8
 
+// RNGQueueMemory is the queue memory RNG.Init needs for either transport.
+var RNGQueueMemory = LegacyQueueBytes(rngQueueSize)
+
 // maxEmpty bounds consecutive empty answers.
 const maxEmpty = 16
 
@@ -52,7 +55,9 @@ const DefaultSpin = 50_000_000
 
 // Init brings up the entropy device behind regs, with its queue in qmem
 // (physical address qaddr) and its receive buffer buf (physical address
-// bufAddr).
+// bufAddr). qmem must be RNGQueueMemory bytes at a LegacyPageSize boundary
+// for a legacy device; 16-byte aligned and QueueBytes(8) are enough for a
+// version 2 one.
 func (r *RNG) Init(regs Registers, qmem []byte, qaddr uint64, buf []byte, bufAddr uint64) error {
 	r.Transport.Regs = regs
 	if id, _, err := Probe(regs); err != nil {
@@ -77,7 +82,7 @@ func (r *RNG) bringUp() error {
 	if err := r.Transport.Init(0); err != nil {
 		return err
 	}
-	if err := r.queue.Init(r.qmem, r.qaddr, rngQueueSize); err != nil {
+	if err := r.Transport.InitQueue(&r.queue, r.qmem, r.qaddr, rngQueueSize); err != nil {
 		return err
 	}
 	if err := r.Transport.SetupQueue(0, &r.queue); err != nil {

@@ -1,6 +1,7 @@
-// Package virtio is the stick's virtio driver core: the virtio-mmio (version
-// 2) transport, split virtqueues and the entropy device, shared by every
-// virtio device of the QEMU board (virtio-rng now, virtio-net next).
+// Package virtio is the stick's virtio driver core: the virtio-mmio
+// transport (version 2, and the legacy version 1 of spec 4.2.4 that QEMU
+// uses unless told otherwise), split virtqueues, the entropy device and the
+// network device, shared by the QEMU boards.
 //
 // The driver talks to registers through the small Registers interface and to
 // guest memory through byte slices whose physical address the caller gives,
@@ -23,7 +24,8 @@ func (e Error) Error() string { return string(e) }
 // Errors reported by the transport and the queues.
 const (
 	ErrNoDevice     = Error("virtio: no device at this address")
-	ErrLegacy       = Error("virtio: legacy (version 1) virtio-mmio device; start QEMU with -global virtio-mmio.force-legacy=false")
+	ErrVersion      = Error("virtio: unknown virtio-mmio version (neither 1, legacy, nor 2)")
+	ErrQueueAddr    = Error("virtio: queue beyond the legacy interface's reach (page frame number over 32 bits)")
 	ErrFeatures     = Error("virtio: device refused the negotiated features")
 	ErrNoVersion1   = Error("virtio: device does not offer VIRTIO_F_VERSION_1")
 	ErrQueueSize    = Error("virtio: queue size not supported by the device")
@@ -71,6 +73,23 @@ const (
 	Config            = 0x100
 )
 
+// Registers of the legacy interface only (spec 4.2.4, Table "MMIO Device
+// Legacy Register Layout"). The legacy names of the registers both
+// interfaces share (HostFeatures, HostFeaturesSel, GuestFeatures,
+// GuestFeaturesSel) are the DeviceFeatures... names above; QueueReady and
+// the 64-bit queue address registers do not exist there.
+const (
+	GuestPageSize = 0x028
+	QueueAlign    = 0x03c
+	QueuePFN      = 0x040
+)
+
+// LegacyPageSize is the guest page size the driver writes to GuestPageSize,
+// and also the used ring alignment it writes to QueueAlign: 4096 for both,
+// as Linux's virtio_mmio driver does, so a device that assumes them (old
+// devices did) still finds the rings.
+const LegacyPageSize = 4096
+
 // Magic is "virt" in little endian (spec 4.2.2).
 const Magic = 0x74726976
 
@@ -87,6 +106,10 @@ const (
 // Reserved feature bits (spec 6).
 const (
 	FeatureVersion1 = uint64(1) << 32
+	// FeatureAnyLayout (legacy only, spec 2.6.4.1): the device does not
+	// assume message framing from the descriptors, so a virtio-net header
+	// and its frame may share one descriptor.
+	FeatureAnyLayout = uint64(1) << 27
 )
 
 // Device IDs (spec 5).
@@ -142,19 +165,31 @@ type Transport struct {
 	Regs Registers
 	// Features the device offered and the driver accepted (Init).
 	Features uint64
+	// Legacy is set by Init when the device speaks the legacy interface
+	// (Version 1, spec 4.2.4).
+	Legacy bool
 }
 
 // Init performs the device initialisation sequence of spec 3.1.1 up to
 // FEATURES_OK: reset, ACKNOWLEDGE, DRIVER, feature negotiation. want are the
-// device-specific features the driver understands; VIRTIO_F_VERSION_1 is
-// always required. Queues are set up next (SetupQueue), then Ready.
+// device-specific features the driver understands; on a version 2 device
+// VIRTIO_F_VERSION_1 is always required. A version 1 (legacy) device is
+// driven through the legacy interface (spec 3.1.2, 4.2.4): 32 feature bits,
+// no FEATURES_OK step, the guest page size written before the queues.
+// Queues are set up next (InitQueue, SetupQueue), then Ready.
 func (t *Transport) Init(want uint64) error {
 	r := t.Regs
 	if r.Read32(MagicValue) != Magic {
 		return ErrNoDevice
 	}
-	if r.Read32(Version) != 2 {
-		return ErrLegacy
+	switch r.Read32(Version) {
+	case 2:
+		t.Legacy = false
+	case 1:
+		t.Legacy = true
+		return t.initLegacy(want)
+	default:
+		return ErrVersion
 	}
 	if err := t.Reset(); err != nil {
 		return err
@@ -185,6 +220,36 @@ func (t *Transport) Init(want uint64) error {
 	return nil
 }
 
+// initLegacy is Init for the legacy interface (spec 3.1.2 and 4.2.4): the
+// device offers and the driver accepts the first 32 feature bits only
+// (HostFeaturesSel and GuestFeaturesSel stay 0; QEMU ignores a write with
+// GuestFeaturesSel 1), and the features take effect without FEATURES_OK.
+func (t *Transport) initLegacy(want uint64) error {
+	r := t.Regs
+	if err := t.Reset(); err != nil {
+		return err
+	}
+	r.Write32(Status, StatusAcknowledge)
+	r.Write32(Status, StatusAcknowledge|StatusDriver)
+	r.Write32(DeviceFeaturesSel, 0)
+	accept := uint64(r.Read32(DeviceFeatures)) & want & 0xffffffff
+	r.Write32(DriverFeaturesSel, 0)
+	r.Write32(DriverFeatures, uint32(accept))
+	r.Write32(GuestPageSize, LegacyPageSize)
+	t.Features = accept
+	return nil
+}
+
+// InitQueue lays out q for this transport (after Init): a version 2 queue
+// (Queue.Init), or a legacy one (Queue.InitLegacy), whose memory must be
+// LegacyPageSize aligned and LegacyQueueBytes(size) long.
+func (t *Transport) InitQueue(q *Queue, mem []byte, addr uint64, size uint16) error {
+	if t.Legacy {
+		return q.InitLegacy(mem, addr, size)
+	}
+	return q.Init(mem, addr, size)
+}
+
 // resetSpin bounds the reads of Status while a reset completes.
 const resetSpin = 1 << 16
 
@@ -202,8 +267,15 @@ func (t *Transport) Reset() error {
 	return nil
 }
 
-// SetupQueue hands queue q to the device as virtqueue index (spec 4.2.3.2).
+// SetupQueue hands queue q to the device as virtqueue index (spec 4.2.3.2,
+// or 4.2.4 for a legacy device).
 func (t *Transport) SetupQueue(index uint32, q *Queue) error {
+	if t.Legacy {
+		return t.setupLegacyQueue(index, q)
+	}
+	if q.legacy {
+		return ErrMemory
+	}
 	r := t.Regs
 	r.Write32(QueueSel, index)
 	if r.Read32(QueueReady) != 0 {
@@ -227,8 +299,43 @@ func (t *Transport) SetupQueue(index uint32, q *Queue) error {
 	return nil
 }
 
-// Ready sets DRIVER_OK: the device is live.
+// setupLegacyQueue is the legacy queue set-up of spec 4.2.4 ("Legacy
+// interface: Virtqueue Configuration"): QueuePFN must read 0 (queue not in
+// use); QueueNum and QueueAlign are written before QueuePFN, from which the
+// device computes all three ring addresses (spec 2.7, legacy layout).
+func (t *Transport) setupLegacyQueue(index uint32, q *Queue) error {
+	if !q.legacy {
+		return ErrMemory
+	}
+	pfn := q.addr / LegacyPageSize
+	if pfn == 0 || pfn > 0xffffffff {
+		// 0 would reset the device (QEMU), not set an address
+		return ErrQueueAddr
+	}
+	r := t.Regs
+	r.Write32(QueueSel, index)
+	if r.Read32(QueuePFN) != 0 {
+		return ErrQueueInUse
+	}
+	max := r.Read32(QueueNumMax)
+	if max == 0 || uint32(q.size) > max {
+		return ErrQueueSize
+	}
+	r.Write32(QueueNum, uint32(q.size))
+	r.Write32(QueueAlign, LegacyPageSize)
+	r.Write32(QueuePFN, uint32(pfn))
+	q.transport = t
+	q.index = index
+	return nil
+}
+
+// Ready sets DRIVER_OK: the device is live. A legacy device has no
+// FEATURES_OK step (spec 3.1.2), so the bit is not set there.
 func (t *Transport) Ready() {
+	if t.Legacy {
+		t.Regs.Write32(Status, StatusAcknowledge|StatusDriver|StatusDriverOK)
+		return
+	}
 	t.Regs.Write32(Status, StatusAcknowledge|StatusDriver|StatusFeaturesOK|StatusDriverOK)
 }
 

@@ -4,13 +4,23 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/bits"
 	"testing"
 )
 
-// deviceModel is a register-level model of a virtio-mmio version 2 device
-// (spec 4.2) with up to two split virtqueues, behaving as an entropy device
-// (5.4) or a network device (5.1), with switches for fault injection. It
-// DMAs into guest memory mem, which starts at physical address base.
+// deviceModel is a register-level model of a virtio-mmio device (spec 4.2)
+// with up to two split virtqueues, behaving as an entropy device (5.4) or a
+// network device (5.1), with switches for fault injection. It DMAs into
+// guest memory mem, which starts at physical address base.
+//
+// With version 1 it models the legacy interface (spec 4.2.4) as QEMU 7.2's
+// hw/virtio/virtio-mmio.c does: 32 feature bits (HostFeaturesSel 1 reads 0,
+// a GuestFeatures write with GuestFeaturesSel 1 is ignored), no QueueReady
+// (reads 0), the rings placed from QueuePFN << log2(GuestPageSize), QueueNum
+// and QueueAlign (used ring at the QueueAlign boundary after ring[num] of
+// the available ring, virtio_queue_update_rings), a QueuePFN write of 0
+// resetting the device. A register of the other interface is ignored and
+// counted in guestErrors, where QEMU logs a guest error.
 type deviceModel struct {
 	mem  []byte
 	base uint64
@@ -26,6 +36,8 @@ type deviceModel struct {
 	config             []byte
 	served             int
 	resets             int // device resets the driver asked for
+	guestErrors        int // registers of the other interface used
+	pageShift          uint32
 
 	// network: frames the driver transmitted
 	sent [][]byte
@@ -44,11 +56,13 @@ type faults struct {
 	overLong       bool // claims to have written more than the buffer
 	empty          bool // returns buffers with nothing written
 	needsReset     bool // sets DEVICE_NEEDS_RESET after the first answer
+	pfnInUse       bool // legacy: QueuePFN reads non-zero, even after a reset
 	pattern        byte // first byte written by the entropy device
 }
 
 type queueState struct {
 	num, ready        uint32
+	align             uint32 // legacy QueueAlign
 	desc, avail, used uint64
 	lastAvail         uint16
 	usedIdx           uint16
@@ -66,6 +80,29 @@ func newModel(mem []byte, base uint64) *deviceModel {
 
 func (m *deviceModel) q() *queueState { return &m.queues[m.queueSel%2] }
 
+func (m *deviceModel) legacy() bool { return m.version == 1 }
+
+// legacyRings places a legacy queue's rings from its descriptor table
+// address, size and alignment (QEMU virtio_queue_update_rings).
+func (q *queueState) legacyRings() {
+	if q.desc == 0 {
+		return
+	}
+	align := uint64(q.align)
+	if align == 0 {
+		align = 4096
+	}
+	q.avail = q.desc + 16*uint64(q.num)
+	q.used = (q.avail + 4 + 2*uint64(q.num) + align - 1) &^ (align - 1)
+}
+
+// reset is a device reset: a Status write of 0, or on a legacy device a
+// QueuePFN write of 0.
+func (m *deviceModel) reset() {
+	m.resets++
+	m.status, m.accepted, m.queues = 0, 0, [2]queueState{}
+}
+
 func (m *deviceModel) Read32(off uint32) uint32 {
 	switch off {
 	case MagicValue:
@@ -77,11 +114,27 @@ func (m *deviceModel) Read32(off uint32) uint32 {
 	case VendorID:
 		return 0x554d4551 // "QEMU"
 	case DeviceFeatures:
+		if m.legacy() && m.featSel != 0 {
+			return 0
+		}
 		return uint32(m.offered >> (32 * m.featSel))
 	case QueueNumMax:
 		return m.maxQueue
 	case QueueReady:
+		if m.legacy() {
+			m.guestErrors++
+			return 0
+		}
 		return m.q().ready
+	case QueuePFN:
+		if !m.legacy() {
+			m.guestErrors++
+			return 0
+		}
+		if m.pfnInUse {
+			return 0x1234
+		}
+		return uint32(m.q().desc >> m.pageShift)
 	case Status:
 		return m.status
 	case InterruptStatus:
@@ -96,20 +149,51 @@ func (m *deviceModel) Read32(off uint32) uint32 {
 func (m *deviceModel) Write32(off uint32, v uint32) {
 	q := m.q()
 	switch off {
+	case GuestPageSize, QueueAlign, QueuePFN:
+		if !m.legacy() {
+			m.guestErrors++
+			return
+		}
+	case QueueReady, QueueDescLow, QueueDescHigh, QueueDriverLow,
+		QueueDriverHigh, QueueDeviceLow, QueueDeviceHigh:
+		if m.legacy() {
+			m.guestErrors++
+			return
+		}
+	}
+	switch off {
+	case GuestPageSize:
+		m.pageShift = uint32(bits.TrailingZeros32(v))
+		if m.pageShift > 31 {
+			m.pageShift = 0
+		}
+	case QueueAlign:
+		q.align = v
+		q.legacyRings()
+	case QueuePFN:
+		if v == 0 {
+			m.reset()
+			return
+		}
+		q.desc = uint64(v) << m.pageShift
+		q.legacyRings()
 	case DeviceFeaturesSel:
 		m.featSel = v & 1
 	case DriverFeaturesSel:
 		m.drvSel = v & 1
 	case DriverFeatures:
+		if m.legacy() && m.drvSel != 0 {
+			m.guestErrors++
+			return
+		}
 		m.accepted &^= uint64(0xffffffff) << (32 * m.drvSel)
 		m.accepted |= uint64(v) << (32 * m.drvSel)
 	case Status:
 		if v == 0 {
-			m.resets++
-			m.status, m.accepted, m.queues = 0, 0, [2]queueState{}
+			m.reset()
 			return
 		}
-		if v&StatusFeaturesOK != 0 && (m.refuseFeatures || m.accepted&^m.offered != 0) {
+		if !m.legacy() && v&StatusFeaturesOK != 0 && (m.refuseFeatures || m.accepted&^m.offered != 0) {
 			v &^= StatusFeaturesOK
 		}
 		m.status = v
@@ -117,6 +201,9 @@ func (m *deviceModel) Write32(off uint32, v uint32) {
 		m.queueSel = v
 	case QueueNum:
 		q.num = v
+		if m.legacy() {
+			q.legacyRings()
+		}
 	case QueueReady:
 		q.ready = v
 	case QueueDescLow:
@@ -220,23 +307,69 @@ func (m *deviceModel) deliver(frame []byte) bool {
 	if !ok {
 		return false
 	}
-	pkt := append(make([]byte, NetHeaderSize), frame...)
+	pkt := append(make([]byte, m.netHeader()), frame...)
 	n := copy(m.at(addr)[:length], pkt)
 	m.complete(q, id, length, uint32(n))
 	return true
 }
 
+// netHeader is the virtio-net header size the device uses (spec 5.1.6).
+func (m *deviceModel) netHeader() int {
+	if m.legacy() {
+		return NetLegacyHeaderSize
+	}
+	return NetHeaderSize
+}
+
 const base = 0x4000_0000
+
+// legacyDevice turns the model into a legacy (version 1) device, offering
+// only what a legacy device can: 32 feature bits, no VIRTIO_F_VERSION_1.
+func legacyDevice(m *deviceModel) {
+	m.version = 1
+	m.offered &= 0xffffffff
+	if m.id == IDNetwork {
+		m.offered |= FeatureAnyLayout
+	}
+}
+
+// transports are the two virtio-mmio interfaces every driver test runs on.
+var transports = []struct {
+	name  string
+	tweak func(*deviceModel)
+}{
+	{"v2", nil},
+	{"legacy", legacyDevice},
+}
+
+// forTransports runs test on a version 2 and on a legacy device.
+func forTransports(t *testing.T, test func(*testing.T, func(*deviceModel))) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { test(t, tr.tweak) })
+	}
+}
+
+// both applies a then b.
+func both(a, b func(*deviceModel)) func(*deviceModel) {
+	return func(m *deviceModel) {
+		if a != nil {
+			a(m)
+		}
+		if b != nil {
+			b(m)
+		}
+	}
+}
 
 func newRNG(t *testing.T, tweak func(*deviceModel)) (*RNG, *deviceModel, error) {
 	t.Helper()
-	mem := make([]byte, 8192)
+	mem := make([]byte, 3*4096)
 	m := newModel(mem, base)
 	if tweak != nil {
 		tweak(m)
 	}
 	r := &RNG{Spin: 1000}
-	err := r.Init(m, mem[:4096], base, mem[4096:4096+64], base+4096)
+	err := r.Init(m, mem[:RNGQueueMemory], base, mem[2*4096:2*4096+64], base+2*4096)
 	return r, m, err
 }
 
@@ -274,7 +407,7 @@ func TestRNGInit(t *testing.T) {
 		wantErr error
 	}{
 		{"ok", nil, nil},
-		{"legacy transport", func(m *deviceModel) { m.version = 1 }, ErrLegacy},
+		{"unknown transport version", func(m *deviceModel) { m.version = 3 }, ErrVersion},
 		{"not an entropy device", func(m *deviceModel) { m.id = IDNetwork }, ErrNoDevice},
 		{"no VERSION_1", func(m *deviceModel) { m.offered = 0 }, ErrNoVersion1},
 		{"features refused", func(m *deviceModel) { m.refuseFeatures = true }, ErrFeatures},
@@ -296,12 +429,72 @@ func TestRNGInit(t *testing.T) {
 			if errors.Is(err, ErrNoVersion1) && m.status&StatusFailed == 0 {
 				t.Fatal("device not told FAILED")
 			}
+			if m.guestErrors != 0 {
+				t.Fatalf("%d accesses to legacy registers", m.guestErrors)
+			}
 		})
 	}
 }
 
-func TestRNGFill(t *testing.T) {
-	r, _, err := newRNG(t, nil)
+// The legacy interface (spec 4.2.4) as QEMU 7.2 implements it.
+func TestRNGInitLegacy(t *testing.T) {
+	tests := []struct {
+		name    string
+		tweak   func(*deviceModel)
+		qaddr   uint64
+		wantErr error
+	}{
+		{"ok", nil, base, nil},
+		{"device offers features", func(m *deviceModel) { m.offered = 1<<28 | 1<<24 }, base, nil},
+		{"queue too small", func(m *deviceModel) { m.maxQueue = 4 }, base, ErrQueueSize},
+		{"no queue", func(m *deviceModel) { m.maxQueue = 0 }, base, ErrQueueSize},
+		{"huge QueueNumMax", func(m *deviceModel) { m.maxQueue = 0xffffffff }, base, nil},
+		{"queue already in use (QueuePFN reads non-zero)", func(m *deviceModel) { m.pfnInUse = true }, base, ErrQueueInUse},
+		{"queue not page aligned", nil, base + 16, ErrMemory},
+		{"queue at page frame 0", nil, 0, ErrQueueAddr},
+		{"queue beyond 2^32 pages", nil, 1 << 44, ErrQueueAddr},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := make([]byte, 3*4096)
+			m := newModel(mem, tc.qaddr)
+			legacyDevice(m)
+			if tc.tweak != nil {
+				tc.tweak(m)
+			}
+			r := &RNG{Spin: 1000}
+			err := r.Init(m, mem[:RNGQueueMemory], tc.qaddr, mem[2*4096:2*4096+64], tc.qaddr+2*4096)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Init = %v, want %v", err, tc.wantErr)
+			}
+			if m.guestErrors != 0 {
+				t.Fatalf("%d accesses to registers the legacy interface does not have", m.guestErrors)
+			}
+			if err != nil {
+				return
+			}
+			if m.status != StatusAcknowledge|StatusDriver|StatusDriverOK {
+				t.Fatalf("status %#x, want ACKNOWLEDGE|DRIVER|DRIVER_OK (no FEATURES_OK on a legacy device)", m.status)
+			}
+			if m.accepted != 0 {
+				t.Fatalf("accepted features %#x, want none", m.accepted)
+			}
+			q := m.queues[0]
+			if 1<<m.pageShift != LegacyPageSize || q.desc != tc.qaddr || q.num != 8 || q.align != LegacyPageSize {
+				t.Fatalf("queue at %#x (page %d), %d entries, align %d", q.desc, 1<<m.pageShift, q.num, q.align)
+			}
+			b := make([]byte, 100)
+			if !r.Fill(b) || b[0] != 0x40 || b[99] != 0x40+99 {
+				t.Fatalf("Fill over the legacy rings: %x", b)
+			}
+		})
+	}
+}
+
+func TestRNGFill(t *testing.T) { forTransports(t, testRNGFill) }
+
+func testRNGFill(t *testing.T, transport func(*deviceModel)) {
+	r, _, err := newRNG(t, transport)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +516,9 @@ func TestRNGFill(t *testing.T) {
 	}
 }
 
-func TestRNGFaults(t *testing.T) {
+func TestRNGFaults(t *testing.T) { forTransports(t, testRNGFaults) }
+
+func testRNGFaults(t *testing.T, transport func(*deviceModel)) {
 	tests := []struct {
 		name  string
 		tweak func(*deviceModel)
@@ -336,7 +531,7 @@ func TestRNGFaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, _, err := newRNG(t, tc.tweak)
+			r, _, err := newRNG(t, both(transport, tc.tweak))
 			if err != nil {
 				t.Fatal(err)
 			}

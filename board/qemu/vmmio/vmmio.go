@@ -39,9 +39,11 @@ const MaxSlots = 32
 const ExitNoEntropy = 3
 
 var (
-	// 4 KiB of 4-byte aligned memory; the queue starts at its first
-	// 16-byte boundary.
-	rngQueueMem [1024]uint32
+	// 12 KiB of 4-byte aligned memory; the queue starts at its first
+	// page boundary, which a legacy device needs (its page frame number
+	// goes to QueuePFN), with at least 8 KiB behind it
+	// (virtio.RNGQueueMemory).
+	rngQueueMem [3 * 1024]uint32
 	rngBuf      [256]byte
 
 	slots   [MaxSlots]mmio.Region
@@ -70,7 +72,7 @@ func SeedEntropy(bus Bus, exit func(int32)) {
 			continue
 		}
 		qaddr := uintptr(unsafe.Pointer(&rngQueueMem[0]))
-		off := (16 - qaddr%16) % 16
+		off := (virtio.LegacyPageSize - qaddr%virtio.LegacyPageSize) % virtio.LegacyPageSize
 		qmem := unsafe.Slice((*byte)(unsafe.Pointer(&rngQueueMem[0])), len(rngQueueMem)*4)[off:]
 		baddr := uint64(uintptr(unsafe.Pointer(&rngBuf[0])))
 		if err := rngDev.Init(&slots[i], qmem, uint64(qaddr+off), rngBuf[:], baddr); err != nil {
@@ -137,9 +139,11 @@ func OpenNet(bus Bus, noNet error) (*virtio.Net, board.Device, error) {
 			continue
 		}
 		size := virtio.NetMemory(NetQueueSize)
-		netMem = make([]byte, size+16)
+		// page aligned: a legacy device is given its rings' page frame
+		// numbers
+		netMem = make([]byte, size+virtio.LegacyPageSize)
 		addr := uintptr(unsafe.Pointer(&netMem[0]))
-		off := (16 - addr%16) % 16
+		off := (virtio.LegacyPageSize - addr%virtio.LegacyPageSize) % virtio.LegacyPageSize
 		n := &virtio.Net{}
 		if err := n.Init(&mmio.Region{Base: uintptr(d.Base)}, netMem[off:off+uintptr(size)], uint64(addr+off), NetQueueSize); err != nil {
 			return nil, d, err
