@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teastick/teastick/firmware/core"
 	"github.com/teastick/teastick/firmware/core/client"
 	"github.com/teastick/teastick/firmware/receipt"
 	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/image/release"
 	"github.com/teastick/teastick/netstack/ipfs/kubotest"
 	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/tpm/verify"
@@ -28,18 +30,81 @@ import (
 // as its users do, over its API from the host: hand it a signed manifest,
 // wait for READY, enrol and attest, invoke the example actors (wazero's
 // interpreter on bare metal) and check their receipts, push an upgrade and
-// attest again, refuse a stale and a tampered manifest.
+// attest again, refuse a stale and a tampered manifest. Each target's
+// images become a release bundle as an operator makes one (image/release,
+// what `teactl release build` does), and the stick is attested and its
+// receipts verified against that bundle. Once both targets ran, each
+// stick's evidence is checked against the other board's bundle, which
+// must fail naming the board.
 func TestStickEndToEnd(t *testing.T) {
 	if why := CompilerMissing(root); why != "" {
 		t.Skipf("QEMU end-to-end test SKIPPED (targets qemu and qemu-riscv64): %s", why)
 	}
+	var seen []*boardEvidence
 	for _, target := range Targets {
-		t.Run(target.Name, func(t *testing.T) { stickEndToEnd(t, target) })
+		t.Run(target.Name, func(t *testing.T) {
+			if e := stickEndToEnd(t, target); e != nil {
+				seen = append(seen, e)
+			}
+		})
+	}
+	if len(seen) < 2 {
+		t.Logf("the cross-board check needs both targets' sticks; %d ran", len(seen))
+		return
+	}
+	for _, stick := range seen {
+		for _, other := range seen {
+			if other != stick {
+				otherBoard(t, stick, other)
+			}
+		}
 	}
 }
 
-// stickEndToEnd is the end-to-end test on one target's machine.
-func stickEndToEnd(t *testing.T, target Target) {
+// boardEvidence is what one target's end-to-end run leaves for the
+// cross-board check: its release bundle's manifest and configuration
+// record (release.Verify's, before the bundle's directory went with the
+// subtest) and a verified receipt file.
+type boardEvidence struct {
+	target           Target
+	released, config []byte
+	ak               []byte // the stick's enrolled AK
+	receipt          *receipt.File
+}
+
+// otherBoard checks stick's receipt file, verified against its own
+// bundle, against other's bundle, as `teactl stick attest --release` and
+// `teactl receipt verify --release` do: the release's manifest is not the
+// one the stick booted (receipt.ErrRelease), and with the reference made
+// from the stick's own manifests and the other bundle's configuration
+// record (teactl's attestStick), the configuration check fails and names
+// both boards.
+func otherBoard(t *testing.T, stick, other *boardEvidence) {
+	gov := testGovernance.Public().(ed25519.PublicKey)
+	signed, config := other.released, other.config
+	if _, err := receipt.VerifyFile(stick.receipt, receipt.Trust{AKPublic: stick.ak, Governance: gov, Release: signed, Config: config}); !errors.Is(err, receipt.ErrRelease) {
+		t.Errorf("%s stick's receipt against the %s bundle: %v, want %v", stick.target.Name, other.target.Name, err, receipt.ErrRelease)
+	}
+	ev := stick.receipt.Evidence
+	vref, _, err := receipt.Reference(ev.Manifests, config, gov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := verify.Verify(ev.Attestation, verify.Expect{AKPublic: stick.ak, Nonce: ev.Nonce, ChannelKey: ev.Attestation.ChannelKey, Reference: vref})
+	named := false
+	for _, c := range v.Failed() {
+		named = named || (c.Name == verify.CheckConfig && strings.Contains(c.Detail, "board="+stick.target.Board) && strings.Contains(c.Detail, "board="+other.target.Board))
+	}
+	if v.OK() || !named {
+		t.Errorf("the %s stick attested against the %s bundle: no failed %q naming both boards:\n%s", stick.target.Name, other.target.Name, verify.CheckConfig, v)
+	} else {
+		t.Logf("the %s stick against the %s bundle: %v", stick.target.Name, other.target.Name, v.Failed())
+	}
+}
+
+// stickEndToEnd is the end-to-end test on one target's machine; it
+// returns its evidence when it passed.
+func stickEndToEnd(t *testing.T, target Target) *boardEvidence {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "teastick-e2e-")
 	if err != nil {
@@ -88,6 +153,33 @@ func stickEndToEnd(t *testing.T, target Target) {
 		manifest.Actor{Name: "wordcount", CID: wc, Grants: []string{"ipfs.cat"}, Limits: wcLimits},
 		manifest.Actor{Name: "kernel", CID: victim},
 	)
+	// The release bundle, as an operator makes it (`teactl release
+	// build`): the board from the stick image's build tag.
+	gov := testGovernance.Public().(ed25519.PublicKey)
+	board, err := release.BoardOf(stickBytes)
+	if err != nil || board != target.Board {
+		t.Fatalf("the %s stick image's build tags name board %q (%v), want %q", target.Name, board, err, target.Board)
+	}
+	bundle := filepath.Join(dir, "release-v1")
+	if r, err := release.Make(stage0Bytes, stickBytes, v1, b.Version, board); err != nil {
+		t.Fatal(err)
+	} else if err := release.Write(bundle, stage0Bytes, stickBytes, v1, r); err != nil {
+		t.Fatal(err)
+	}
+	// and as a verifier takes it, with the governance public key alone
+	rel, released, err := release.Verify(bundle, gov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rel.PCRs) != 9 || rel.Board != target.Board {
+		t.Fatalf("the release bundle's reference names board %q and PCRs %v, want %q and PCRs 0-8", rel.Board, rel.PCRs, target.Board)
+	}
+	config := core.ConfigRecord(rel.ImageVersion, rel.Board)
+	ref, _, err := receipt.Reference([][]byte{released}, config, gov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evidence *boardEvidence
 	v2 := sign(2,
 		manifest.Actor{Name: "echo", CID: edge, Grants: []string{"log"}},
 		manifest.Actor{Name: "wordcount", CID: wc, Grants: []string{"ipfs.cat"}, Limits: wcLimits},
@@ -138,6 +230,10 @@ func stickEndToEnd(t *testing.T, target Target) {
 			if err != nil {
 				return err
 			}
+			// attest checks the quote against ref and each receipt, offline,
+			// against the release bundle (receipt.VerifyFile with its
+			// manifest and configuration record, as `teactl receipt verify
+			// --release DIR`).
 			attest := func(ref *verify.Reference) (*verify.Verdict, []byte, error) {
 				nonce := sha256.Sum256([]byte(time.Now().String()))
 				start := time.Now()
@@ -150,13 +246,33 @@ func stickEndToEnd(t *testing.T, target Target) {
 				if v.Keys == nil {
 					return v, peer, fmt.Errorf("the quote names no measured result key:\n%s", v)
 				}
-				if err := receiptsCheck(ctx, c, v.Keys.Result, logf, data); err != nil {
+				// PCRs 0-8 as the bundle's reference.json gives them
+				// (actors and upgrades extend only PCRs 9 and 10)
+				for pcr, want := range rel.PCRs {
+					var p uint32
+					fmt.Sscan(pcr, &p)
+					if got := hex.EncodeToString(a.Evidence.PCRs[p]); got != want {
+						return v, peer, fmt.Errorf("quoted PCR %s is %s, the release bundle's reference %s", pcr, got, want)
+					}
+				}
+				receipts, err := receiptsCheck(ctx, c, v.Keys.Result, logf, data)
+				if err != nil {
 					return v, peer, err
 				}
+				ev := &receipt.Evidence{Nonce: nonce[:], Attestation: a.Evidence, Certification: a.ResultKey,
+					RollbackCounter: a.RollbackCounter, Manifests: a.Manifests, Config: config}
+				for _, r := range receipts {
+					f := &receipt.File{Format: receipt.FileFormat, Receipt: r, Evidence: ev}
+					if _, err := receipt.VerifyFile(f, receipt.Trust{AKPublic: ak, Governance: gov, Release: released, Config: config}); err != nil {
+						return v, peer, fmt.Errorf("%s.%s receipt against the release bundle: %w", r.Actor, r.Operation, err)
+					}
+					if evidence == nil && v.OK() {
+						evidence = &boardEvidence{target: target, released: released, config: config, ak: ak, receipt: f}
+					}
+				}
+				logf("receipts verified against the release bundle: %d", len(receipts))
 				return v, peer, nil
 			}
-			ref := &verify.Reference{Stage0: stage0Sum, Events: verify.BootEvents(stickSum, []byte("version=e2e-test\nboard="+target.Board+"\n"), v1),
-				Boot: v1}
 			v, peer, err := attest(ref)
 			if err != nil {
 				return err
@@ -194,7 +310,10 @@ func stickEndToEnd(t *testing.T, target Target) {
 			if err != nil || r.Receipt.CID != edge || string(r.Output) != "upgraded" {
 				return fmt.Errorf("echo after the upgrade: %v %+v", err, r)
 			}
-			ref2 := &verify.Reference{Stage0: ref.Stage0, Events: ref.Events, Boot: v1, Upgrades: [][]byte{v2}}
+			ref2, _, err := receipt.Reference([][]byte{released, v2}, config, gov)
+			if err != nil {
+				return err
+			}
 			if v, _, err := attest(ref2); err != nil || !v.OK() {
 				return fmt.Errorf("after the upgrade: %v\n%s", err, v)
 			}
@@ -239,6 +358,10 @@ func stickEndToEnd(t *testing.T, target Target) {
 	for _, l := range report {
 		t.Log(l)
 	}
+	if t.Failed() {
+		return nil
+	}
+	return evidence
 }
 
 // receiptsCheck invokes each example actor once and checks its receipt
@@ -276,11 +399,12 @@ func readmeCurl(ctx context.Context, port int, logf func(string, ...any)) error 
 	return nil
 }
 
-func receiptsCheck(ctx context.Context, c *client.Client, resultKey ed25519.PublicKey, logf func(string, ...any), data string) error {
+func receiptsCheck(ctx context.Context, c *client.Client, resultKey ed25519.PublicKey, logf func(string, ...any), data string) ([]*receipt.Receipt, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var receipts []*receipt.Receipt
 	for _, call := range []struct{ name, op, payload string }{
 		{"echo", "echo", "hello from qemu"}, {"notary", "hash", "abc"}, {"wordcount", "count", data},
 	} {
@@ -294,15 +418,16 @@ func receiptsCheck(ctx context.Context, c *client.Client, resultKey ed25519.Publ
 		start := time.Now()
 		r, err := c.Invoke(ctx, call.name, call.op, []byte(call.payload))
 		if err != nil {
-			return fmt.Errorf("%s.%s: %w", call.name, call.op, err)
+			return nil, fmt.Errorf("%s.%s: %w", call.name, call.op, err)
 		}
 		logf("invoke %s.%s: %d bytes in %d ms", call.name, call.op, len(r.Output), time.Since(start).Milliseconds())
 		if err := receipt.Verify(r.Receipt, resultKey); err != nil {
-			return fmt.Errorf("%s.%s receipt: %w", call.name, call.op, err)
+			return nil, fmt.Errorf("%s.%s receipt: %w", call.name, call.op, err)
 		}
 		if err := receipt.CheckInput(r.Receipt, []byte(call.payload), r.Output); err != nil {
-			return fmt.Errorf("%s.%s receipt: %w", call.name, call.op, err)
+			return nil, fmt.Errorf("%s.%s receipt: %w", call.name, call.op, err)
 		}
+		receipts = append(receipts, r.Receipt)
 	}
-	return nil
+	return receipts, nil
 }

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/teastick/teastick/image/bootimg"
 )
 
 var (
@@ -59,6 +62,16 @@ func TestBootRISCV64(t *testing.T) {
 	}
 	sum := sha256.Sum256(file)
 	stage0Digest := hex.EncodeToString(sum[:])
+	stick, err := os.ReadFile(img.stick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := bytes.Clone(stick)
+	corrupt[1] = 'X' // ELF magic
+	container, err := os.ReadFile(img.container)
+	if err != nil {
+		t.Fatal(err)
+	}
 	banner := []string{
 		`^teastick boot-test$`,
 		`^board: qemu-virt-riscv64 cpu: rv64gc$`,
@@ -74,12 +87,14 @@ func TestBootRISCV64(t *testing.T) {
 		machine  func(t *testing.T) Machine
 		exitCode int
 		want     []string
+		reject   []string
 	}{
 		{
 			name:     "stick boots to banner without a TPM",
 			machine:  func(*testing.T) Machine { return Machine{Target: &RISCV64, Kernel: img.stick} },
 			exitCode: 0,
 			want:     append([]string{`^tpm: virtrv64: no TIS TPM at 0x4000000`}, banner...),
+			reject:   []string{`^heartbeat`}, // the quiet console, as on arm
 		},
 		{
 			name: "stick boots to banner on QEMU's default legacy (version 1) virtio-mmio",
@@ -94,6 +109,45 @@ func TestBootRISCV64(t *testing.T) {
 			machine:  func(*testing.T) Machine { return Machine{Target: &RISCV64, Kernel: img.stick, NoRNG: true} },
 			exitCode: 3,
 			want:     []string{`^teastick: FATAL: no entropy source`},
+		},
+		// TestBoot's stage 0 and TPM cases, on this board
+		{
+			name:     "stage 0 without a stick image stops",
+			machine:  func(*testing.T) Machine { return Machine{Target: &RISCV64, Kernel: img.stage0} },
+			exitCode: 4,
+			want:     []string{`^stage0: FATAL: no stick image at 0xa8000000: bootimg: not a stick image`},
+			reject:   []string{`^teastick boot-test`},
+		},
+		{
+			name: "stage 0 refuses a malformed stick image",
+			machine: func(t *testing.T) Machine {
+				return Machine{Target: &RISCV64, Kernel: img.stage0, StickImage: writeFile(t, "bad.img", bootimg.Wrap(corrupt))}
+			},
+			exitCode: 5,
+			want:     []string{`^stage0: FATAL: stick image rejected: bootimg: unusable ELF image`},
+			reject:   []string{`^teastick boot-test`},
+		},
+		{
+			name: "stage 0 refuses a truncated container",
+			machine: func(t *testing.T) Machine {
+				return Machine{Target: &RISCV64, Kernel: img.stage0, StickImage: writeFile(t, "short.img", container[:len(container)/2])}
+			},
+			exitCode: 4,
+			want:     []string{`^stage0: FATAL: no stick image .*bootimg: image damaged \(digest mismatch\)`},
+			reject:   []string{`^teastick boot-test`},
+		},
+		{
+			name: "stick without stage 0 is not measured",
+			machine: func(t *testing.T) Machine {
+				return Machine{Target: &RISCV64, Kernel: img.stick, TPM: startTPM(t, true)}
+			},
+			exitCode: 0,
+			want: []string{
+				`^tpm: TIS at 0x4000000 did_vid 0x00011014$`,
+				`^tpm: NOT MEASURED: no measured-boot hand-off from stage 0: .*: serving no actors$`,
+				`^teastick: test build, exiting$`,
+			},
+			reject: []string{`^tpm: measured boot`},
 		},
 		{
 			name: "measured boot: stage 0 measures itself and the stick into the TPM",
@@ -127,6 +181,11 @@ func TestBootRISCV64(t *testing.T) {
 				}
 				if !found {
 					t.Errorf("console lacks %s", w)
+				}
+			}
+			for _, r := range tc.reject {
+				if matchLine(res, r) {
+					t.Errorf("console has a line matching %q", r)
 				}
 			}
 			for _, bad := range []string{"panic", "exception"} {

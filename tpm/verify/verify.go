@@ -192,7 +192,10 @@ func MeasuredManifest(b []byte) []byte {
 // stage 0's own measurement (Stage0Event, checked as CheckStage0): the image
 // (PCR 4), the hand-off separators (0-7), configuration, manifest (in its
 // canonical form, MeasuredManifest, whatever file is given) and a
-// separator (PCR 8), exactly as package measure extends them.
+// separator (PCR 8), exactly as package measure extends them. The tagged
+// events carry their data, so that a verifier names a configuration
+// record (version and board) that differs (CheckConfig) rather than a
+// digest.
 func BootEvents(imageDigest [32]byte, config, signed []byte) []eventlog.Event {
 	sep := sha256.Sum256(eventlog.Separator)
 	ev := []eventlog.Event{{PCR: measure.PCRImage, Type: eventlog.EV_IPL, Digest: imageDigest}}
@@ -204,9 +207,22 @@ func BootEvents(imageDigest [32]byte, config, signed []byte) []eventlog.Event {
 		data []byte
 	}{{eventlog.TagConfig, config}, {eventlog.TagManifest, MeasuredManifest(signed)}} {
 		d := eventlog.Tagged(t.tag, t.data)
-		ev = append(ev, eventlog.Event{PCR: measure.PCRConfig, Type: eventlog.EV_EVENT_TAG, Digest: sha256.Sum256(d)})
+		ev = append(ev, eventlog.Event{PCR: measure.PCRConfig, Type: eventlog.EV_EVENT_TAG, Digest: sha256.Sum256(d), Data: d})
 	}
 	return append(ev, eventlog.Event{PCR: measure.PCRConfig, Type: eventlog.EV_SEPARATOR, Digest: sep})
+}
+
+// configRecord returns the configuration record a PCR 8 event carries,
+// when it is one whose data hashes to its digest.
+func configRecord(e eventlog.Event) ([]byte, bool) {
+	if e.PCR != measure.PCRConfig || e.Type != eventlog.EV_EVENT_TAG || sha256.Sum256(e.Data) != e.Digest {
+		return nil, false
+	}
+	tag, payload, err := eventlog.ParseTagged(e.Data)
+	if err != nil || tag != eventlog.TagConfig {
+		return nil, false
+	}
+	return payload, true
 }
 
 // Expect is what one verification needs; every field is required.
@@ -318,6 +334,7 @@ const (
 	CheckReplay       = "event log replays to the PCRs"
 	CheckStage0       = "stage 0 measurement (PCR 0)"
 	CheckReference    = "reference measurement"
+	CheckConfig       = "configuration record (PCR 8): version and board"
 	CheckActor        = "actor allowed by the manifest"
 	CheckPlan         = "events within the PCR plan"
 	CheckBootFinished = "boot actors closed by one separator"
@@ -500,6 +517,16 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 				refOK = v.add(CheckReference, false, int(p), -1, "missing %v %x (reference event %d on this PCR)", want[k].Type, want[k].Digest, k)
 			case events[got[k]].Type != want[k].Type || events[got[k]].Digest != want[k].Digest:
 				e := events[got[k]]
+				if measured, ok := configRecord(e); ok {
+					// Name what differs: another board or version is the
+					// likeliest cause, and a verifier must tell which.
+					expected := fmt.Sprintf("sha256:%x", want[k].Digest)
+					if r, ok := configRecord(want[k]); ok {
+						expected = fmt.Sprintf("%q", r)
+					}
+					refOK = v.add(CheckConfig, false, int(p), got[k], "the stick measured %q, the reference %s", measured, expected)
+					continue
+				}
 				refOK = v.add(CheckReference, false, int(p), got[k], "%v %x, reference %v %x", e.Type, e.Digest, want[k].Type, want[k].Digest)
 			}
 		}

@@ -326,6 +326,7 @@ func TestVerify(t *testing.T) {
 		ev   *attest.Evidence
 		exp  Expect
 		want map[string]loc // failed checks that must appear, with PCR/event (-2: any)
+		say  []string       // what the failed checks' details must say
 	}{
 		{name: "genuine", ev: ev, exp: good},
 		{name: "tampered event digest", ev: withLog(func(e []eventlog.Event) []eventlog.Event {
@@ -363,6 +364,11 @@ func TestVerify(t *testing.T) {
 			want: map[string]loc{CheckAKTrusted: {-1, -1}}},
 		{name: "image changed by one byte", ev: badEv, exp: Expect{AKPublic: badAK, Nonce: nonce, ChannelKey: ck, Reference: good.Reference},
 			want: map[string]loc{CheckReference: {4, 1}}},
+		{name: "another board's configuration record", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: func() *Reference {
+			r := reference(image, []string{"echo", "kv"}, v2)
+			r.Events = BootEvents(sha256.Sum256(image), []byte("box=10.0.0.2\nboard=other"), testManifest)
+			return r
+		}()}, want: map[string]loc{CheckConfig: {8, 10}}, say: []string{`measured "box=10.0.0.2"`, `reference "box=10.0.0.2\nboard=other"`}},
 		{name: "boot actor not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, []string{"echo"}, v2)},
 			want: map[string]loc{CheckActor: {9, 15}}},
 		{name: "run-time upgrade not in manifest", ev: ev, exp: Expect{AKPublic: ak, Nonce: nonce, ChannelKey: ck, Reference: reference(image, []string{"echo", "kv"})},
@@ -410,6 +416,11 @@ func TestVerify(t *testing.T) {
 				}
 				if !found {
 					t.Errorf("no failed check %q at PCR %d event %d in:\n%s", name, l.pcr, l.event, v)
+				}
+			}
+			for _, say := range tc.say {
+				if !strings.Contains(v.String(), say) {
+					t.Errorf("the verdict does not say %s:\n%s", say, v)
 				}
 			}
 		})
