@@ -266,9 +266,18 @@ func New(cfg Config) (*Stick, error) {
 			s.logf("tpm: FAULT: %v: attestation, enrolment and manifests refused until reboot; actors keep serving", err)
 		}}
 		s.att = &attest.Attester{TPM: s.tpm}
-		s.openFloor()
-		if cfg.TPMProbeInterval > 0 {
-			go s.tpm.run(cfg.TPMProbeInterval, s.stop)
+		if err := s.Measured(); err != nil {
+			// Nobody started this TPM (TPM2_Startup is measured boot's
+			// first step, and a stick that was not measured must not
+			// send it: PCRs it extended itself would pass for a
+			// measured boot). Its commands would fail as a fault
+			// would; the stick refuses everything anyway.
+			s.floor.err = fmt.Errorf("%w: not read: %w", ErrRollbackCounter, err)
+		} else {
+			s.openFloor()
+			if cfg.TPMProbeInterval > 0 {
+				go s.tpm.run(cfg.TPMProbeInterval, s.stop)
+			}
 		}
 	}
 	cfg.Actors.Signer = actorSigner{s.results}

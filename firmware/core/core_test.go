@@ -264,6 +264,25 @@ func TestNotMeasuredServesNothing(t *testing.T) {
 	}
 }
 
+// A stick that was not measured beside a TPM nobody started (the stick
+// booted without stage 0) says so, and does not call the unstarted TPM a
+// fault or its rollback counter unusable: it sends the TPM nothing.
+func TestNotMeasuredLeavesTheTPMAlone(t *testing.T) {
+	sw := swtpmtest.Start(t, swtpmtest.Options{Provision: true})
+	s, log := newStick(t, Config{Version: "test", Board: "test", TPM: sw.OpenT(t), NotMeasured: errors.New("no hand-off from stage 0"),
+		TPMProbeInterval: time.Millisecond, Governance: []ed25519.PublicKey{testGov.Public().(ed25519.PublicKey)}})
+	st := s.Status()
+	if st.Measured || !st.TPM.Present || st.TPM.OK || !strings.Contains(st.TPM.Fault, "not used") || !strings.Contains(st.TPM.RollbackError, "not read") {
+		t.Errorf("status: %+v", st.TPM)
+	}
+	if err := s.tpm.Fault(); err != nil {
+		t.Errorf("the unstarted TPM was marked faulty: %v", err)
+	}
+	if out := log.String(); strings.Contains(out, "FAULT") || strings.Contains(out, "REFUSING") {
+		t.Errorf("console:\n%s", out)
+	}
+}
+
 // Faults map to their documented answers, and load to 429 and 503
 // instead of a queue without bound.
 func TestFaultsAndOverload(t *testing.T) {

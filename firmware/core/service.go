@@ -303,7 +303,12 @@ func (s *Stick) Status() *Status {
 	}
 	var fault error
 	if s.tpm != nil {
-		fault = s.tpm.Probe(ProbeWait)
+		if err == nil {
+			fault = s.tpm.Probe(ProbeWait)
+		} else {
+			// Not started by a measured boot (New): not probed.
+			fault = fmt.Errorf("not used: %w", err)
+		}
 		st.TPM = TPMStatus{Present: true, OK: fault == nil}
 		if fault != nil {
 			st.TPM.Fault = fault.Error()
