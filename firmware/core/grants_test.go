@@ -449,3 +449,67 @@ func TestLaterManifestRevokesWhileTheBoxStalls(t *testing.T) {
 		})
 	}
 }
+
+// A load goes on under a later manifest that keeps its entry: that
+// manifest's revocation is in force while the box stalls the earlier
+// upgrade's fetch, and the load, measured after the later manifest (whose
+// entry it is too), commits once the box delivers and verifies.
+func TestLoadGoesOnUnderALaterManifestThatKeepsIt(t *testing.T) {
+	box := &faultBox{}
+	edgeWasm := actortest.Wat(t, "edge")
+	edge := box.put(edgeWasm)
+	other := box.put(variant(edgeWasm, "other"))
+	other2 := box.put(variant(edgeWasm, "other v2"))
+	cfg, roots := attested(t)
+	cfg.Fetch = box.Fetch
+	cfg.FetchTimeout = time.Hour // the stall ends when the test says
+	s, _ := newStick(t, cfg)
+	v1 := sign(t, 1,
+		manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}},
+		manifest.Actor{Name: "other", CID: other, Grants: []string{"log"}},
+	)
+	if err := s.Boot(context.Background(), v1); err != nil {
+		t.Fatal(err)
+	}
+	ak := enrolAK(t, s, roots)
+	release := box.stallOn(other2) // FAULT: the box stalls other v2
+	first := make(chan error, 1)
+	go func() {
+		first <- s.Upgrade(context.Background(), sign(t, 2,
+			manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}},
+			manifest.Actor{Name: "other", CID: other2, Grants: []string{"log"}},
+		))
+	}()
+	waitFor(t, "the fetch of other v2", func() bool { return box.inFlight(other2) == 1 })
+	revoking := make(chan error, 1)
+	go func() {
+		revoking <- s.Upgrade(context.Background(), sign(t, 3,
+			manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log"}},
+			manifest.Actor{Name: "other", CID: other2, Grants: []string{"log"}},
+		))
+	}()
+	select { // a bound for a stuck test, not a timing assertion
+	case err := <-revoking:
+		if err != nil {
+			t.Fatalf("version 3: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("version 3, which revokes, did not return within a minute while the box stalls other v2")
+	}
+	if _, err := s.Invoke(context.Background(), "edge", "call", randomCall); !errors.Is(err, runtime.ErrDenied) && (err == nil || !strings.Contains(err.Error(), "not granted")) {
+		t.Errorf("random after version 3 withdrew it, the box stalling: %v", err)
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Fatalf("version 2, whose load version 3 kept: %v", err)
+	}
+	if res, err := s.Invoke(context.Background(), "other", "echo", []byte("hi")); err != nil || res.Receipt.CID != other2 || res.Receipt.ManifestVersion != 3 {
+		t.Errorf("other after its load committed under version 3: %v %+v", err, res)
+	}
+	if got := actorCIDs(t, cfg.Measurer, measure.PCRRuntime); !slices.Contains(got, "other="+other2) {
+		t.Errorf("PCR 10 actors: %v, want other=%s", got, other2)
+	}
+	if v := verdict(t, s, ak, v1, edge, other); !v.OK() {
+		t.Errorf("verdict after version 3:\n%s", v)
+	}
+}
