@@ -245,7 +245,9 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 			defer wg.Done()
 			p := &prepared{a: a, tag: m.Version}
 			s.prepareSlot(ctx, ctx, p)
-			s.settle(p, measure.PCRBootActors, s.commit(p, measure.PCRBootActors), nil)
+			if wait := s.settle(p, measure.PCRBootActors, s.commit(p, measure.PCRBootActors), false); wait > 0 {
+				s.startRetry(a, wait)
+			}
 		}()
 	}
 	wg.Wait()
@@ -276,19 +278,20 @@ func (s *Stick) Boot(ctx context.Context, raw []byte) error {
 }
 
 // settle records the outcome of one attempt to load p (err is commit's)
-// into pcr: the status, one console line, and a retry when the box was at
-// fault. ue, when not nil, collects an upgrade's failures.
-func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) {
+// into pcr: the status and one console line. It returns the wait before
+// the next try when the box was at fault, zero otherwise; upgrade marks
+// an upgrade's attempt.
+func (s *Stick) settle(p *prepared, pcr uint32, err error, upgrade bool) time.Duration {
 	a := p.a
 	if err == nil {
 		s.setActor(a, StateServing, nil)
-		if ue != nil {
+		if upgrade {
 			s.logf("actor: %s now %s, measured into PCR %d", a.Name, a.CID, pcr)
 		} else {
 			s.logf("actor: %s %s %d bytes, fetched in %d ms, loaded in %d ms, measured into PCR %d, grants [%s]",
 				a.Name, a.CID, p.size, p.fetched.Milliseconds(), p.loaded.Milliseconds(), pcr, strings.Join(a.Grants, ","))
 		}
-		return
+		return 0
 	}
 	next, wait, at := "", time.Duration(0), time.Time{}
 	if retryable(err) {
@@ -296,8 +299,7 @@ func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) {
 		next, at = fmt.Sprintf("; next try in %s", roundDelay(wait)), time.Now().Add(wait)
 	}
 	s.setActorNext(a, StateFailed, err, at)
-	if ue != nil {
-		ue.Failed[a.Name] = err
+	if upgrade {
 		if p.revoked {
 			s.logf("actor: %s upgrade to %s FAILED, old version STOPPED (version %d withholds grants it held): %v%s", a.Name, a.CID, p.tag, err, next)
 		} else if _, serving := s.rt.Actor(a.Name); serving == nil {
@@ -309,9 +311,7 @@ func (s *Stick) settle(p *prepared, pcr uint32, err error, ue *UpgradeError) {
 	} else {
 		s.logf("actor: %s NOT SERVED: %v%s", a.Name, err, next)
 	}
-	if wait > 0 {
-		s.startRetry(a, wait)
-	}
+	return wait
 }
 
 func roundDelay(d time.Duration) time.Duration {
@@ -350,21 +350,26 @@ func (e *UpgradeError) Error() string {
 }
 
 // Upgrade moves the stick to a newer signed manifest. It checks the
-// manifest, stops the retries of the entries it replaces or drops, and
-// compiles the entries whose CID already serves (only grants or limits
-// change) from the verified bytes the runtime kept: nothing so far asks
-// the box. Then it raises the TPM's floor and measures the manifest into
-// PCR 10, and from that moment the new version is in force, at once: the
-// actors it drops stop, so does every actor whose serving version holds a
-// grant its new entry withholds, and the grants- or limits-only changes
-// serve. Only then does it fetch and compile the entries with a new CID,
-// each measured into PCR 10 and swapped atomically as soon as it is ready
+// manifest and compiles the entries whose CID already serves (only grants
+// or limits change) from the verified bytes the runtime kept: nothing so
+// far asks the box. Then it stops the loaders and retriers of the entries
+// it replaces or drops, without waiting for a fetch they have under way
+// (such a fetch finishes, but its actor never commits), raises the TPM's
+// floor and measures the manifest into PCR 10, and from that moment the
+// new version is in force, at once: the actors it drops stop, so does
+// every actor whose serving version holds a grant its new entry
+// withholds, and the grants- or limits-only changes serve. Then it starts
+// a loader for each entry with a new CID and releases the upgrade lock:
+// a later manifest, and its revocations, never wait for the box
+// (RATIONALE.md, "Grants follow the manifest"). Each loader fetches and
+// compiles its entry, measures it into PCR 10 and swaps it atomically
 // (calls in flight finish on the old version); an old version whose
 // grants the new entry keeps serves until then, its receipts naming its
-// own manifest. A revocation never waits for the box (RATIONALE.md,
-// "Grants follow the manifest"). An actor that failed is listed
-// in the returned UpgradeError (the box's failures are retried in the
-// background).
+// own manifest. Upgrade returns once every loader has had its first try,
+// holding no lock meanwhile; an actor that failed is listed in the
+// returned UpgradeError (the box's failures are retried in the
+// background; an entry a later manifest replaced first with
+// ErrSuperseded).
 //
 // The upgrade happens iff the manifest is measured. A request cancelled
 // (ctx) before that, while waiting for another manifest change or during
@@ -375,7 +380,12 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	if err := s.lockUpgrade(ctx); err != nil {
 		return err
 	}
-	defer s.unlockUpgrade()
+	locked := true
+	defer func() {
+		if locked {
+			s.unlockUpgrade()
+		}
+	}()
 	next, err := s.verifyManifest(raw)
 	if err != nil {
 		s.m.upgradeFailures.Add(1)
@@ -396,29 +406,14 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 		s.m.upgradeFailures.Add(1)
 		return fmt.Errorf("measure manifest: %w", err)
 	}
-	// No retry of an entry this manifest replaces or removes may load
-	// after it is measured: stop them, and wait, before anything else.
-	var stopped []manifest.Actor
-	for _, old := range running.Actors {
-		if a, ok := next.Actor(old.Name); !ok || !unchanged(old, a) {
-			if s.stopRetry(old.Name) {
-				stopped = append(stopped, old)
-			}
-		}
-	}
 	// Each changed entry; those whose CID serves compile now, from the
-	// bytes the runtime kept (no box, no load slot). An entry whose
-	// serving version holds a grant it withholds is revoked: that
-	// version stops when the manifest is measured.
+	// bytes the runtime kept (no box, no load slot).
 	var local, remote []*prepared
 	for _, a := range next.Actors {
 		if old, ok := running.Actor(a.Name); ok && unchanged(old, a) {
 			continue
 		}
 		p := &prepared{a: a, tag: next.Version}
-		if in, err := s.rt.Actor(a.Name); err == nil && !subset(in.Grants, a.Grants) {
-			p.revoked = true
-		}
 		if c, err := cid.Decode(a.CID); err == nil {
 			_, p.local = s.rt.Module(a.Name, c)
 		}
@@ -437,21 +432,37 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 		}()
 	}
 	wg.Wait()
-	// undo leaves everything as it was: the manifest is not measured.
-	undo := func() {
+	abort := func() {
 		for _, p := range local {
 			if p.pending != nil {
 				p.pending.Abort()
 			}
 		}
-		for _, a := range stopped {
-			s.resumeRetry(a)
-		}
 	}
 	if ctx.Err() != nil {
-		undo()
+		abort()
 		s.logf("manifest: upgrade to version %d CANCELLED by its request before it was measured; version %d stays", next.Version, running.Version)
 		return fmt.Errorf("%w: upgrade to version %d: %w", ErrCancelled, next.Version, context.Cause(ctx))
+	}
+	// No loader or retrier of an entry this manifest replaces or drops
+	// may commit after it is measured: stop them. A fetch under way is
+	// neither cut (under QEMU a response abandoned midway would be read
+	// as the next one) nor waited for: its loader finds itself stopped,
+	// under its lock, before it would commit.
+	var stopped []*retrier
+	for _, old := range running.Actors {
+		if a, ok := next.Actor(old.Name); !ok || !unchanged(old, a) {
+			if r := s.stopRetry(old.Name); r != nil {
+				stopped = append(stopped, r)
+			}
+		}
+	}
+	// undo leaves everything as it was: the manifest is not measured.
+	undo := func() {
+		abort()
+		for _, r := range stopped {
+			s.resumeRetry(r.a)
+		}
 	}
 	// The TPM's floor first (see Boot): a raise that fails accepts
 	// nothing, and the retries stopped above go on.
@@ -467,7 +478,8 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	}
 	// The new version is in force. What it drops, or no longer grants
 	// what serves, stops now, before anything serves under it and before
-	// anything is asked of the box.
+	// anything is asked of the box. What serves is settled: nothing of a
+	// replaced entry commits any more.
 	for _, old := range running.Actors {
 		if _, ok := next.Actor(old.Name); !ok {
 			s.rt.Unload(old.Name)
@@ -478,7 +490,8 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 		}
 	}
 	for _, p := range append(slices.Clone(local), remote...) {
-		if p.revoked {
+		if in, err := s.rt.Actor(p.a.Name); err == nil && !subset(in.Grants, p.a.Grants) {
+			p.revoked = true
 			s.rt.Unload(p.a.Name)
 			s.mu.Lock()
 			if st := s.actors[p.a.Name]; st != nil {
@@ -488,8 +501,12 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 			s.logf("actor: %s old version stopped: version %d withholds grants it held", p.a.Name, next.Version)
 		}
 	}
-	for _, a := range stopped {
-		s.logf("actor: %s retries of %s cancelled by version %d", a.Name, a.CID, next.Version)
+	for _, r := range stopped {
+		if r.first != nil {
+			s.logf("actor: %s load of %s cancelled by version %d", r.a.Name, r.a.CID, next.Version)
+		} else {
+			s.logf("actor: %s retries of %s cancelled by version %d", r.a.Name, r.a.CID, next.Version)
+		}
 	}
 	s.mu.Lock()
 	s.manifest = next
@@ -502,25 +519,31 @@ func (s *Stick) Upgrade(ctx context.Context, raw []byte) error {
 	s.mu.Unlock()
 	s.logf("manifest: upgraded to version %d (%d actors changed), measured into PCR %d", next.Version, len(local)+len(remote), measure.PCRRuntime)
 	ue := &UpgradeError{Version: next.Version, Failed: map[string]error{}}
-	var settled sync.Mutex
 	for _, p := range local {
-		s.settle(p, measure.PCRRuntime, s.commit(p, measure.PCRRuntime), ue)
+		err := s.commit(p, measure.PCRRuntime)
+		if wait := s.settle(p, measure.PCRRuntime, err, true); wait > 0 {
+			s.startRetry(p.a, wait)
+		}
+		if err != nil {
+			ue.Failed[p.a.Name] = err
+		}
 	}
-	// Then the new CIDs, each on its own as the box delivers it, under
-	// the stick's load context: the request may go away, the upgrade
-	// it started completes (or its failures go to the retries).
+	// Then the new CIDs, each by its own loader as the box delivers it,
+	// under the stick's load context: the request may go away, the
+	// upgrade it started completes (or its failures go to the retries),
+	// unless a later manifest replaces the entry first. The lock goes
+	// now: that later manifest waits for no fetch of this one.
+	var loaders []*retrier
 	for _, p := range remote {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.prepareSlot(s.loadCtx, s.loadCtx, p)
-			err := s.commit(p, measure.PCRRuntime)
-			settled.Lock()
-			defer settled.Unlock()
-			s.settle(p, measure.PCRRuntime, err, ue)
-		}()
+		loaders = append(loaders, s.startLoader(p))
 	}
-	wg.Wait()
+	s.unlockUpgrade()
+	locked = false
+	for _, r := range loaders {
+		if err := <-r.first; err != nil {
+			ue.Failed[r.a.Name] = err
+		}
+	}
 	s.m.upgrades.Add(1)
 	if len(ue.Failed) > 0 {
 		return ue
@@ -550,15 +573,24 @@ func (s *Stick) resumeRetry(a manifest.Actor) {
 	s.startRetry(a, d)
 }
 
-// retrier is the one goroutine that retries an actor's manifest entry
-// after the box failed to deliver it. There is at most one per actor
-// name, and none while Boot or Upgrade loads that name.
+// retrier is the one goroutine that loads an upgrade's new entry (a
+// loader: first is set) or retries an actor's manifest entry after the
+// box failed to deliver it. There is at most one per actor name in
+// Stick.retriers; one a newer manifest stopped may still be finishing a
+// fetch, outside the map, and never commits.
 type retrier struct {
 	a      manifest.Actor
 	cancel context.CancelFunc // ends the wait for the next try
 	done   chan struct{}
+	// first, for a loader, receives the outcome of its first try
+	// (ErrSuperseded if it was stopped before it committed); p is that
+	// try's entry as the upgrade prepared it.
+	first chan error
+	p     *prepared
 	// mu orders stopping against committing: once stopped is set, a
 	// try under way finishes but does not commit, and no other follows.
+	// The outcome of a try (commit, status, console) is recorded under
+	// mu, so none is recorded for an entry no longer in force.
 	mu      sync.Mutex
 	stopped bool
 }
@@ -582,53 +614,71 @@ func (s *Stick) retryDelay(n int) time.Duration {
 // startRetry schedules retries of a, whose first attempt just failed, the
 // first after d.
 func (s *Stick) startRetry(a manifest.Actor, d time.Duration) {
+	s.run(&retrier{a: a}, d)
+}
+
+// startLoader starts the loader of p, an upgrade's entry with a new CID:
+// its first try starts at once, and its outcome arrives on first.
+func (s *Stick) startLoader(p *prepared) *retrier {
+	r := &retrier{a: p.a, p: p, first: make(chan error, 1)}
+	if !s.run(r, 0) {
+		r.first <- fmt.Errorf("%w: another load of %s is under way", ErrSuperseded, p.a.Name)
+	}
+	return r
+}
+
+// run registers r and starts it; it reports false if r could not start.
+func (s *Stick) run(r *retrier, d time.Duration) bool {
 	ctx, cancel := context.WithCancel(s.loadCtx)
-	r := &retrier{a: a, cancel: cancel, done: make(chan struct{})}
+	r.cancel, r.done = cancel, make(chan struct{})
 	s.mu.Lock()
 	if s.retriers == nil {
 		s.retriers = map[string]*retrier{}
 	}
-	if old := s.retriers[a.Name]; old != nil {
-		// Cannot happen (Boot and Upgrade stop a name's retries
+	if old := s.retriers[r.a.Name]; old != nil {
+		// Cannot happen (Boot and Upgrade stop a name's loaders
 		// before loading it); never run two.
 		s.mu.Unlock()
 		cancel()
-		return
+		return false
 	}
-	s.retriers[a.Name] = r
+	s.retriers[r.a.Name] = r
+	s.loaders.Add(1)
 	s.mu.Unlock()
 	go s.retry(ctx, r, d)
+	return true
 }
 
-// stopRetry cancels the retries of actor name and waits until they have
-// stopped; it reports whether there were any. A try already fetching is
-// not cut but waited for and discarded: under QEMU the link to the box
-// is one stream, and a response abandoned in the middle would be read as
-// the start of the next one.
-func (s *Stick) stopRetry(name string) bool {
+// stopRetry stops the loader or retrier of actor name and returns it (nil
+// if there was none) without waiting for it: a try already fetching is
+// not cut (under QEMU the link to the box is one stream, and a response
+// abandoned in the middle would be read as the start of the next one)
+// but finishes in the background, and its actor never commits: r.stopped
+// is set under r.mu, under which a try commits.
+func (s *Stick) stopRetry(name string) *retrier {
 	s.mu.Lock()
 	r := s.retriers[name]
+	if r != nil {
+		delete(s.retriers, name)
+	}
 	s.mu.Unlock()
 	if r == nil {
-		return false
+		return nil
 	}
 	r.mu.Lock()
 	r.stopped = true
 	r.mu.Unlock()
 	r.cancel()
-	<-r.done
 	s.mu.Lock()
-	if s.retriers[name] == r {
-		delete(s.retriers, name)
-	}
 	if st := s.actors[name]; st != nil {
 		st.nextTry, st.trying = time.Time{}, false
 	}
 	s.mu.Unlock()
-	return true
+	return r
 }
 
-// stopRetries stops every retry, cutting tries under way (Close).
+// stopRetries stops every loader and retrier, cutting tries under way,
+// and waits for them (Close).
 func (s *Stick) stopRetries() {
 	s.loadStop()
 	s.mu.Lock()
@@ -640,43 +690,75 @@ func (s *Stick) stopRetries() {
 	for _, n := range names {
 		s.stopRetry(n)
 	}
+	s.loaders.Wait()
 }
 
-// retry loads r.a again after wait, then with growing waits, until it
-// serves or it is stopped (waitCtx ends when it is). A retried actor is
-// measured into PCR 10: it loads after its first attempt, like an
+// retry runs r: a loader's first try at once, a retrier's after wait;
+// then tries again with growing waits, until the actor serves or fails
+// otherwise, or r is stopped (waitCtx ends when it is). A retried actor
+// is measured into PCR 10: it loads after its first attempt, like an
 // upgrade's actor, and PCR 9 may already be closed.
 func (s *Stick) retry(waitCtx context.Context, r *retrier, wait time.Duration) {
+	defer s.loaders.Done()
 	defer close(r.done)
 	a := r.a
 	for n := 1; ; n++ {
-		t := time.NewTimer(wait)
-		select {
-		case <-waitCtx.Done():
-			t.Stop()
+		first := r.first != nil && n == 1
+		if !first {
+			t := time.NewTimer(wait)
+			select {
+			case <-waitCtx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		r.mu.Lock()
+		if r.stopped {
+			r.mu.Unlock()
+			r.report(first, fmt.Errorf("%w (version %d)", ErrSuperseded, s.ManifestVersion()))
 			return
-		case <-t.C:
 		}
-		s.mu.Lock()
-		if st := s.actors[a.Name]; st != nil {
-			st.nextTry, st.trying = time.Time{}, true
+		if !first {
+			s.mu.Lock()
+			if st := s.actors[a.Name]; st != nil {
+				st.nextTry, st.trying = time.Time{}, true
+			}
+			s.mu.Unlock()
 		}
-		s.mu.Unlock()
-		p := &prepared{a: a, tag: s.ManifestVersion()}
+		r.mu.Unlock()
+		p := r.p
+		if !first {
+			p = &prepared{a: a, tag: s.ManifestVersion()}
+		}
 		s.prepareSlot(waitCtx, s.loadCtx, p)
 		r.mu.Lock()
 		if r.stopped || s.loadCtx.Err() != nil {
 			// A newer manifest drops or replaces this entry (it
-			// waits for this), or the stick closes: it no longer
-			// loads.
+			// did not wait for this fetch), or the stick closes:
+			// it no longer loads.
+			closing := s.loadCtx.Err() != nil
 			r.mu.Unlock()
 			if p.pending != nil {
 				p.pending.Abort()
 			}
+			if !closing {
+				s.logf("actor: %s try of %s ended after a later manifest replaced its entry: discarded", a.Name, a.CID)
+			}
+			r.report(first, fmt.Errorf("%w (version %d)", ErrSuperseded, s.ManifestVersion()))
 			return
 		}
 		err := s.commit(p, measure.PCRRuntime)
-		r.mu.Unlock()
+		if first {
+			wait = s.settle(p, measure.PCRRuntime, err, true)
+			r.mu.Unlock()
+			r.report(true, err)
+			if wait == 0 {
+				s.retryDone(r)
+				return
+			}
+			continue
+		}
 		s.mu.Lock()
 		attempt := 1
 		if st := s.actors[a.Name]; st != nil {
@@ -687,18 +769,32 @@ func (s *Stick) retry(waitCtx context.Context, r *retrier, wait time.Duration) {
 			s.setActor(a, StateServing, nil)
 			s.logf("actor: %s %s %d bytes, fetched in %d ms, loaded in %d ms, measured into PCR %d on attempt %d, grants [%s]",
 				a.Name, a.CID, p.size, p.fetched.Milliseconds(), p.loaded.Milliseconds(), measure.PCRRuntime, attempt, strings.Join(a.Grants, ","))
+			r.mu.Unlock()
 			s.retryDone(r)
 			return
 		}
 		if !retryable(err) {
 			s.setActor(a, StateFailed, err)
 			s.logf("actor: %s attempt %d FAILED: %v; no more tries", a.Name, attempt, err)
+			r.mu.Unlock()
 			s.retryDone(r)
 			return
 		}
-		wait = s.retryDelay(n + 1)
+		retries := n // retries so far, this one included
+		if r.first != nil {
+			retries-- // a loader's first try is not a retry
+		}
+		wait = s.retryDelay(retries + 1)
 		s.setActorNext(a, StateFailed, err, time.Now().Add(wait))
 		s.logf("actor: %s attempt %d FAILED: %v; next try in %s", a.Name, attempt, err, roundDelay(wait))
+		r.mu.Unlock()
+	}
+}
+
+// report sends the outcome of a loader's first try.
+func (r *retrier) report(first bool, err error) {
+	if first {
+		r.first <- err
 	}
 }
 

@@ -182,12 +182,14 @@ type Stick struct {
 	m        metrics
 
 	// loadSlots bounds actor loads at once (LoadParallel); loadCtx ends
-	// with Close and parents every retry; retriers are the actors being
-	// retried, by name (guarded by mu).
+	// with Close and parents every loader; retriers are the actors being
+	// loaded by an upgrade or retried, by name (guarded by mu); loaders
+	// counts their goroutines, stopped ones included (Close waits).
 	loadSlots chan struct{}
 	loadCtx   context.Context
 	loadStop  context.CancelFunc
 	retriers  map[string]*retrier
+	loaders   sync.WaitGroup
 	// compileSlots bounds the loads compiling at once (CompileParallel).
 	compileSlots chan struct{}
 	// floor is the rollback counter in the TPM (rollback.go).
@@ -395,6 +397,9 @@ var (
 	// ErrCancelled: the request that carried a manifest ended (the
 	// client went away) before the stick measured it; nothing changed.
 	ErrCancelled = errors.New("manifest not applied: the request was cancelled before the stick measured it")
+	// ErrSuperseded: an upgrade's load of an entry was stopped before it
+	// committed, because a later manifest replaced or dropped the entry.
+	ErrSuperseded = errors.New("load stopped: a later manifest replaced or dropped this entry")
 )
 
 // verifyManifest checks a signed manifest against the governance keys and

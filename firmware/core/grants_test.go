@@ -236,20 +236,27 @@ func TestCancelledUpgradeChangesNothing(t *testing.T) {
 		t.Errorf("edge after version 2, its request cancelled while fetching: %v %+v", err, res)
 	}
 
-	// Cancelled while waiting for another upgrade (version 3, held by
-	// the box): version 3 completes, version 4 is not applied.
+	// Cancelled while waiting for another manifest change (the test
+	// holds the upgrade lock, as a change being checked and measured
+	// does): version 4 is not applied. Version 3, whose fetch the box
+	// holds, no longer holds the lock meanwhile: it completes.
 	release = box.stallOn(edge3)
 	first := make(chan error, 1)
 	go func() { first <- s.Upgrade(context.Background(), v3) }()
 	waitFor(t, "the fetch of edge v3", func() bool { return box.inFlight(edge3) == 1 })
+	if err := s.lockUpgrade(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() { done <- s.Upgrade(ctx, v4) }()
 	cancel()
+	err := <-done
+	s.unlockUpgrade()
 	release()
 	if err := <-first; err != nil {
 		t.Fatalf("version 3: %v", err)
 	}
-	if err := <-done; !errors.Is(err, ErrCancelled) {
+	if !errors.Is(err, ErrCancelled) {
 		t.Errorf("upgrade cancelled while waiting: %v, want ErrCancelled", err)
 	}
 	if v := s.ManifestVersion(); v != 3 {
@@ -318,5 +325,191 @@ func TestRevocationDoesNotWaitForTheBox(t *testing.T) {
 	}
 	if v := verdict(t, s, enrolAK(t, s, roots), v1, edge, other); !v.OK() {
 		t.Errorf("verdict after the upgrade:\n%s", v)
+	}
+}
+
+// A later manifest's revocations do not wait for the box: while the box
+// stalls a fetch of other (an earlier upgrade's load of its new CID, or a
+// retry of its boot entry), a manifest that withdraws edge's random grant,
+// drops gone and replaces other's entry is measured and in force when its
+// upgrade returns, the stalled fetch still under way. Once the box lets
+// go, the stale fetch is discarded: nothing of the replaced entry is
+// measured after the manifest that replaced it, and the attestation
+// verifies against the manifest chain.
+func TestLaterManifestRevokesWhileTheBoxStalls(t *testing.T) {
+	for _, stalled := range []string{"upgrade load", "retry"} {
+		t.Run(strings.ReplaceAll(stalled, " ", "_"), func(t *testing.T) {
+			box := &faultBox{}
+			edgeWasm := actortest.Wat(t, "edge")
+			edge := box.put(edgeWasm)
+			gone := box.put(variant(edgeWasm, "gone"))
+			other := box.put(variant(edgeWasm, "other"))
+			other2 := box.put(variant(edgeWasm, "other v2"))
+			other3 := box.put(variant(edgeWasm, "other v3"))
+			cfg, roots := attested(t)
+			cfg.Fetch = box.Fetch
+			cfg.FetchTimeout = time.Hour // the stall ends when the test says
+			cfg.RetryMin, cfg.RetryMax = 2*time.Millisecond, 4*time.Millisecond
+			log := &syncBuffer{}
+			cfg.Log = log
+			s, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if stalled == "retry" {
+				box.setFail(other, fmt.Errorf("%s: 504 gateway timeout", other))
+			}
+			v1 := sign(t, 1,
+				manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}},
+				manifest.Actor{Name: "gone", CID: gone, Grants: []string{"log"}},
+				manifest.Actor{Name: "other", CID: other, Grants: []string{"log"}},
+			)
+			if err := s.Boot(context.Background(), v1); err != nil {
+				t.Fatal(err)
+			}
+			ak := enrolAK(t, s, roots)
+			version, stale := uint64(2), other
+			var first chan error
+			var release func()
+			if stalled == "retry" {
+				// FAULT: a retry of other's boot entry is fetching
+				// and the box stalls it.
+				release = box.stallOn(other)
+				box.setFail(other, nil)
+				waitFor(t, "a retry of other under way", func() bool { return box.inFlight(other) == 1 })
+			} else {
+				// FAULT: version 2 changes other's CID and the box
+				// stalls its fetch.
+				release = box.stallOn(other2)
+				first = make(chan error, 1)
+				go func() {
+					first <- s.Upgrade(context.Background(), sign(t, 2,
+						manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}},
+						manifest.Actor{Name: "gone", CID: gone, Grants: []string{"log"}},
+						manifest.Actor{Name: "other", CID: other2, Grants: []string{"log"}},
+					))
+				}()
+				waitFor(t, "the fetch of other v2", func() bool { return box.inFlight(other2) == 1 })
+				version, stale = 3, other2
+			}
+			revoking := make(chan error, 1)
+			go func() {
+				revoking <- s.Upgrade(context.Background(), sign(t, version,
+					manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log"}},
+					manifest.Actor{Name: "other", CID: other3, Grants: []string{"log"}},
+				))
+			}()
+			// A bound for a stuck test (the box stalls for an hour),
+			// not a timing assertion.
+			select {
+			case err := <-revoking:
+				if err != nil {
+					t.Fatalf("version %d: %v", version, err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatalf("version %d, which revokes, did not return within a minute while the box stalls %s", version, stale)
+			}
+			if n := box.inFlight(stale); n != 1 {
+				t.Fatalf("%d fetches of %s under way, want the stalled one", n, stale)
+			}
+			if _, err := s.Invoke(context.Background(), "edge", "call", randomCall); !errors.Is(err, runtime.ErrDenied) && (err == nil || !strings.Contains(err.Error(), "not granted")) {
+				t.Errorf("random after version %d withdrew it, the box stalling: %v", version, err)
+			}
+			if res, err := s.Invoke(context.Background(), "gone", "echo", []byte("hi")); err == nil {
+				t.Errorf("gone served after version %d dropped it: receipt version %d", version, res.Receipt.ManifestVersion)
+			}
+			if res, err := s.Invoke(context.Background(), "other", "echo", []byte("hi")); err != nil || res.Receipt.CID != other3 || res.Receipt.ManifestVersion != version {
+				t.Errorf("other after version %d: %v %+v", version, err, res)
+			}
+			release()
+			if first != nil {
+				var ue *UpgradeError
+				if err := <-first; !errors.As(err, &ue) || !errors.Is(ue.Failed["other"], ErrSuperseded) {
+					t.Errorf("version 2, whose load of other version 3 replaced: %v", err)
+				}
+			}
+			waitFor(t, "the stale fetch discarded", func() bool {
+				return strings.Contains(log.String(), "actor: other try of "+stale+" ended after a later manifest replaced its entry: discarded")
+			})
+			for _, e := range actorCIDs(t, cfg.Measurer, measure.PCRRuntime) {
+				if e == "other="+stale {
+					t.Errorf("the stale load of %s was measured: PCR 10 %v", stale, actorCIDs(t, cfg.Measurer, measure.PCRRuntime))
+				}
+			}
+			if res, err := s.Invoke(context.Background(), "other", "echo", []byte("hi")); err != nil || res.Receipt.CID != other3 {
+				t.Errorf("other after the stale fetch ended: %v %+v", err, res)
+			}
+			if a := actorStatus(s, "other"); a.State != StateServing || a.CID != other3 || a.NextTryMS != nil {
+				t.Errorf("other's status after the stale fetch ended: %+v", a)
+			}
+			if v := verdict(t, s, ak, v1, edge, gone, other); !v.OK() {
+				t.Errorf("verdict after version %d:\n%s", version, v)
+			}
+		})
+	}
+}
+
+// A load goes on under a later manifest that keeps its entry: that
+// manifest's revocation is in force while the box stalls the earlier
+// upgrade's fetch, and the load, measured after the later manifest (whose
+// entry it is too), commits once the box delivers and verifies.
+func TestLoadGoesOnUnderALaterManifestThatKeepsIt(t *testing.T) {
+	box := &faultBox{}
+	edgeWasm := actortest.Wat(t, "edge")
+	edge := box.put(edgeWasm)
+	other := box.put(variant(edgeWasm, "other"))
+	other2 := box.put(variant(edgeWasm, "other v2"))
+	cfg, roots := attested(t)
+	cfg.Fetch = box.Fetch
+	cfg.FetchTimeout = time.Hour // the stall ends when the test says
+	s, _ := newStick(t, cfg)
+	v1 := sign(t, 1,
+		manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}},
+		manifest.Actor{Name: "other", CID: other, Grants: []string{"log"}},
+	)
+	if err := s.Boot(context.Background(), v1); err != nil {
+		t.Fatal(err)
+	}
+	ak := enrolAK(t, s, roots)
+	release := box.stallOn(other2) // FAULT: the box stalls other v2
+	first := make(chan error, 1)
+	go func() {
+		first <- s.Upgrade(context.Background(), sign(t, 2,
+			manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log", "random"}},
+			manifest.Actor{Name: "other", CID: other2, Grants: []string{"log"}},
+		))
+	}()
+	waitFor(t, "the fetch of other v2", func() bool { return box.inFlight(other2) == 1 })
+	revoking := make(chan error, 1)
+	go func() {
+		revoking <- s.Upgrade(context.Background(), sign(t, 3,
+			manifest.Actor{Name: "edge", CID: edge, Grants: []string{"log"}},
+			manifest.Actor{Name: "other", CID: other2, Grants: []string{"log"}},
+		))
+	}()
+	select { // a bound for a stuck test, not a timing assertion
+	case err := <-revoking:
+		if err != nil {
+			t.Fatalf("version 3: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("version 3, which revokes, did not return within a minute while the box stalls other v2")
+	}
+	if _, err := s.Invoke(context.Background(), "edge", "call", randomCall); !errors.Is(err, runtime.ErrDenied) && (err == nil || !strings.Contains(err.Error(), "not granted")) {
+		t.Errorf("random after version 3 withdrew it, the box stalling: %v", err)
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Fatalf("version 2, whose load version 3 kept: %v", err)
+	}
+	if res, err := s.Invoke(context.Background(), "other", "echo", []byte("hi")); err != nil || res.Receipt.CID != other2 || res.Receipt.ManifestVersion != 3 {
+		t.Errorf("other after its load committed under version 3: %v %+v", err, res)
+	}
+	if got := actorCIDs(t, cfg.Measurer, measure.PCRRuntime); !slices.Contains(got, "other="+other2) {
+		t.Errorf("PCR 10 actors: %v, want other=%s", got, other2)
+	}
+	if v := verdict(t, s, ak, v1, edge, other); !v.OK() {
+		t.Errorf("verdict after version 3:\n%s", v)
 	}
 }
