@@ -225,6 +225,7 @@ func FuzzI2CResponse(f *testing.F) {
 	seed = append(seed, okSTS(STS_commandReady, 0xffff)...)
 	seed = append(seed, okSTS(STS_dataAvail, 0)...)
 	f.Add(seed)
+	f.Add(recordSession(f))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		clock := newClock()
 		r := &I2CRegs{Bus: &hostileI2C{data: data}, Checksum: len(data)%2 == 0, Now: clock.Now, Sleep: clock.Sleep}
@@ -243,4 +244,35 @@ func FuzzI2CResponse(f *testing.F) {
 			t.Fatalf("accepted response of %d bytes, header says %d", len(rsp), binary.BigEndian.Uint32(rsp[2:6]))
 		}
 	})
+}
+
+// recorder passes transactions to bus and records every byte read.
+type recorder struct {
+	bus  I2C
+	read []byte
+}
+
+func (r *recorder) Tx(addr uint8, w, rd []byte) error {
+	err := r.bus.Tx(addr, w, rd)
+	r.read = append(r.read, rd...)
+	return err
+}
+
+// recordSession is the byte stream an I2C model in front of swtpm returns
+// for FuzzI2CResponse's session (checksums on), a seed that reaches the
+// response parsing.
+func recordSession(f *testing.F) []byte {
+	sw := swtpmtest.Start(f, swtpmtest.Options{})
+	clock := newClock()
+	m := newI2CModel(sw.OpenT(f), clock)
+	m.tis.burst = 16
+	rec := &recorder{bus: m}
+	d, _ := newI2CTIS(f, rec, clock, true)
+	if _, err := d.Send(getRandom()); err != nil {
+		f.Fatal(err)
+	}
+	if len(rec.read)%2 != 0 {
+		rec.read = append(rec.read, 0)
+	}
+	return rec.read
 }
