@@ -184,6 +184,33 @@ func TestI2CFaults(t *testing.T) {
 		}
 		checkGuard(t, m)
 	})
+	t.Run("corrupt command rewritten", func(t *testing.T) {
+		d, f, m := setup(t, true)
+		f.corruptW = 2
+		rsp, err := d.Send(getRandom())
+		if err != nil {
+			t.Fatalf("two corrupted FIFO writes: %v", err)
+		}
+		if rc := binary.BigEndian.Uint32(rsp[6:10]); rc != 0 || len(rsp) != 20 {
+			t.Errorf("GetRandom: rc %#x, %d bytes", rc, len(rsp))
+		}
+		if f.corruptW != 0 {
+			t.Errorf("corruption not injected")
+		}
+		checkGuard(t, m)
+	})
+	t.Run("persistent command corruption", func(t *testing.T) {
+		d, f, _ := setup(t, true)
+		f.corruptW = 1 << 20
+		_, err := d.Send(getRandom())
+		if !errors.Is(err, ErrChecksum) {
+			t.Fatalf("Send with every FIFO write corrupted: %v, want ErrChecksum", err)
+		}
+		f.corruptW = 0
+		if _, err := d.Send(getRandom()); err != nil {
+			t.Errorf("Send after the bus recovered: %v", err)
+		}
+	})
 	t.Run("persistent corruption", func(t *testing.T) {
 		d, f, _ := setup(t, true)
 		f.corrupt = 1 << 20

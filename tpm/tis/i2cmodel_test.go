@@ -172,16 +172,17 @@ func (m *i2cModel) read(r []byte) {
 }
 
 // faultyI2C injects faults between the driver and the model: NACKs (the
-// next nack transactions, or all when nackAll), and corruption of the last
-// byte of the next corrupt FIFO reads.
+// next nack transactions, or all when nackAll), corruption of the last
+// byte of the next corrupt FIFO reads and of the next corruptW FIFO writes.
 type faultyI2C struct {
-	mu      sync.Mutex
-	bus     I2C
-	nack    int
-	nackAll bool
-	corrupt int
-	ptr     uint8
-	nacked  int
+	mu       sync.Mutex
+	bus      I2C
+	nack     int
+	nackAll  bool
+	corrupt  int
+	corruptW int
+	ptr      uint8
+	nacked   int
 }
 
 func (f *faultyI2C) Tx(addr uint8, w, r []byte) error {
@@ -193,6 +194,11 @@ func (f *faultyI2C) Tx(addr uint8, w, r []byte) error {
 		f.nacked++
 		f.mu.Unlock()
 		return ErrNACK
+	}
+	if len(w) > 1 && w[0] == I2C_DATA_FIFO && f.corruptW > 0 {
+		f.corruptW--
+		w = append([]byte(nil), w...)
+		w[len(w)-1] ^= 0x01
 	}
 	f.mu.Unlock()
 	if err := f.bus.Tx(addr, w, r); err != nil {

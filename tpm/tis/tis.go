@@ -42,9 +42,11 @@ type FIFO interface {
 }
 
 // Checksummer is implemented by transports with a data checksum (I2C
-// DATA_CSUM, PTP section 8). VerifyChecksum checks the bytes just read from
-// the FIFO and returns an error wrapping ErrChecksum on mismatch; the TIS
-// then asks the TPM to resend the response (responseRetry).
+// DATA_CSUM, PTP section 8). VerifyChecksum checks the bytes just moved
+// through the FIFO (a whole command or response) and returns an error
+// wrapping ErrChecksum on mismatch; the TIS then writes the command again
+// (after commandReady) or asks the TPM to resend the response
+// (responseRetry).
 type Checksummer interface {
 	VerifyChecksum(data []byte) error
 }
@@ -87,8 +89,8 @@ const (
 	DefaultMaxResponse = 4096
 	// DefaultPoll is the interval between status polls.
 	DefaultPoll = 10 * time.Microsecond
-	// responseAttempts bounds the reads of one response (the first and
-	// the responseRetry re-reads after a truncation or checksum error).
+	// responseAttempts bounds the reads of one response, and the writes
+	// of one command, with checksum errors.
 	responseAttempts = 3
 
 	headerSize = 10
@@ -335,7 +337,7 @@ func (t *TIS) send(cmd []byte) ([]byte, error) {
 	if err := t.ready(); err != nil {
 		return nil, fmt.Errorf("tis: before command: %w", err)
 	}
-	if err := t.writeCommand(cmd); err != nil {
+	if err := t.writeCommandChecked(cmd); err != nil {
 		t.ready()
 		return nil, err
 	}
@@ -371,6 +373,33 @@ func (t *TIS) send(cmd []byte) ([]byte, error) {
 func retryable(err error, rsp []byte) bool {
 	return errors.Is(err, ErrTruncated) || errors.Is(err, ErrChecksum) ||
 		errors.Is(err, ErrResponseTooLarge) && rsp != nil
+}
+
+// writeCommandChecked writes cmd and, when the transport has a data
+// checksum, verifies it before tpmGo; on a mismatch it returns the TPM to
+// Ready (discarding the command) and writes it again, responseAttempts
+// writes at most.
+func (t *TIS) writeCommandChecked(cmd []byte) error {
+	c, ok := t.Regs.(Checksummer)
+	for i := 1; ; i++ {
+		if err := t.writeCommand(cmd); err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		err := c.VerifyChecksum(cmd)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrChecksum) || i >= responseAttempts {
+			return fmt.Errorf("tis: command: %w", err)
+		}
+		t.Log.Warn("command rewrite", "err", err, "attempt", i)
+		if err := t.ready(); err != nil {
+			return fmt.Errorf("tis: command rewrite: %w", err)
+		}
+	}
 }
 
 // writeCommand writes cmd in bursts. All bytes but the last go in bursts of
