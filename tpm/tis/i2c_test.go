@@ -357,3 +357,24 @@ func BenchmarkSendI2C(b *testing.B) {
 		})
 	}
 }
+
+// TestI2CNoDevice: nothing acknowledges at the address (persistent NACK),
+// and a device whose I2C_INTERFACE_CAPABILITY has its reserved bit set.
+func TestI2CNoDevice(t *testing.T) {
+	sw := swtpmtest.Start(t, swtpmtest.Options{})
+	clock := newClock()
+	m := newI2CModel(sw.OpenT(t), clock)
+	r := &I2CRegs{Bus: m, Addr: DefaultI2CAddr + 1, Now: clock.Now, Sleep: clock.Sleep}
+	if err := r.Init(); !errors.Is(err, ErrNACK) {
+		t.Errorf("Init at an empty address: %v, want ErrNACK", err)
+	}
+	if n := r.Transactions(); n != DefaultI2CRetries {
+		t.Errorf("%d attempts, want %d", n, DefaultI2CRetries)
+	}
+	checkGuard(t, m)
+	ones := &hostileI2C{data: bytes.Repeat([]byte{0xff}, 64)}
+	r = &I2CRegs{Bus: ones, Now: clock.Now, Sleep: clock.Sleep}
+	if err := r.Init(); !errors.Is(err, ErrNoTPM) {
+		t.Errorf("Init with a capability of all ones: %v, want ErrNoTPM", err)
+	}
+}
