@@ -2,8 +2,10 @@
 // Platform TPM Profile (PTP), the "TIS" register interface QEMU's
 // tpm-tis-device and most discrete TPMs expose. It implements go-tpm's
 // transport.TPM on top of a small register-access interface, so the same
-// protocol code serves memory-mapped TPMs and, with another Registers
-// implementation, TPMs behind I2C or SPI.
+// protocol code serves memory-mapped TPMs (MMIO, board.Board's TPM
+// registers) and TPMs behind the TCG I2C interface (I2CRegs over an I2C
+// bus); optional interfaces (FIFO, Checksummer, BusErrors) let a transport
+// move bursts, check DATA_CSUM and report bus failures.
 //
 // The driver polls (no interrupts) and bounds every wait with the PTP
 // interface timeouts; the clock and sleep are hooks so bare metal can supply
@@ -29,6 +31,31 @@ type Registers interface {
 	Write8(off uint32, v uint8)
 	Read32(off uint32) uint32
 	Write32(off uint32, v uint32)
+}
+
+// FIFO is implemented by register transports that move a whole burst in
+// one bus transaction and can report a failure (I2C). The TIS uses it for
+// DATA_FIFO when present, Read8/Write8 per byte otherwise (MMIO).
+type FIFO interface {
+	ReadFIFO(off uint32, p []byte) error
+	WriteFIFO(off uint32, p []byte) error
+}
+
+// Checksummer is implemented by transports with a data checksum (I2C
+// DATA_CSUM, PTP section 8). VerifyChecksum checks the bytes just moved
+// through the FIFO (a whole command or response) and returns an error
+// wrapping ErrChecksum on mismatch; the TIS then writes the command again
+// (after commandReady) or asks the TPM to resend the response
+// (responseRetry).
+type Checksummer interface {
+	VerifyChecksum(data []byte) error
+}
+
+// BusErrors is implemented by transports whose register accesses can fail
+// (a NACK on I2C). Err returns and clears the first failure; the TIS stops
+// waiting on a failed bus and wraps the failure into its error.
+type BusErrors interface {
+	Err() error
 }
 
 var (
@@ -62,6 +89,9 @@ const (
 	DefaultMaxResponse = 4096
 	// DefaultPoll is the interval between status polls.
 	DefaultPoll = 10 * time.Microsecond
+	// responseAttempts bounds the reads of one response, and the writes
+	// of one command, with checksum errors.
+	responseAttempts = 3
 
 	headerSize = 10
 )
@@ -138,11 +168,12 @@ func (t *TIS) Init() error {
 		t.Log = slog.Default()
 	}
 	t.Log = t.Log.With("component", "tpm")
+	t.busErr() // forget failures before Init
 	if err := t.probe(); err != nil {
-		return err
+		return t.withBus(err)
 	}
 	if err := t.requestLocality(); err != nil {
-		return err
+		return t.withBus(err)
 	}
 	sts := t.Regs.Read32(t.reg(TPM_STS))
 	if fam := sts & STS_tpmFamily_mask >> STS_tpmFamily_shift; fam != STS_tpmFamily_TPM20 {
@@ -166,6 +197,25 @@ func (t *TIS) DIDVID() uint32 { return t.didVID }
 // The driver needs none of it: it polls and writes byte-wide.
 func (t *TIS) InterfaceCapability() uint32 { return t.intfCap }
 
+// busErr returns the transport's pending failure, if it reports any.
+func (t *TIS) busErr() error {
+	if b, ok := t.Regs.(BusErrors); ok {
+		return b.Err()
+	}
+	return nil
+}
+
+// withBus adds the transport's pending failure to err.
+func (t *TIS) withBus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if berr := t.busErr(); berr != nil {
+		return fmt.Errorf("%w (bus: %w)", err, berr)
+	}
+	return err
+}
+
 func (t *TIS) probe() error {
 	id := t.Regs.Read32(t.reg(TPM_DID_VID))
 	if id == 0 || id == 0xffffffff {
@@ -182,6 +232,9 @@ func (t *TIS) wait(what string, d time.Duration, cond func() bool) error {
 	for {
 		if cond() {
 			return nil
+		}
+		if berr := t.busErr(); berr != nil {
+			return fmt.Errorf("tis: waiting for %s: %w", what, berr)
 		}
 		if t.Now().After(deadline) {
 			if cond() {
@@ -264,6 +317,11 @@ func (t *TIS) cancel() error {
 // through the FIFO, starts it, polls for the response, reads it (header
 // first, then the size it announces) and releases the locality.
 func (t *TIS) Send(cmd []byte) ([]byte, error) {
+	rsp, err := t.send(cmd)
+	return rsp, t.withBus(err)
+}
+
+func (t *TIS) send(cmd []byte) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.inited {
@@ -279,7 +337,7 @@ func (t *TIS) Send(cmd []byte) ([]byte, error) {
 	if err := t.ready(); err != nil {
 		return nil, fmt.Errorf("tis: before command: %w", err)
 	}
-	if err := t.writeCommand(cmd); err != nil {
+	if err := t.writeCommandChecked(cmd); err != nil {
 		t.ready()
 		return nil, err
 	}
@@ -296,10 +354,10 @@ func (t *TIS) Send(cmd []byte) ([]byte, error) {
 		return nil, fmt.Errorf("tis: command %#x: %w", binary.BigEndian.Uint32(cmd[6:10]), err)
 	}
 	rsp, err := t.readResponse()
-	if errors.Is(err, ErrTruncated) || errors.Is(err, ErrResponseTooLarge) && rsp != nil {
-		// One retry (PTP 6.5.2.8 responseRetry) in case bytes were lost
-		// on the bus; a TPM that does it again is broken.
-		t.Log.Warn("response retry", "err", err)
+	for i := 1; i < responseAttempts && retryable(err, rsp); i++ {
+		// Re-read (PTP 6.5.2.8 responseRetry) in case bytes were lost or
+		// corrupted on the bus; a TPM that keeps doing it is broken.
+		t.Log.Warn("response retry", "err", err, "attempt", i)
 		t.Regs.Write32(t.reg(TPM_STS), STS_responseRetry)
 		rsp, err = t.readResponse()
 	}
@@ -310,6 +368,38 @@ func (t *TIS) Send(cmd []byte) ([]byte, error) {
 		return nil, err
 	}
 	return rsp, nil
+}
+
+func retryable(err error, rsp []byte) bool {
+	return errors.Is(err, ErrTruncated) || errors.Is(err, ErrChecksum) ||
+		errors.Is(err, ErrResponseTooLarge) && rsp != nil
+}
+
+// writeCommandChecked writes cmd and, when the transport has a data
+// checksum, verifies it before tpmGo; on a mismatch it returns the TPM to
+// Ready (discarding the command) and writes it again, responseAttempts
+// writes at most.
+func (t *TIS) writeCommandChecked(cmd []byte) error {
+	c, ok := t.Regs.(Checksummer)
+	for i := 1; ; i++ {
+		if err := t.writeCommand(cmd); err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		err := c.VerifyChecksum(cmd)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrChecksum) || i >= responseAttempts {
+			return fmt.Errorf("tis: command: %w", err)
+		}
+		t.Log.Warn("command rewrite", "err", err, "attempt", i)
+		if err := t.ready(); err != nil {
+			return fmt.Errorf("tis: command rewrite: %w", err)
+		}
+	}
 }
 
 // writeCommand writes cmd in bursts. All bytes but the last go in bursts of
@@ -323,10 +413,17 @@ func (t *TIS) writeCommand(cmd []byte) error {
 		if err != nil {
 			return fmt.Errorf("tis: write command byte %d: %w", n, err)
 		}
-		for ; burst > 0 && n < len(cmd)-1; burst-- {
-			t.Regs.Write8(fifo, cmd[n])
-			n++
+		k := min(burst, len(cmd)-1-n)
+		if f, ok := t.Regs.(FIFO); ok {
+			if err := f.WriteFIFO(fifo, cmd[n:n+k]); err != nil {
+				return fmt.Errorf("tis: write command byte %d: %w", n, err)
+			}
+		} else {
+			for _, b := range cmd[n : n+k] {
+				t.Regs.Write8(fifo, b)
+			}
 		}
+		n += k
 		s, err := t.waitValid()
 		if err != nil {
 			return fmt.Errorf("tis: write command byte %d: %w", n, err)
@@ -365,10 +462,17 @@ func (t *TIS) readN(buf []byte, at int) error {
 		if err != nil {
 			return fmt.Errorf("tis: read response byte %d: %w", at+n, err)
 		}
-		for ; burst > 0 && n < len(buf); burst-- {
-			buf[n] = t.Regs.Read8(fifo)
-			n++
+		k := min(burst, len(buf)-n)
+		if f, ok := t.Regs.(FIFO); ok {
+			if err := f.ReadFIFO(fifo, buf[n:n+k]); err != nil {
+				return fmt.Errorf("tis: read response byte %d: %w", at+n, err)
+			}
+		} else {
+			for i := range buf[n : n+k] {
+				buf[n+i] = t.Regs.Read8(fifo)
+			}
 		}
+		n += k
 	}
 	return nil
 }
@@ -400,6 +504,11 @@ func (t *TIS) readResponse() ([]byte, error) {
 	}
 	if s&STS_dataAvail != 0 {
 		return rsp, fmt.Errorf("%w: TPM has data beyond the %d bytes its header announces", ErrResponseTooLarge, size)
+	}
+	if c, ok := t.Regs.(Checksummer); ok {
+		if err := c.VerifyChecksum(rsp); err != nil {
+			return nil, fmt.Errorf("tis: response: %w", err)
+		}
 	}
 	return rsp, nil
 }
