@@ -3,9 +3,9 @@
 package virtrv64
 
 import (
-	"time"
 	_ "unsafe"
 
+	"github.com/teastick/teastick/board"
 	"github.com/teastick/teastick/board/mmio"
 )
 
@@ -67,33 +67,11 @@ func (hw *UART) Rx() (c byte, ok bool) {
 }
 
 // Write transmits buf.
-func (hw *UART) Write(buf []byte) (int, error) {
-	for _, c := range buf {
-		hw.Tx(c)
-	}
-	return len(buf), nil
-}
-
-// PollInterval is how often Read looks at the receiver while waiting.
-const PollInterval = 5 * time.Millisecond
+func (hw *UART) Write(buf []byte) (int, error) { return board.WriteBytes(hw.Tx, buf) }
 
 // Read returns the bytes already received, at least one: it polls the
-// receiver, sleeping between looks, until input arrives.
-func (hw *UART) Read(buf []byte) (n int, err error) {
-	for n < len(buf) {
-		c, ok := hw.Rx()
-		if !ok {
-			if n > 0 {
-				break
-			}
-			time.Sleep(PollInterval)
-			continue
-		}
-		buf[n] = c
-		n++
-	}
-	return n, nil
-}
+// receiver until input arrives (board.PollRead).
+func (hw *UART) Read(buf []byte) (int, error) { return board.PollRead(hw.Rx, buf) }
 
 // printk is the runtime's console output. It runs before the runtime is up,
 // so it only touches registers. A newline is sent as CR LF for terminals.
