@@ -46,38 +46,47 @@ type images struct {
 	container string // stick ELF in its container
 }
 
-var (
-	imagesOnce sync.Once
-	built      images
-	builtErr   error
-)
+// imageBuild is one target's test build, made once per test binary.
+type imageBuild struct {
+	once sync.Once
+	img  images
+	err  error
+}
 
-func testImages(t testing.TB) images {
+var imageBuilds = map[string]*imageBuild{"": {}, RISCV64.Name: {}}
+
+// testImages are the test builds for TARGET=qemu.
+func testImages(t testing.TB) images { return testImagesFor(t, "", 10*time.Minute) }
+
+// testImagesFor builds target's test images once (within timeout): the
+// stick exits after two heartbeats (through semihosting on arm, the SiFive
+// test device on riscv64).
+func testImagesFor(t testing.TB, target string, timeout time.Duration) images {
 	t.Helper()
 	if why := CompilerMissing(root); why != "" {
 		t.Skipf("QEMU boot test SKIPPED (targets qemu and qemu-riscv64): %s", why)
 	}
-	imagesOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "teastick-boot-")
+	ib := imageBuilds[target]
+	ib.once.Do(func() {
+		dir, err := os.MkdirTemp("", "teastick-boot-"+target)
 		if err != nil {
-			builtErr = err
+			ib.err = err
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		b := Build{Root: root, Dir: dir, Version: "boot-test", ExitAfter: 2}
-		built.dir = dir
-		built.stick, builtErr = b.Image(ctx)
-		if builtErr != nil {
+		b := Build{Root: root, Dir: dir, Target: target, Version: "boot-test", ExitAfter: 2}
+		ib.img.dir = dir
+		if ib.img.stick, ib.err = b.Image(ctx); ib.err != nil {
 			return
 		}
-		built.stage0 = b.Stage0()
-		built.container, builtErr = WrapStick(built.stick, dir)
+		ib.img.stage0 = b.Stage0()
+		ib.img.container, ib.err = WrapStick(ib.img.stick, dir)
 	})
-	if builtErr != nil {
-		t.Fatal(builtErr)
+	if ib.err != nil {
+		t.Fatal(ib.err)
 	}
-	return built
+	return ib.img
 }
 
 // legacyBanner is banner on legacy virtio-mmio devices: the devices line
@@ -146,13 +155,7 @@ func TestBoot(t *testing.T) {
 	corrupt[1] = 'X' // ELF magic
 	notARM := bootimg.Wrap(corrupt)
 
-	tests := []struct {
-		name     string
-		machine  func(t *testing.T) Machine
-		exitCode int
-		want     []string
-		reject   []string
-	}{
+	tests := []bootCase{
 		{
 			name:     "stick boots to its banner, and its console is quiet",
 			machine:  func(*testing.T) Machine { return Machine{Kernel: img.stick} },
@@ -288,9 +291,26 @@ func TestBoot(t *testing.T) {
 			reject:   []string{`FATAL`, `panic`, `exception`, `, v2\)`},
 		},
 	}
-	for _, tc := range tests {
+	runBootCases(t, tests, 90*time.Second)
+}
+
+// bootCase is one boot of a boot test: the machine, QEMU's exit status,
+// and console lines (regular expressions) it must and must not print.
+type bootCase struct {
+	name     string
+	machine  func(t *testing.T) Machine
+	exitCode int
+	want     []string
+	reject   []string
+}
+
+// runBootCases boots each case as a subtest, within timeout, and checks
+// its exit status and console; a console containing any of banned fails
+// too.
+func runBootCases(t *testing.T, cases []bootCase, timeout time.Duration, banned ...string) {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := tc.machine(t).Run(context.Background(), 90*time.Second, nil)
+			res, err := tc.machine(t).Run(context.Background(), timeout, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -305,6 +325,11 @@ func TestBoot(t *testing.T) {
 			for _, r := range tc.reject {
 				if matchLine(res, r) {
 					t.Errorf("console has a line matching %q", r)
+				}
+			}
+			for _, bad := range banned {
+				if strings.Contains(res.Console, bad) {
+					t.Errorf("console shows %q", bad)
 				}
 			}
 			if t.Failed() {

@@ -2,54 +2,17 @@ package qemu
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
-	"regexp"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/teastick/teastick/image/bootimg"
 )
 
-var (
-	rvOnce     sync.Once
-	rvBuilt    images
-	rvBuiltErr error
-)
-
-// riscv64Images are the test builds for TARGET=qemu-riscv64: the stick
-// exits after two heartbeats through the SiFive test device.
-func riscv64Images(t testing.TB) images {
-	t.Helper()
-	if why := CompilerMissing(root); why != "" {
-		t.Skipf("QEMU boot test SKIPPED (targets qemu and qemu-riscv64): %s", why)
-	}
-	rvOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "teastick-boot-rv64-")
-		if err != nil {
-			rvBuiltErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		defer cancel()
-		b := Build{Root: root, Dir: dir, Target: RISCV64.Name, Version: "boot-test", ExitAfter: 2}
-		rvBuilt.dir = dir
-		rvBuilt.stick, rvBuiltErr = b.Image(ctx)
-		if rvBuiltErr != nil {
-			return
-		}
-		rvBuilt.stage0 = b.Stage0()
-		rvBuilt.container, rvBuiltErr = WrapStick(rvBuilt.stick, dir)
-	})
-	if rvBuiltErr != nil {
-		t.Fatal(rvBuiltErr)
-	}
-	return rvBuilt
-}
+// riscv64Images are the test builds for TARGET=qemu-riscv64.
+func riscv64Images(t testing.TB) images { return testImagesFor(t, RISCV64.Name, 15*time.Minute) }
 
 // TestBootRISCV64 boots the riscv64 images on QEMU's riscv64 virt
 // machine: the stick alone to its banner, and stage 0 measuring itself
@@ -82,13 +45,7 @@ func TestBootRISCV64(t *testing.T) {
 		`^net: virtio-net slot \d+ mac 52:54:00:12:34:56, 10\.0\.2\.15/24 via 10\.0\.2\.2, https on :80$`,
 		`^teastick: test build, exiting$`,
 	}
-	tests := []struct {
-		name     string
-		machine  func(t *testing.T) Machine
-		exitCode int
-		want     []string
-		reject   []string
-	}{
+	tests := []bootCase{
 		{
 			name:     "stick boots to banner without a TPM",
 			machine:  func(*testing.T) Machine { return Machine{Target: &RISCV64, Kernel: img.stick} },
@@ -164,36 +121,5 @@ func TestBootRISCV64(t *testing.T) {
 			}, banner...),
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			res, err := tc.machine(t).Run(context.Background(), 3*time.Minute, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.ExitCode != tc.exitCode {
-				t.Errorf("exit code %d, want %d", res.ExitCode, tc.exitCode)
-			}
-			for _, w := range tc.want {
-				re := regexp.MustCompile(w)
-				found := false
-				for _, l := range res.Lines {
-					found = found || re.MatchString(l.Text)
-				}
-				if !found {
-					t.Errorf("console lacks %s", w)
-				}
-			}
-			for _, r := range tc.reject {
-				if matchLine(res, r) {
-					t.Errorf("console has a line matching %q", r)
-				}
-			}
-			for _, bad := range []string{"panic", "exception"} {
-				if strings.Contains(res.Console, bad) {
-					t.Errorf("console shows %q", bad)
-				}
-			}
-			t.Logf("console:\n%s", res.Console)
-		})
-	}
+	runBootCases(t, tests, 3*time.Minute, "panic", "exception")
 }
