@@ -35,6 +35,7 @@ type cable struct {
 	cut      bool    // the far end vanished: nothing is delivered
 	busyEach int     // every busyEach-th transmit is refused as busy
 	sends    int
+	longest  int // the longest frame sent
 	dropped  int
 	reversed int
 }
@@ -57,6 +58,7 @@ func (e *cableEnd) Transmit(frame []byte) error {
 		return nil
 	}
 	c.sends++
+	c.longest = max(c.longest, len(frame))
 	if c.busyEach > 0 && c.sends%c.busyEach == 0 {
 		c.mu.Unlock()
 		return errBusy{}
@@ -201,6 +203,35 @@ func TestHTTPAcrossCable(t *testing.T) {
 				t.Fatalf("fault not exercised: dropped %d, reordered %d", dropped, reversed)
 			}
 		})
+	}
+}
+
+// TestFullSizeFrames: an MTU of 1500 carries a 1472-byte UDP payload in
+// one frame of 1514 bytes with the Ethernet header, unfragmented.
+func TestFullSizeFrames(t *testing.T) {
+	stick, box, c := pair(t, 0, 0)
+	rx, err := stick.DialUDP(netip.MustParseAddrPort("10.0.0.1:7000"), netip.AddrPort{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	tx, err := box.DialUDP(netip.AddrPort{}, netip.MustParseAddrPort("10.0.0.1:7000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if _, err := tx.Write(make([]byte, 1472)); err != nil {
+		t.Fatal(err)
+	}
+	rx.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 2000)
+	if n, _, err := rx.ReadFrom(buf); err != nil || n != 1472 {
+		t.Fatalf("read %d bytes, %v", n, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.longest != 1514 {
+		t.Fatalf("longest frame %d bytes, want 1514", c.longest)
 	}
 }
 

@@ -49,7 +49,7 @@ type Config struct {
 	Address netip.Prefix
 	// Gateway, if valid, is the default route (the box).
 	Gateway netip.Addr
-	// MTU defaults to 1500.
+	// MTU is the IP MTU (default 1500): frames are up to MTU+14 bytes.
 	MTU uint32
 	// Poll is how long the pump sleeps when the NIC has nothing
 	// (default 200 µs).
@@ -113,7 +113,9 @@ func New(nic NIC, cfg Config) (*Stack, error) {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 	})
-	ep := channel.New(queueLen, cfg.MTU, tcpip.LinkAddress(mac[:]))
+	// the channel endpoint's MTU is the frame's: gVisor's Ethernet
+	// endpoint takes the 14-byte header off it for IP
+	ep := channel.New(queueLen, cfg.MTU+header.EthernetMinimumSize, tcpip.LinkAddress(mac[:]))
 	if err := s.CreateNIC(nicID, ethernet.New(ep)); err != nil {
 		return nil, fmt.Errorf("netstack: create NIC: %s", err)
 	}
