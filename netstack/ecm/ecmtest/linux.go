@@ -51,7 +51,7 @@ type Config struct {
 // what it refuses: a bad header, a descriptor overrunning the buffer,
 // wTotalLength other than what was read, an endpoint outside an interface.
 func ParseConfig(b []byte) (*Config, error) {
-	if len(b) < 9 || b[0] < 9 || b[1] != 2 {
+	if len(b) < 9 || b[0] < 9 || int(b[0]) > len(b) || b[1] != 2 {
 		return nil, fmt.Errorf("%w: not a configuration descriptor", ErrBind)
 	}
 	if int(binary.LittleEndian.Uint16(b[2:])) != len(b) {
