@@ -104,7 +104,8 @@ TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) 
 # Packages built for the bare-metal target by `make test` and vetted by
 # `make check`.
 TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
-	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest ./tpm/nvcounter ./runtime ./runtime/actor
+	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest ./tpm/nvcounter ./runtime ./runtime/actor \
+	./netstack/ecm ./netstack/ecm/imxusb
 
 DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat
 
