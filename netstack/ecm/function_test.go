@@ -443,3 +443,21 @@ func TestFaultyHost(t *testing.T) {
 		t.Error("babble not counted")
 	}
 }
+
+// TestSetupAnswersAreCopies: a controller may write into the buffer it is
+// handed (tamago DMA-copies it); the next host must still read the
+// function's descriptors.
+func TestSetupAnswersAreCopies(t *testing.T) {
+	f, h := enumerated(t, 0)
+	d, err := h.Control(setup(0x80, 6, 0x0100, 0, 18), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range d {
+		d[i] = 0xff
+	}
+	dev, _ := f.Descriptors()
+	if again, _ := h.Control(setup(0x80, 6, 0x0100, 0, 18), nil); !bytes.Equal(again, dev) || dev[0] != 18 {
+		t.Fatalf("device descriptor after the caller wrote into an answer: %x", again)
+	}
+}

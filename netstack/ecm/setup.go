@@ -119,7 +119,8 @@ func (f *Function) Setup(p SetupPacket, data []byte) ([]byte, error) {
 	if p.In() && len(out) > int(p.Length) {
 		out = out[:p.Length]
 	}
-	return out, nil
+	// a copy: the caller (a controller's DMA buffer) may write into it
+	return append([]byte(nil), out...), nil
 }
 
 func stall(format string, args ...any) error {
