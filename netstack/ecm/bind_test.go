@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 
@@ -88,6 +89,21 @@ func TestLinuxBinds(t *testing.T) {
 		if s, err := h.String(i); err != nil || s != want {
 			t.Errorf("string %d: %q %v, want %q", i, s, err, want)
 		}
+	}
+	// ecm.Endpoints, what a controller shell programs, is what the
+	// configuration descriptor announces
+	_, cfgBytes := f.Descriptors()
+	cfg, _ := ecmtest.ParseConfig(cfgBytes)
+	var announced []ecm.Endpoint
+	for _, n := range []uint8{0, 1} {
+		for _, alt := range cfg.Interfaces[n] {
+			for _, e := range alt.Endpoints {
+				announced = append(announced, ecm.Endpoint{Address: e.Address, Attributes: e.Attributes, MaxPacketSize: e.MaxPacket, Interval: e.Interval})
+			}
+		}
+	}
+	if fmt.Sprint(announced) != fmt.Sprint(ecm.Endpoints()) {
+		t.Errorf("descriptor endpoints %v, ecm.Endpoints %v", announced, ecm.Endpoints())
 	}
 	q, err := h.GetDescriptor(6, 0, 0, 10)
 	if err != nil || len(q) != 10 || q[1] != 6 || !bytes.Equal(q[2:8], dev[2:8]) {

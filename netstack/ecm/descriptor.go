@@ -106,10 +106,12 @@ type Endpoint struct {
 
 // Endpoints lists the function's endpoints besides endpoint 0, in the order
 // of the configuration descriptor.
-var Endpoints = []Endpoint{
-	{EPNotify, endpointTypeIntr, NotifyMaxPacket, notifyInterval},
-	{EPBulkIn, endpointTypeBulk, MaxPacket, 0},
-	{EPBulkOut, endpointTypeBulk, MaxPacket, 0},
+func Endpoints() []Endpoint {
+	return []Endpoint{
+		{EPNotify, endpointTypeIntr, NotifyMaxPacket, notifyInterval},
+		{EPBulkIn, endpointTypeBulk, MaxPacket, 0},
+		{EPBulkOut, endpointTypeBulk, MaxPacket, 0},
+	}
 }
 
 // deviceDescriptor builds the device descriptor (USB 2.0 §9.6.1, Table

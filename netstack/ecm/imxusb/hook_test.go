@@ -159,7 +159,7 @@ func TestEndpointFunctions(t *testing.T) {
 	if n, _ := notify(f)(nil, nil); len(n) != 8 {
 		t.Fatalf("first notification %x", n)
 	}
-	for _, e := range ecm.Endpoints {
+	for _, e := range ecm.Endpoints() {
 		if zlt(e) != (e.Address == ecm.EPBulkIn) {
 			t.Errorf("endpoint %#x: zero-length termination %v", e.Address, zlt(e))
 		}

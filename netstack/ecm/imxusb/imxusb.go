@@ -92,7 +92,7 @@ func device(f *ecm.Function) *usb.Device {
 	conf.SetDefaults()
 	iface := &usb.InterfaceDescriptor{}
 	iface.SetDefaults()
-	for _, e := range ecm.Endpoints {
+	for _, e := range ecm.Endpoints() {
 		ep := &usb.EndpointDescriptor{}
 		ep.SetDefaults()
 		ep.EndpointAddress, ep.Attributes, ep.MaxPacketSize, ep.Interval = e.Address, e.Attributes, e.MaxPacketSize, e.Interval
