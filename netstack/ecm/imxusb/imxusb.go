@@ -25,8 +25,9 @@ const (
 
 var started atomic.Bool
 
-// Start runs f on port in device mode: it initializes the controller and
-// returns; enumeration and transfers run in goroutines from then on. It
+// Start runs f on port in device mode: it initializes the controller
+// (port.Init: the board must not call it too) and returns; enumeration and
+// transfers run in goroutines from then on. It
 // returns ErrNoController where there is no device controller (under
 // emulation, detected at run time by tamago: imx6ul.Native), without
 // touching the controller.
