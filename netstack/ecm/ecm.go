@@ -36,8 +36,15 @@
 // also drops what the host's packet filter (SET_ETHERNET_PACKET_FILTER)
 // excludes. Both directions have bounded queues (Config.Queue frames); a
 // full transmit queue returns ErrBusy (its Busy method reports true, so
-// the stack offers the frame again), a full receive queue drops. Stats
-// counts all of it.
+// the stack offers the frame again); a full receive queue NAKs the host
+// (BulkOut returns ErrNAK without taking the packet; a transfer-level shell
+// waits for OutReady before it takes the next transfer). Stats counts
+// what is dropped: frames while disconnected or filtered, oversize, runts.
+//
+// # MACs
+//
+// MACs derives the stick's MAC and the box side's (sent as iMACAddress)
+// from the stick's unique ID: locally administered, stable per stick.
 //
 // # Framing
 //
