@@ -35,8 +35,13 @@ type Host struct {
 	// Addrs returns an interface's addresses (default: the kernel's, for
 	// the network namespace this process runs in).
 	Addrs func(ifname string) ([]netip.Prefix, error)
-	// Dial connects to the stick's API (default net.Dialer).
+	// Dial connects to the stick's API (default net.Dialer) when Probe
+	// is nil.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Probe, if set, checks that the stick answers at url instead of a
+	// bare TCP connection (teactl asks the API for its status: one
+	// connection, and no TLS handshake left half done in the stick's log).
+	Probe func(ctx context.Context, link *Link) error
 	// Timeout bounds each connection attempt (default 3 s).
 	Timeout time.Duration
 }
@@ -200,6 +205,12 @@ func (h *Host) check(ctx context.Context, l *Link, addrs func(string) ([]netip.P
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	addr := netip.AddrPortFrom(StickAddr, StickAPIPort).String()
+	if h.Probe != nil {
+		if err := h.Probe(cctx, l); err != nil {
+			return fmt.Errorf("%w: %s through %s: %v", ErrNotAnswering, l.StickURL, l.Interface, err)
+		}
+		return nil
+	}
 	c, err := dial(cctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%w: %s through %s: %v (is it booted? its console says `net: ... https on :80`)", ErrNotAnswering, addr, l.Interface, err)
