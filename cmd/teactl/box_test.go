@@ -231,6 +231,7 @@ func TestBoxSideOverUSBLink(t *testing.T) {
 	st.WaitFor("READY", 2*time.Minute)
 
 	r = mustOK(t, inBox("stick", "find"), "stick find")
+	t.Logf("stick find:\n%s", r.stdout)
 	if !strings.Contains(r.stdout, "usb0: mac "+boxMAC) || !strings.Contains(r.stdout, "10.0.0.2/24") ||
 		!strings.Contains(r.stdout, "answers (version teactl-test") || !strings.Contains(r.stdout, ", ready,") {
 		t.Errorf("stick find:\n%s", r.stdout)
