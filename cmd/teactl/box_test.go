@@ -58,6 +58,22 @@ func (n netns) connects(host string, port int) bool {
 	return n.cmd("timeout", "5", "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", host, port)).Run() == nil
 }
 
+// httpStatus is the status code of GET path from inside the namespace
+// (HTTP/1.0 over bash's /dev/tcp).
+func (n netns) httpStatus(t *testing.T, host string, port int, path string) string {
+	t.Helper()
+	out, err := n.cmd("timeout", "10", "bash", "-c", fmt.Sprintf(
+		`exec 3<>/dev/tcp/%s/%d && printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' >&3 && head -1 <&3`, host, port, path, host)).Output()
+	if err != nil {
+		t.Fatalf("GET %s from %s: %v", path, n, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 2 {
+		t.Fatalf("GET %s from %s: %q", path, n, out)
+	}
+	return f[1]
+}
+
 // waitConnects waits up to a minute for host:port to accept in n.
 func (n netns) waitConnects(t *testing.T, host string, port int, what string) {
 	t.Helper()
@@ -120,11 +136,11 @@ func TestBoxSideOverUSBLink(t *testing.T) {
 	}
 	var conf struct {
 		Addresses struct{ API, Gateway any }
-		Gateway   struct{ DeserializedResponses any }
+		Gateway   struct{ DeserializedResponses, ExposeRoutingAPI any }
 	}
 	json.Unmarshal(cfg, &conf)
 	if fmt.Sprint(conf.Addresses.Gateway) != "/ip4/10.0.0.2/tcp/8080" || fmt.Sprint(conf.Addresses.API) != "/ip4/127.0.0.1/tcp/5001" ||
-		fmt.Sprint(conf.Gateway.DeserializedResponses) != "false" {
+		fmt.Sprint(conf.Gateway.DeserializedResponses) != "false" || fmt.Sprint(conf.Gateway.ExposeRoutingAPI) != "false" {
 		t.Fatalf("kubo config after box setup --apply: %+v", conf)
 	}
 	key, val, _ := strings.Cut(boxlink.NonlocalBindSysctl, "=")
@@ -229,6 +245,17 @@ func TestBoxSideOverUSBLink(t *testing.T) {
 		t.Fatalf("the stick serves on %s, want %s", st.URL, boxlink.StickURL())
 	}
 	st.WaitFor("READY", 2*time.Minute)
+	// What the gateway serves the stick: verifiable responses only, no
+	// routing API.
+	for path, want := range map[string]string{
+		"/ipfs/" + echo + "?format=raw": "200",
+		"/ipfs/" + echo:                 "406",
+		"/routing/v1/providers/" + echo: "404",
+	} {
+		if got := stickNS.httpStatus(t, "10.0.0.2", boxlink.GatewayPort, path); got != want {
+			t.Errorf("from the stick, GET %s: %s, want %s", path, got, want)
+		}
+	}
 
 	r = mustOK(t, inBox("stick", "find"), "stick find")
 	t.Logf("stick find:\n%s", r.stdout)

@@ -123,12 +123,15 @@ func NetworkdFiles() []File {
 // entry, arguments after `ipfs`): the gateway listens on the link address
 // only, the RPC API on loopback only (it can add, pin and delete: nothing on
 // the link may reach it), and the gateway serves only verifiable responses
-// (CAR and raw blocks, the trustless gateway: all the stick asks for).
+// (CAR and raw blocks, the trustless gateway: all the stick asks for) and
+// not the delegated routing API kubo otherwise exposes beside it
+// (/routing/v1, lookups in the network on the stick's behalf).
 func KuboConfig() [][]string {
 	return [][]string{
 		{"config", "Addresses.Gateway", fmt.Sprintf("/ip4/%s/tcp/%d", BoxAddr.Addr(), GatewayPort)},
 		{"config", "Addresses.API", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", RPCPort)},
 		{"config", "--json", "Gateway.DeserializedResponses", "false"},
+		{"config", "--json", "Gateway.ExposeRoutingAPI", "false"},
 	}
 }
 
