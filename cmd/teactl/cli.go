@@ -66,6 +66,13 @@ usage: teactl [--json] GROUP COMMAND [ARGS]
                             attest, push a signed manifest, attest again (a stick waiting for
                             its first manifest: push it, then attest)
 
+  stick find                list the stick interfaces on this box's USB link (MAC 1e:a5:70:...),
+                            each checked: up, carrying 10.0.0.2, the stick's API answering;
+                            URL may be "auto" in the stick and actor commands: the one stick found
+
+  box setup                 print (or --apply to kubo) the box's side of the USB link: the
+                            networkd files, the sysctl, the ipfs config commands
+
   receipt verify FILE       check a saved receipt offline: its evidence against the enrolled stick
                             and the release, its signature against the result key that boot measured
 
@@ -111,6 +118,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"stick enroll":    stickEnroll,
 		"stick attest":    stickAttest,
 		"stick upgrade":   stickUpgrade,
+		"stick find":      stickFind,
+		"box setup":       boxSetup,
 		"receipt verify":  receiptVerify,
 		"release build":   releaseBuild,
 		"release verify":  releaseVerify,

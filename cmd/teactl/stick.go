@@ -150,6 +150,9 @@ func stickEnroll(e *env, args []string) error {
 	if len(pos) != 1 || *ca == "" || *out == "" {
 		return usageErr("stick enroll needs URL, --ca and -o")
 	}
+	if pos[0], err = stickURL(pos[0], nf.timeout); err != nil {
+		return err
+	}
 	bundle, err := os.ReadFile(*ca)
 	if err != nil {
 		return ioErr(err)
@@ -436,6 +439,9 @@ func stickAttest(e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageErr("stick attest takes one URL")
 	}
+	if pos[0], err = stickURL(pos[0], af.timeout); err != nil {
+		return err
+	}
 	id, gov, err := af.load()
 	if err != nil {
 		return err
@@ -484,6 +490,9 @@ func actorInvoke(e *env, args []string) error {
 	}
 	if len(pos) < 3 || len(pos) > 4 {
 		return usageErr("actor invoke takes URL NAME OPERATION [PAYLOAD|@FILE]")
+	}
+	if pos[0], err = stickURL(pos[0], af.timeout); err != nil {
+		return err
 	}
 	// What the stick says about itself cannot be its own reference:
 	// an older signed manifest describes itself just as well.
@@ -636,6 +645,9 @@ func stickUpgrade(e *env, args []string) error {
 	}
 	if len(pos) != 2 {
 		return usageErr("stick upgrade takes URL and MANIFEST")
+	}
+	if pos[0], err = stickURL(pos[0], af.timeout); err != nil {
+		return err
 	}
 	id, gov, err := af.load()
 	if err != nil {

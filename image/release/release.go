@@ -9,6 +9,9 @@
 //	manifest.json   the signed release manifest (image/manifest), naming both
 //	                images by SHA-256 and the actors
 //	reference.json  Reference: the measurements, the toolchain, build tags
+//	networkd/       the box's systemd-networkd files for the stick's USB
+//	                link (netstack/boxlink.NetworkdFiles), listed with their
+//	                SHA-256 in reference.json's box_files
 //
 // The reference measurements are a function of the images, the manifest
 // and the stick's configuration record (its version and board): PCR 0
@@ -39,6 +42,7 @@ import (
 
 	"github.com/teastick/teastick/firmware/core"
 	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/netstack/boxlink"
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
 	"github.com/teastick/teastick/tpm/verify"
@@ -102,6 +106,11 @@ type Reference struct {
 	// measured.
 	Events []Event           `json:"events"`
 	PCRs   map[string]string `json:"pcrs"`
+	// BoxFiles are the files for the box the bundle carries (path in the
+	// bundle -> hex SHA-256): the systemd-networkd files of the USB link.
+	// They are this code's (netstack/boxlink), so Verify recomputes them
+	// like the measurements and checks the files against them.
+	BoxFiles map[string]string `json:"box_files"`
 }
 
 // Boards maps each board's build tag (the Makefile's TARGET table,
@@ -213,6 +222,11 @@ func Make(stage0, stick, signed []byte, imageVersion, board string) (*Reference,
 	for pcr, v := range eventlog.Replay(events) {
 		r.PCRs[fmt.Sprint(pcr)] = hex.EncodeToString(v[:])
 	}
+	r.BoxFiles = map[string]string{}
+	for _, f := range boxlink.NetworkdFiles() {
+		d := sha256.Sum256(f.Content)
+		r.BoxFiles[f.Name] = hex.EncodeToString(d[:])
+	}
 	return r, nil
 }
 
@@ -226,8 +240,16 @@ func Write(dir string, stage0, stick, signed []byte, r *Reference) error {
 	if err != nil {
 		return err
 	}
-	for name, b := range map[string][]byte{Stage0File: stage0, StickFile: stick, ManifestFile: signed, ReferenceFile: append(ref, '\n')} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+	files := map[string][]byte{Stage0File: stage0, StickFile: stick, ManifestFile: signed, ReferenceFile: append(ref, '\n')}
+	for _, f := range boxlink.NetworkdFiles() {
+		files[f.Name] = f.Content
+	}
+	for name, b := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
 			return err
 		}
 	}
@@ -276,7 +298,16 @@ func Verify(dir string, gov ed25519.PublicKey) (*Reference, []byte, error) {
 	a, _ := json.Marshal(want)
 	b, _ := json.Marshal(&got)
 	if !bytes.Equal(a, b) {
-		return nil, nil, fmt.Errorf("%w: %s differs from the measurements the images and manifest give", ErrBundle, ReferenceFile)
+		return nil, nil, fmt.Errorf("%w: %s differs from the measurements the images and manifest give (or from the box files this teactl ships)", ErrBundle, ReferenceFile)
+	}
+	for name, sum := range want.BoxFiles {
+		f, err := read(filepath.FromSlash(name))
+		if err != nil {
+			return nil, nil, err
+		}
+		if d := sha256.Sum256(f); hex.EncodeToString(d[:]) != sum {
+			return nil, nil, fmt.Errorf("%w: %s hashes to %x, %s lists %s", ErrBundle, name, d, ReferenceFile, sum)
+		}
 	}
 	return want, signed, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/netstack/boxlink"
 	"github.com/teastick/teastick/tpm/eventlog"
 )
 
@@ -107,5 +109,87 @@ func TestBoardFromTags(t *testing.T) {
 	}
 	if _, err := Make(stage0, stick, signed, "v", "qemu-virt-arm"); !errors.Is(err, ErrBundle) {
 		t.Errorf("another board: Make = %v, want ErrBundle", err)
+	}
+}
+
+// TestBoxFiles: a bundle carries the box's networkd files, listed with
+// their SHA-256 in reference.json, exactly as netstack/boxlink makes them;
+// a changed, missing or unlisted file is refused.
+func TestBoxFiles(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage0, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stick := append(bytes.Clone(stage0), 0)
+	s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
+	gov := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	pub := gov.Public().(ed25519.PublicKey)
+	signed, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: 1,
+		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}}, gov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Make(stage0, stick, signed, "release-test", "linux-hosted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := boxlink.NetworkdFiles()
+	if len(r.BoxFiles) != len(want) {
+		t.Fatalf("box_files %v, want %d files", r.BoxFiles, len(want))
+	}
+	write := func(t *testing.T) string {
+		dir := filepath.Join(t.TempDir(), "rel")
+		if err := Write(dir, stage0, stick, signed, r); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	dir := write(t)
+	for _, f := range want {
+		got, err := os.ReadFile(filepath.Join(dir, f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := sha256.Sum256(got)
+		if !bytes.Equal(got, f.Content) || r.BoxFiles[f.Name] != hex.EncodeToString(d[:]) {
+			t.Errorf("%s: %d bytes listed as %s, want boxlink's %d bytes", f.Name, len(got), r.BoxFiles[f.Name], len(f.Content))
+		}
+	}
+	if _, _, err := Verify(dir, pub); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	network := filepath.Join(boxlink.NetworkdDir, boxlink.NetworkFile)
+	for _, tc := range []struct {
+		name   string
+		change func(dir string)
+	}{
+		{"a default route added", func(dir string) {
+			f, _ := os.OpenFile(filepath.Join(dir, network), os.O_APPEND|os.O_WRONLY, 0)
+			f.WriteString("Gateway=10.0.0.1\n")
+			f.Close()
+		}},
+		{"the .link file missing", func(dir string) { os.Remove(filepath.Join(dir, boxlink.NetworkdDir, boxlink.LinkFile)) }},
+		{"box_files emptied", func(dir string) {
+			var ref map[string]any
+			b, _ := os.ReadFile(filepath.Join(dir, ReferenceFile))
+			json.Unmarshal(b, &ref)
+			ref["box_files"] = map[string]string{}
+			b, _ = json.Marshal(ref)
+			os.WriteFile(filepath.Join(dir, ReferenceFile), b, 0o644)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := write(t)
+			tc.change(dir)
+			if _, _, err := Verify(dir, pub); err == nil {
+				t.Fatal("Verify accepted the bundle")
+			} else {
+				t.Log(err)
+			}
+		})
 	}
 }

@@ -117,7 +117,7 @@ func (m *i2cModel) write(p []byte) {
 	case I2C_DATA_FIFO:
 		m.csumData = append(m.csumData, p...)
 		for _, b := range p {
-			m.tis.Write8(TPM_DATA_FIFO, b)
+			m.tis.Write8(m.page()+TPM_DATA_FIFO, b)
 		}
 		return
 	case I2C_STS:
@@ -127,17 +127,23 @@ func (m *i2cModel) write(p []byte) {
 		if v&(STS_commandReady|STS_tpmGo|STS_responseRetry) != 0 {
 			m.csumData = m.csumData[:0] // a command/response boundary
 		}
-		m.tis.Write32(TPM_STS, v)
+		m.tis.Write32(m.page()+TPM_STS, v)
 		return
 	}
-	if off, ok := m.tisOff(m.ptr); ok && m.loc == 0 {
-		m.tis.Write8(off, p[0])
+	if off, ok := m.tisOff(m.ptr); ok {
+		m.tis.Write8(m.page()+off, p[0])
 	}
 }
+
+// page is the TIS offset of the locality LOC_SEL selects (PTP 8: the I2C
+// registers are those of the selected locality).
+func (m *i2cModel) page() uint32 { return uint32(m.loc) * LocalityStride }
 
 func (m *i2cModel) read(r []byte) {
 	var reg []byte
 	switch m.ptr {
+	case I2C_LOC_SEL:
+		reg = []byte{m.loc}
 	case I2C_INTERFACE_CAPABILITY:
 		reg = binary.LittleEndian.AppendUint32(nil, m.capability())
 	case I2C_DATA_CSUM_ENABLE:
@@ -152,16 +158,16 @@ func (m *i2cModel) read(r []byte) {
 		}
 	case I2C_DATA_FIFO:
 		for i := range r {
-			r[i] = m.tis.Read8(TPM_DATA_FIFO)
+			r[i] = m.tis.Read8(m.page() + TPM_DATA_FIFO)
 		}
 		m.csumData = append(m.csumData, r...)
 		return
 	case I2C_STS, I2C_DID_VID:
 		off, _ := m.tisOff(m.ptr)
-		reg = binary.LittleEndian.AppendUint32(nil, m.tis.Read32(off))
+		reg = binary.LittleEndian.AppendUint32(nil, m.tis.Read32(m.page()+off))
 	case I2C_ACCESS, I2C_RID:
 		off, _ := m.tisOff(m.ptr)
-		reg = []byte{m.tis.Read8(off)}
+		reg = []byte{m.tis.Read8(m.page() + off)}
 	}
 	for i := range r {
 		r[i] = 0xff
@@ -172,21 +178,35 @@ func (m *i2cModel) read(r []byte) {
 }
 
 // faultyI2C injects faults between the driver and the model: NACKs (the
-// next nack transactions, or all when nackAll), corruption of the last
-// byte of the next corrupt FIFO reads and of the next corruptW FIFO writes.
+// next nack transactions, or all when nackAll; the next nackLocSel
+// transactions that write LOC_SEL), corruption of the last byte of the
+// next corrupt FIFO reads and of the next corruptW FIFO writes. It records
+// every LOC_SEL write it passes on (locSel) and every attempt (locSelTx).
 type faultyI2C struct {
-	mu       sync.Mutex
-	bus      I2C
-	nack     int
-	nackAll  bool
-	corrupt  int
-	corruptW int
-	ptr      uint8
-	nacked   int
+	mu         sync.Mutex
+	bus        I2C
+	nack       int
+	nackAll    bool
+	nackLocSel int
+	corrupt    int
+	corruptW   int
+	ptr        uint8
+	nacked     int
+	locSel     []byte
+	locSelTx   int
 }
 
 func (f *faultyI2C) Tx(addr uint8, w, r []byte) error {
 	f.mu.Lock()
+	if len(w) > 1 && w[0] == I2C_LOC_SEL {
+		f.locSelTx++
+		if f.nackLocSel > 0 {
+			f.nackLocSel--
+			f.nacked++
+			f.mu.Unlock()
+			return ErrNACK
+		}
+	}
 	if f.nackAll || f.nack > 0 {
 		if f.nack > 0 {
 			f.nack--
@@ -208,6 +228,9 @@ func (f *faultyI2C) Tx(addr uint8, w, r []byte) error {
 	defer f.mu.Unlock()
 	if len(w) > 0 {
 		f.ptr = w[0]
+	}
+	if len(w) > 1 && w[0] == I2C_LOC_SEL {
+		f.locSel = append(f.locSel, w[1])
 	}
 	if len(r) > 0 && f.ptr == I2C_DATA_FIFO && f.corrupt > 0 {
 		f.corrupt--

@@ -2,21 +2,26 @@ package tis
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync"
 
 	"github.com/google/go-tpm/tpm2/transport"
 )
 
-// tisModel is a register model of the PTP FIFO interface (one locality,
-// states Idle, Ready, Reception, Execution, Completion per PTP 5.5.2). Each
+// tisModel is a register model of the PTP FIFO interface (localities 0-4,
+// one active at a time, each with its register page (PTP 6.5.2); states
+// Idle, Ready, Reception, Execution, Completion per PTP 5.5.2). Each
 // complete command is forwarded to backend, a real TPM (swtpm). Its fault
-// knobs are for fault injection only.
+// knobs are for fault injection only. Writes to the STS or FIFO of a
+// locality that is not active are ignored, as a TPM does, and recorded in
+// ignored: a driver that makes one has lost track of its locality.
 type tisModel struct {
 	mu      sync.Mutex
 	backend transport.TPM
 	didVID  uint32
 
 	active  bool
+	loc     uint32 // the active locality, when active
 	state   int
 	cmd     []byte
 	rsp     []byte
@@ -33,8 +38,18 @@ type tisModel struct {
 	fifoWrites  int                 // FIFO writes seen
 	sinceStatus int                 // FIFO writes since the last TPM_STS read
 	mangle      func([]byte) []byte // rewrites each response
+	refuse      uint8               // localities (bit n: locality n) never granted
 	execErr     error
+
+	execLoc []uint32 // the locality each command executed at
+	ignored []string // writes to a locality that was not active
 }
+
+// split returns an offset's locality and register (PTP 6.5.2: one 4 KiB
+// page per locality).
+func split(off uint32) (loc, reg uint32) { return off / LocalityStride, off % LocalityStride }
+
+func (m *tisModel) activeAt(loc uint32) bool { return m.active && m.loc == loc }
 
 const (
 	stIdle = iota
@@ -80,15 +95,12 @@ func (m *tisModel) Read8(off uint32) uint8 {
 	if m.gone() {
 		return 0
 	}
-	switch off {
+	loc, reg := split(off)
+	switch reg {
 	case TPM_ACCESS:
-		v := uint8(ACCESS_tpmRegValidSts | ACCESS_tpmEstablishment)
-		if m.active {
-			v |= ACCESS_activeLocality
-		}
-		return v
+		return m.Read8Locked(off)
 	case TPM_DATA_FIFO:
-		if m.state != stCompletion || m.pos >= len(m.rsp) {
+		if !m.activeAt(loc) || m.state != stCompletion || m.pos >= len(m.rsp) {
 			return 0xff
 		}
 		m.pos++
@@ -105,11 +117,12 @@ func (m *tisModel) Read32(off uint32) uint32 {
 	if m.gone() {
 		return 0
 	}
-	switch off {
+	loc, reg := split(off)
+	switch reg {
 	case TPM_DID_VID:
 		return m.didVID
 	case TPM_STS:
-		if !m.active {
+		if !m.activeAt(loc) {
 			return 0xffffffff
 		}
 		m.sinceStatus = 0
@@ -137,9 +150,9 @@ func (m *tisModel) Read32(off uint32) uint32 {
 
 // Read8Locked is Read8's value for 32-bit reads of 8-bit registers.
 func (m *tisModel) Read8Locked(off uint32) uint8 {
-	if off == TPM_ACCESS {
+	if loc, reg := split(off); reg == TPM_ACCESS {
 		v := uint8(ACCESS_tpmRegValidSts | ACCESS_tpmEstablishment)
-		if m.active {
+		if m.activeAt(loc) {
 			v |= ACCESS_activeLocality
 		}
 		return v
@@ -153,16 +166,21 @@ func (m *tisModel) Write8(off uint32, v uint8) {
 	if m.gone() {
 		return
 	}
-	switch off {
+	loc, reg := split(off)
+	switch reg {
 	case TPM_ACCESS:
-		if v&ACCESS_requestUse != 0 && !m.neverGrant {
-			m.active = true
+		// requestUse is granted when no locality is active (PTP 6.5.2.3;
+		// a request while another is active would stay pending: the
+		// driver never makes one); writing activeLocality relinquishes.
+		if v&ACCESS_requestUse != 0 && !m.neverGrant && m.refuse&(1<<loc) == 0 && !m.active {
+			m.active, m.loc = true, loc
 		}
-		if v&ACCESS_activeLocality != 0 {
+		if v&ACCESS_activeLocality != 0 && m.activeAt(loc) {
 			m.active = false
 		}
 	case TPM_DATA_FIFO:
-		if !m.active {
+		if !m.activeAt(loc) {
+			m.ignored = append(m.ignored, fmt.Sprintf("FIFO write at locality %d (active: %v %d)", loc, m.active, m.loc))
 			return
 		}
 		m.fifoWrites++
@@ -181,13 +199,18 @@ func (m *tisModel) Write8(off uint32, v uint8) {
 }
 
 func (m *tisModel) Write32(off uint32, v uint32) {
-	if off != TPM_STS {
+	loc, reg := split(off)
+	if reg != TPM_STS {
 		m.Write8(off, uint8(v))
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.gone() || !m.active {
+	if m.gone() {
+		return
+	}
+	if !m.activeAt(loc) {
+		m.ignored = append(m.ignored, fmt.Sprintf("STS write %#x at locality %d (active: %v %d)", v, loc, m.active, m.loc))
 		return
 	}
 	switch {
@@ -204,6 +227,7 @@ func (m *tisModel) Write32(off uint32, v uint32) {
 			return
 		}
 		m.state = stExecution
+		m.execLoc = append(m.execLoc, m.loc)
 		if m.neverDone {
 			return
 		}

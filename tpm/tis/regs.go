@@ -31,6 +31,11 @@ const (
 	ACCESS_beenSeized       = 1 << 4
 	ACCESS_activeLocality   = 1 << 5
 	ACCESS_tpmRegValidSts   = 1 << 7
+
+	// ACCESS_readZero are the bits that always read 0: Seize is
+	// write-only and bit 6 is reserved (Linux's tpm_tis_i2c checks the
+	// same mask, TPM_ACCESS_READ_ZERO 0x48, to detect failed reads).
+	ACCESS_readZero = ACCESS_Seize | 1<<6
 )
 
 // TPM_STS bits and fields (PTP 6.5.2.8, table "TPM_STS_x Register").

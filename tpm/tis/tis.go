@@ -252,15 +252,29 @@ func (t *TIS) wait(what string, d time.Duration, cond func() bool) error {
 func (t *TIS) access() uint8 { return t.Regs.Read8(t.reg(TPM_ACCESS)) }
 func (t *TIS) sts() uint32   { return t.Regs.Read32(t.reg(TPM_STS)) }
 
-// requestLocality asks for the locality and waits TIMEOUT_A for it
-// (PTP 6.5.2.3: write requestUse, activeLocality is set when granted).
-func (t *TIS) requestLocality() error {
+// granted reports whether TPM_ACCESS says the locality is ours. A value
+// with a bit set that reads 0 (ACCESS_readZero) is a failed read, such as
+// the all ones of a NACKed I2C access, not a grant.
+func granted(access uint8) bool {
 	const want = ACCESS_tpmRegValidSts | ACCESS_activeLocality
-	if t.access()&want == want {
+	return access&ACCESS_readZero == 0 && access&want == want
+}
+
+// requestLocality asks for the locality and waits TIMEOUT_A for it
+// (PTP 6.5.2.3: write requestUse, activeLocality is set when granted). A
+// bus failure while reading TPM_ACCESS fails the request at once: nothing
+// is written to the registers of a locality not known to be held (over
+// I2C a failed TPM_LOC_SEL leaves another locality selected).
+func (t *TIS) requestLocality() error {
+	a := t.access()
+	if err := t.busErr(); err != nil {
+		return fmt.Errorf("tis: request locality %d: %w", t.Locality, err)
+	}
+	if granted(a) {
 		return nil
 	}
 	t.Regs.Write8(t.reg(TPM_ACCESS), ACCESS_requestUse)
-	if err := t.wait("activeLocality", t.timeout(TIMEOUT_A), func() bool { return t.access()&want == want }); err != nil {
+	if err := t.wait("activeLocality", t.timeout(TIMEOUT_A), func() bool { return granted(t.access()) }); err != nil {
 		return fmt.Errorf("tis: request locality %d: %w", t.Locality, err)
 	}
 	return nil
