@@ -17,12 +17,14 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/teastick/teastick/netstack/ecm"
 )
 
-// USB IDs of the stick's CDC-ECM function.
+// USB IDs of the stick's CDC-ECM function (the function's own constants).
 const (
-	USBVendorID  = 0x1209
-	USBProductID = 0x2702
+	USBVendorID  = ecm.VendorID
+	USBProductID = ecm.ProductID
 	// Driver is the Linux driver that binds the ECM function.
 	Driver = "cdc_ether"
 	// InterfaceName is the name the .link file gives the box-side

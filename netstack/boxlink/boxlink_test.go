@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/teastick/teastick/netstack"
+	"github.com/teastick/teastick/netstack/ecm"
 )
 
 // unit is a parsed systemd configuration file: section -> key -> values in
@@ -79,6 +80,15 @@ func TestConventions(t *testing.T) {
 	for _, p := range [][3]byte{BoxMACPrefix, StickMACPrefix} {
 		if p[0]&2 == 0 || p[0]&1 != 0 {
 			t.Errorf("prefix %x is not locally administered unicast", p)
+		}
+	}
+	// The prefixes are those the stick's USB function derives its MACs
+	// with (netstack/ecm.MACs), and both MACs share their suffix, which
+	// is how stick find derives the stick's MAC from the interface's.
+	for _, id := range [][]byte{nil, []byte("stick-a"), {0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3}} {
+		stick, box := ecm.MACs(id)
+		if [3]byte(stick[:3]) != StickMACPrefix || [3]byte(box[:3]) != BoxMACPrefix || [3]byte(stick[3:]) != [3]byte(box[3:]) {
+			t.Errorf("ecm.MACs(%x) = stick %x box %x; boxlink expects prefixes %x and %x and one suffix", id, stick, box, StickMACPrefix, BoxMACPrefix)
 		}
 	}
 	if StickURL() != "https://10.0.0.1:80" || GatewayURL() != "http://10.0.0.2:8080" {
