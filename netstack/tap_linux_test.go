@@ -15,7 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
+
+	"github.com/teastick/teastick/netstack/internal/taptest"
 )
 
 // tapNIC is a NIC over a Linux TAP device: the kernel's stack on the far
@@ -44,31 +45,19 @@ func (t *tapNIC) Receive(buf []byte) (int, bool, error) {
 	return n, true, nil
 }
 
-// openTAP creates a TAP device (IFF_TAP|IFF_NO_PI) and returns it with its
-// kernel-chosen name.
+// openTAP creates a TAP device and returns it with its kernel-chosen name.
 func openTAP() (*tapNIC, string, error) {
-	fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	fd, name, err := taptest.Open("tstk%d")
 	if err != nil {
 		return nil, "", err
 	}
-	var ifr [40]byte
-	copy(ifr[:], "tstk%d")
-	const iffTAP, iffNoPI, tunSetIFF = 0x0002, 0x1000, 0x400454ca
-	*(*uint16)(unsafe.Pointer(&ifr[16])) = iffTAP | iffNoPI
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunSetIFF, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
-		syscall.Close(fd)
-		return nil, "", e
-	}
-	name := strings.TrimRight(string(ifr[:16]), "\x00")
 	return &tapNIC{fd: fd, mac: [6]byte{2, 0x74, 0x73, 0, 0, 1}}, name, nil
 }
 
 // inNamespace runs this test binary inside the namespace as a kernel-side
-// peer (TestKernelPeerHelper): the kernel's own sockets, no other tool.
+// peer (TestKernelPeerHelper).
 func inNamespace(ns, role, arg string) *exec.Cmd {
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestKernelPeerHelper$")
-	cmd.Env = append(os.Environ(), "TSTK_PEER_ROLE="+role, "TSTK_PEER_ARG="+arg)
-	return cmd
+	return taptest.InNamespace(ns, "TestKernelPeerHelper", "TSTK_PEER_ROLE="+role, "TSTK_PEER_ARG="+arg)
 }
 
 // TestKernelPeerHelper is not a test: it is the kernel-side peer that
@@ -103,13 +92,6 @@ func TestKernelPeerHelper(t *testing.T) {
 	}
 }
 
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %v: %v: %s", args, err, out)
-	}
-}
-
 // TestLinuxKernelPeer puts the kernel's stack on the other end of a TAP
 // device, in a network namespace the test creates (so nothing reaches any
 // other network), and checks ICMP echo and TCP both ways.
@@ -125,13 +107,7 @@ func TestLinuxKernelPeer(t *testing.T) {
 		t.Skipf("SKIPPED: no TAP device: %v", err)
 	}
 	defer syscall.Close(tap.fd)
-	ns := fmt.Sprintf("tstk-%d", os.Getpid())
-	ipCmd(t, "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ipCmd(t, "link", "set", name, "netns", ns)
-	ipCmd(t, "-n", ns, "addr", "add", "10.99.0.2/24", "dev", name)
-	ipCmd(t, "-n", ns, "link", "set", name, "up")
-	ipCmd(t, "-n", ns, "link", "set", "lo", "up")
+	ns := taptest.Namespace(t, "tstk", name, "10.99.0.2/24", "")
 
 	st, err := New(tap, Config{Address: netip.MustParsePrefix("10.99.0.1/24"), Gateway: netip.MustParseAddr("10.99.0.2"), Poll: 100 * time.Microsecond})
 	if err != nil {

@@ -15,28 +15,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/teastick/teastick/netstack"
+	"github.com/teastick/teastick/netstack/internal/taptest"
 )
-
-// openTAP creates a TAP device (IFF_TAP|IFF_NO_PI), non-blocking, as
-// netstack/tap_linux_test.go does.
-func openTAP() (int, string, error) {
-	fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, "", err
-	}
-	var ifr [40]byte
-	copy(ifr[:], "tsecm%d")
-	const iffTAP, iffNoPI, tunSetIFF = 0x0002, 0x1000, 0x400454ca
-	*(*uint16)(unsafe.Pointer(&ifr[16])) = iffTAP | iffNoPI
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), tunSetIFF, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
-		syscall.Close(fd)
-		return -1, "", e
-	}
-	return fd, strings.TrimRight(string(ifr[:16]), "\x00"), nil
-}
 
 // TestKernelPeerHelperECM is not a test: it is the kernel-side HTTP
 // client TestLinuxKernelOverUSB starts inside its network namespace.
@@ -71,7 +53,7 @@ func TestLinuxKernelOverUSB(t *testing.T) {
 			t.Skipf("SKIPPED: no %s (Debian packages iproute2, iputils-ping)", tool)
 		}
 	}
-	fd, name, err := openTAP()
+	fd, name, err := taptest.Open("tsecm%d")
 	if err != nil {
 		t.Skipf("SKIPPED: no TAP device: %v", err)
 	}
@@ -107,21 +89,8 @@ func TestLinuxKernelOverUSB(t *testing.T) {
 		}
 	}()
 
-	ns := fmt.Sprintf("tsecm-%d", os.Getpid())
-	ipCmd := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
-	ipCmd("netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	ipCmd("link", "set", name, "netns", ns)
 	box := h.MAC()
-	ipCmd("-n", ns, "link", "set", name, "address", net.HardwareAddr(box[:]).String(), "mtu", "1500")
-	ipCmd("-n", ns, "addr", "add", "10.0.0.2/24", "dev", name)
-	ipCmd("-n", ns, "link", "set", name, "up")
-	ipCmd("-n", ns, "link", "set", "lo", "up")
+	ns := taptest.Namespace(t, "tsecm", name, "10.0.0.2/24", net.HardwareAddr(box[:]).String())
 
 	before := h.Counts()
 	// ICMP payload n gives a frame of n+42 bytes
@@ -145,9 +114,7 @@ func TestLinuxKernelOverUSB(t *testing.T) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) })}
 	go srv.Serve(l)
 	defer srv.Close()
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestKernelPeerHelperECM$")
-	cmd.Env = append(os.Environ(), "TSTK_ECM_GET=http://10.0.0.1/")
-	out, err := cmd.CombinedOutput()
+	out, err := taptest.InNamespace(ns, "TestKernelPeerHelperECM", "TSTK_ECM_GET=http://10.0.0.1/").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), fmt.Sprintf("got %d bytes <nil>", len(body))) {
 		t.Fatalf("kernel GET from the stick: %v: %s", err, out)
 	}
