@@ -55,8 +55,23 @@ STAGE0_TEXT_START := 0xa0010000
 RESET_ADDR := 0x80000000
 BUILD_TAGS ?=
 QEMU_BIN := qemu-system-riscv64
+else ifeq ($(TARGET),usbarmory)
+# The USB armory Mk II (board/usbarmory/mk2): linkramstart and linkramsize
+# leave the runtime's RAM region to the board package, so that stage 0
+# gets its own. RAM starts at 0x80000000 with 64 KiB of vectors and page
+# tables; stage 0 runs from 0x9c100000 (board/usbarmory/mk2/mem.go).
+BOARD_TAG := usbarmory_mk2 linkramstart linkramsize
+GOOS_TARGET := tamago
+GOARCH_TARGET := arm
+GOARM_TARGET := 7
+GOOSPKG := github.com/usbarmory/tamago
+TEXT_START := 0x80010000
+STAGE0_TEXT_START := 0x9c110000
+RESET_ADDR :=
+BUILD_TAGS ?=
+QEMU_BIN := qemu-system-arm
 else
-$(error unsupported TARGET=$(TARGET): supported targets are qemu (arm virt) and qemu-riscv64 (riscv64 virt); the USB armory Mk II is not supported yet)
+$(error unsupported TARGET=$(TARGET): supported targets are qemu (arm virt), qemu-riscv64 (riscv64 virt) and usbarmory (USB armory Mk II))
 endif
 
 # BUILD_TAGS: nomeasure builds images that measure nothing, to price
@@ -106,7 +121,7 @@ TAMAGO_ENV := GOOS=$(GOOS_TARGET) GOARCH=$(GOARCH_TARGET) GOARM=$(GOARM_TARGET) 
 TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
 	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest ./tpm/nvcounter ./runtime ./runtime/actor
 
-DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat
+DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat u-boot-tools
 
 .PHONY: all image qemu test test-host test-tamago tamago-packages check deps tamago-present FORCE
 
