@@ -59,17 +59,21 @@ else ifeq ($(TARGET),usbarmory)
 # The USB armory Mk II (board/usbarmory/mk2): linkramstart and linkramsize
 # leave the runtime's RAM region to the board package, so that stage 0
 # gets its own. RAM starts at 0x80000000 with 64 KiB of vectors and page
-# tables; stage 0 runs from 0x9c100000 (board/usbarmory/mk2/mem.go).
+# tables; stage 0 runs from 0x98100000 (board/usbarmory/mk2/mem.go,
+# image/imx).
 BOARD_TAG := usbarmory_mk2 linkramstart linkramsize
 GOOS_TARGET := tamago
 GOARCH_TARGET := arm
 GOARM_TARGET := 7
 GOOSPKG := github.com/usbarmory/tamago
 TEXT_START := 0x80010000
-STAGE0_TEXT_START := 0x9c110000
+STAGE0_TEXT_START := 0x98110000
 RESET_ADDR :=
 BUILD_TAGS ?=
 QEMU_BIN := qemu-system-arm
+# the flashable boot image: stage 0, its own ELF and the stick's container
+# in one payload behind the i.MX IVT and DCD (image/imx, cmd/imximage)
+BOOT_IMAGE := $(BUILD_DIR)/teastick-$(TARGET).imx
 else
 $(error unsupported TARGET=$(TARGET): supported targets are qemu (arm virt), qemu-riscv64 (riscv64 virt) and usbarmory (USB armory Mk II))
 endif
@@ -141,7 +145,7 @@ tamago-present:
 	       "or use an installed copy with TAMAGO=<its root>/bin/go TAMAGO_GOROOT=<its root>." >&2; \
 	  exit 1; }
 
-image: $(IMAGE) $(STAGE0)
+image: $(IMAGE) $(STAGE0) $(BOOT_IMAGE)
 
 WEAKENING_TAGS := $(filter nomeasure,$(BUILD_TAGS))
 
@@ -157,6 +161,20 @@ $(STAGE0): tamago-present FORCE
 	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
 	$(if $(RESET_ADDR),$(GO) run ./cmd/resetvec -at $(RESET_ADDR) $@)
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
+
+# The i.MX boot image: cmd/imximage lays out the payload (printing its
+# load address), mkimage adds the IVT and the DCD of tamago's Mk II board
+# package, cmd/imximage sets the IVT's entry to stage 0's.
+IMX_DCD := $(BUILD_DIR)/imximage-$(TARGET).cfg
+IMX_PAYLOAD := $(BUILD_DIR)/payload-$(TARGET).bin
+$(BOOT_IMAGE): $(IMAGE) $(STAGE0)
+	@command -v mkimage >/dev/null || { echo "teastick: mkimage is missing (Debian package u-boot-tools; make deps installs it)" >&2; exit 1; }
+	cp "$$($(GO) list -m -f '{{.Dir}}' github.com/usbarmory/tamago)/board/usbarmory/mk2/imximage.cfg" $(IMX_DCD)
+	chmod u+w $(IMX_DCD)
+	load=$$($(GO) run ./cmd/imximage payload -stage0 $(STAGE0) -stick $(IMAGE) -o $(IMX_PAYLOAD)) && \
+	  mkimage -n $(IMX_DCD) -T imximage -e $$load -d $(IMX_PAYLOAD) $@ >/dev/null
+	$(GO) run ./cmd/imximage entry -stage0 $(STAGE0) -stick $(IMAGE) $@
+	@echo "teastick: built $@ ($$(stat -c %s $@) bytes): flash it at 1 KiB into a microSD card, or boot it with armory-boot-usb"
 
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
 	$(GO) run ./cmd/teastick-qemu -target $(TARGET) -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))

@@ -1,0 +1,83 @@
+// Command imximage makes the USB armory Mk II's boot payload and finishes
+// the boot image mkimage makes of it (image/imx):
+//
+//	imximage payload -stage0 boot.elf -stick stick.elf -o payload.bin
+//	    lays out stage 0, its own ELF file and the stick's container;
+//	    prints the payload's load address (mkimage's -e)
+//	imximage entry -stage0 boot.elf -stick stick.elf teastick.imx
+//	    checks the payload sits in the .imx where its IVT loads it and sets
+//	    the IVT's entry to stage 0's entry point
+//
+// Progress and sizes go to standard error.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/teastick/teastick/image/bootimg"
+	"github.com/teastick/teastick/image/imx"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "imximage: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: imximage payload|entry -stage0 ELF -stick ELF ...")
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	stage0 := fs.String("stage0", "", "stage 0's ELF file")
+	stick := fs.String("stick", "", "the stick's ELF file")
+	out := fs.String("o", "", "payload output (payload)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	s0, err := os.ReadFile(*stage0)
+	if err != nil {
+		return err
+	}
+	st, err := os.ReadFile(*stick)
+	if err != nil {
+		return err
+	}
+	p, err := imx.Build(imx.Mk2, s0, bootimg.Wrap(st))
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "payload":
+		if *out == "" {
+			return fmt.Errorf("payload: -o missing")
+		}
+		if err := os.WriteFile(*out, p.Bytes, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "imximage: payload %s: %d bytes at %#x: stage 0 %d bytes in memory (entry %#x), its ELF %d bytes at %#x, stick container %d bytes at %#x\n",
+			*out, len(p.Bytes), p.Load, p.Stage0Mem, p.Entry, p.Stage0File, imx.Mk2.Stage0ImageBase, p.Container, imx.Mk2.StickImageBase)
+		fmt.Printf("%#x\n", p.Load)
+		return nil
+	case "entry":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("entry: one .imx file")
+		}
+		img, err := os.ReadFile(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if err := imx.PatchEntry(img, p); err != nil {
+			return fmt.Errorf("%s: %w", fs.Arg(0), err)
+		}
+		if err := os.WriteFile(fs.Arg(0), img, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "imximage: %s: entry %#x (stage 0), %d bytes\n", fs.Arg(0), p.Entry, len(img))
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (payload, entry)", args[0])
+}
