@@ -53,7 +53,7 @@ type imageBuild struct {
 	err  error
 }
 
-var imageBuilds = map[string]*imageBuild{"": {}, RISCV64.Name: {}}
+var imageBuilds = map[string]*imageBuild{"": {}, RISCV64.Name: {}, USBArmory.Name: {}}
 
 // testImages are the test builds for TARGET=qemu.
 func testImages(t testing.TB) images { return testImagesFor(t, "", 10*time.Minute) }
