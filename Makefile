@@ -1,7 +1,8 @@
 # teastick: firmware image of a plug-in HSM stick
 #
 #   make            build the stick image for TARGET (needs the TamaGo compiler):
-#                   TARGET=qemu (arm virt, the default) or qemu-riscv64
+#                   TARGET=qemu (arm virt, the default), qemu-riscv64 or
+#                   usbarmory (USB armory Mk II: also the flashable .imx)
 #   make qemu       build it and boot it under QEMU, console on this terminal
 #   make test       every test: host tests, tamago builds, QEMU boot tests
 #   make check      vet, gofmt, go mod tidy, tamago vet
@@ -176,8 +177,13 @@ $(BOOT_IMAGE): $(IMAGE) $(STAGE0)
 	$(GO) run ./cmd/imximage entry -stage0 $(STAGE0) -stick $(IMAGE) $@
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes): flash it at 1 KiB into a microSD card, or boot it with armory-boot-usb"
 
+ifeq ($(TARGET),usbarmory)
+qemu:
+	@echo "teastick: make qemu does not run TARGET=usbarmory: QEMU's i.MX6UL board has no USB device controller, RNGB or TPM, so the stick could only boot and refuse to serve. go test -run TestBootUSBArmory ./qemu boots its .imx payload that way; run the image on a USB armory Mk II (README: Flashing the USB armory Mk II)." >&2; exit 1
+else
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
 	$(GO) run ./cmd/teastick-qemu -target $(TARGET) -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))
+endif
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -198,13 +204,13 @@ test-host:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Every target `make test` builds (its QEMU tests boot each of them).
-TARGETS := qemu qemu-riscv64
+TARGETS := qemu qemu-riscv64 usbarmory
 
 test-tamago:
 	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then \
 	  for t in $(TARGETS); do $(MAKE) -s --no-print-directory tamago-packages TARGET=$$t || exit 1; done; \
 	else \
-	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests of TARGET=qemu (arm) and TARGET=qemu-riscv64 (riscv64): the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
+	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests of TARGET=qemu (arm), TARGET=qemu-riscv64 (riscv64) and TARGET=usbarmory (USB armory Mk II): the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
 	fi
 
 # The bare-metal packages for one TARGET.
