@@ -59,16 +59,17 @@ QEMU_BIN := qemu-system-riscv64
 else ifeq ($(TARGET),usbarmory)
 # The USB armory Mk II (board/usbarmory/mk2): linkramstart and linkramsize
 # leave the runtime's RAM region to the board package, so that stage 0
-# gets its own. RAM starts at 0x80000000 with 64 KiB of vectors and page
-# tables; stage 0 runs from 0x98100000 (board/usbarmory/mk2/mem.go,
-# image/imx).
-BOARD_TAG := usbarmory_mk2 linkramstart linkramsize
+# gets its own; linkcpuinit replaces tamago's first instructions with the
+# board's, which clear .bss (the boot payload does not carry it). RAM
+# starts at 0x80000000 with 64 KiB of vectors and page tables; stage 0
+# runs from 0x9d000000 (board/usbarmory/mk2/mem.go, image/imx).
+BOARD_TAG := usbarmory_mk2 linkramstart linkramsize linkcpuinit
 GOOS_TARGET := tamago
 GOARCH_TARGET := arm
 GOARM_TARGET := 7
 GOOSPKG := github.com/usbarmory/tamago
 TEXT_START := 0x80010000
-STAGE0_TEXT_START := 0x98110000
+STAGE0_TEXT_START := 0x9d010000
 RESET_ADDR :=
 BUILD_TAGS ?=
 QEMU_BIN := qemu-system-arm

@@ -27,13 +27,14 @@ func usbarmoryImages(t testing.TB) (images, string) {
 }
 
 // bootPayload checks the .imx as mkimage reads it (mkimage -l): its
-// entry is stage 0's ELF entry and it loads the payload at stage 0's first
-// segment; and the payload holds what stage 0 expects where it expects it
-// (image/imx's Mk II layout): stage 0's code and read-only data as they
-// run (what stage 0 checks against its own ELF copy at boot), the copy of
-// stage 0's ELF file and the stick's container. It returns the payload
-// and where it loads, and stage 0's entry.
-func bootPayload(t *testing.T, img images, imxPath string) (payload []byte, load, entry uint64) {
+// entry is stage 0's ELF entry, and the payload it loads holds what stage
+// 0 expects where it expects it (image/imx's Mk II layout): stage 0's
+// code and read-only data at their addresses as they run (what stage 0
+// checks against its own ELF copy at boot), and, where the directory says,
+// the copy of stage 0's ELF file and the stick's container. It returns
+// the payload, its load address, stage 0's entry and where stage 0's
+// .bss ends.
+func bootPayload(t *testing.T, img images, imxPath string) (payload []byte, load, entry, bssEnd uint64) {
 	t.Helper()
 	if _, err := exec.LookPath("mkimage"); err != nil {
 		t.Fatalf("mkimage not found (Debian package u-boot-tools; make deps installs it): %v", err)
@@ -64,12 +65,16 @@ func bootPayload(t *testing.T, img images, imxPath string) (payload []byte, load
 		t.Fatal(err)
 	}
 	defer f.Close()
-	load = ^uint64(0)
+	var fileEnd uint64
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD {
-			load = min(load, p.Vaddr)
+			fileEnd = max(fileEnd, p.Vaddr+p.Filesz)
+			bssEnd = max(bssEnd, p.Vaddr+p.Memsz)
 		}
 	}
+	// the file starts with the IVT, loaded at self; mkimage puts the
+	// payload 0xc00 behind it (its IVT, boot data and DCD)
+	load = self + 0xc00
 	if imxEntry != f.Entry {
 		t.Errorf(".imx entry %#x, stage 0's ELF entry %#x", imxEntry, f.Entry)
 	}
@@ -77,19 +82,13 @@ func bootPayload(t *testing.T, img images, imxPath string) (payload []byte, load
 	if err != nil {
 		t.Fatal(err)
 	}
-	// the file starts with the IVT, which the boot ROM loads at self
-	if load < self || load-self >= uint64(len(file)) {
-		t.Fatalf("stage 0 loads at %#x, outside the .imx loaded at %#x", load, self)
-	}
 	stage0, _ := os.ReadFile(img.stage0)
 	stick, _ := os.ReadFile(img.stick)
 	container := bootimg.Wrap(stick)
-	n := imx.Mk2.StickImageBase + uint64(len(container)) - load
-	off := load - self
-	if off+n > uint64(len(file)) {
-		t.Fatalf("the .imx (%d bytes) ends before the container (payload at offset %#x, %d bytes)", len(file), off, n)
+	if fileEnd <= load || fileEnd-load+0xc00 > uint64(len(file)) {
+		t.Fatalf("the .imx (%d bytes, payload at %#x) does not hold stage 0's file bytes up to %#x", len(file), load, fileEnd)
 	}
-	payload = file[off : off+n]
+	payload = file[0xc00 : 0xc00+fileEnd-load]
 	s0, c, err := imx.Mk2.Split(payload, load)
 	if err != nil {
 		t.Fatal(err)
@@ -111,40 +110,70 @@ func bootPayload(t *testing.T, img images, imxPath string) (payload []byte, load
 		t.Errorf("stage 0's code in the payload is not its ELF's: %v", err)
 	}
 	t.Logf("mkimage -l: entry %#x, IVT at %#x; payload %d bytes at %#x; .imx %d bytes", imxEntry, self, len(payload), load, len(file))
-	return payload, load, f.Entry
+	return payload, load, f.Entry, bssEnd
+}
+
+// garbage writes a file of n bytes of b: what DDR may hold at power-on.
+func garbage(t *testing.T, name string, n uint64, b byte) string {
+	return writeFile(t, name, bytes.Repeat([]byte{b}, int(n)))
 }
 
 // TestUSBArmoryImage checks the flashable image with mkimage -l against
 // the ELFs it was made from.
 func TestUSBArmoryImage(t *testing.T) {
 	img, imxPath := usbarmoryImages(t)
-	bootPayload(t, img, imxPath)
+	payload, _, _, bssEnd := bootPayload(t, img, imxPath)
+	if bssEnd > imx.Mk2RAMEnd {
+		t.Errorf("stage 0's .bss ends at %#x, beyond RAM", bssEnd)
+	}
+	t.Logf("payload %d bytes (stage 0's .bss, to %#x, not in it)", len(payload), bssEnd)
 }
 
 // TestBootUSBArmory boots the very payload bytes of the Mk II's .imx on
 // QEMU's i.MX6UL evaluation kit, as the boot ROM would leave them: QEMU's
 // loader puts the payload at its load address and starts the CPU at the
 // IVT's entry (the DCD's DDR set-up has no part under QEMU, whose RAM
-// works from the start). Stage 0 finds no TPM, so it measures nothing,
+// works from the start). QEMU's RAM starts zeroed, DDR does not: the
+// test fills what the payload leaves out with garbage (stage 0's .bss,
+// heap and stack, the hand-off area, the stick's RAM up to the end of its
+// .bss), which stage 0 and the stick must clear or overwrite before use.
+// Stage 0 finds no TPM, so it measures nothing,
 // but it checks and loads the stick from the payload; the stick says
 // which board it is on, that it has no hardware entropy, no TPM and no USB
 // host, and serves nothing; the test build exits.
 func TestBootUSBArmory(t *testing.T) {
 	img, imxPath := usbarmoryImages(t)
-	payload, load, entry := bootPayload(t, img, imxPath)
+	payload, load, entry, _ := bootPayload(t, img, imxPath)
 	if t.Failed() {
 		t.FailNow()
 	}
 	path := writeFile(t, "payload.bin", payload)
 	stick, _ := os.ReadFile(img.stick)
 	sum := sha256.Sum256(stick)
+	sf, err := elf.Open(img.stick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stickEnd uint64
+	for _, p := range sf.Progs {
+		if p.Type == elf.PT_LOAD {
+			stickEnd = max(stickEnd, p.Vaddr+p.Memsz)
+		}
+	}
+	sf.Close()
+	afterPayload := (load + uint64(len(payload)) + 0xfff) &^ 0xfff
+	dirty := []string{
+		"-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(garbage(t, "stick-ram.bin", stickEnd-imx.Mk2RAMStart, 0xc3)), imx.Mk2RAMStart),
+		"-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(garbage(t, "handoff.bin", imx.Mk2HandoffSize, 0xa5)), imx.Mk2HandoffBase),
+		"-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(garbage(t, "stage0-ram.bin", imx.Mk2RAMEnd-afterPayload, 0x5a)), afterPayload),
+	}
 	tests := []bootCase{{
 		name: "boot image payload: stage 0 loads the stick, which is not measured and serves nothing",
 		machine: func(*testing.T) Machine {
-			return Machine{Target: &USBArmory, MemoryMiB: 512, NoRNG: true, NoNet: true, Extra: []string{
+			return Machine{Target: &USBArmory, MemoryMiB: 512, NoRNG: true, NoNet: true, Extra: append([]string{
 				"-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(path), load),
 				"-device", fmt.Sprintf("loader,addr=%#x,cpu-num=0", entry),
-			}}
+			}, dirty...)}
 		},
 		exitCode: 0,
 		want: []string{

@@ -2,8 +2,8 @@
 // the boot image mkimage makes of it (image/imx):
 //
 //	imximage payload -stage0 boot.elf -stick stick.elf -o payload.bin
-//	    lays out stage 0, its own ELF file and the stick's container;
-//	    prints the payload's load address (mkimage's -e)
+//	    lays out stage 0, its own ELF file, the stick's container and
+//	    the directory; prints the payload's load address (mkimage's -e)
 //	imximage entry -stage0 boot.elf -stick stick.elf teastick.imx
 //	    checks the payload sits in the .imx where its IVT loads it and sets
 //	    the IVT's entry to stage 0's entry point
@@ -58,8 +58,9 @@ func run(args []string) error {
 		if err := os.WriteFile(*out, p.Bytes, 0o644); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "imximage: payload %s: %d bytes at %#x: stage 0 %d bytes in memory (entry %#x), its ELF %d bytes at %#x, stick container %d bytes at %#x\n",
-			*out, len(p.Bytes), p.Load, p.Stage0Mem, p.Entry, p.Stage0File, imx.Mk2.Stage0ImageBase, p.Container, imx.Mk2.StickImageBase)
+		fmt.Fprintf(os.Stderr, "imximage: payload %s: %d bytes at %#x: stage 0's ELF %d bytes at %#x, stick container %d bytes at %#x, directory at %#x, stage 0 to %#x (entry %#x; in memory to %#x with .bss)\n",
+			*out, len(p.Bytes), p.Load, p.Dir.Stage0Len, p.Dir.Stage0Base, p.Dir.ContainerLen, p.Dir.ContainerBase,
+			imx.Mk2.DirAddr(), p.Load+uint64(len(p.Bytes)), p.Entry, p.Stage0End)
 		fmt.Printf("%#x\n", p.Load)
 		return nil
 	case "entry":

@@ -55,42 +55,57 @@ func makeELF(machine elf.Machine, entry uint32, segs ...seg) []byte {
 func fill(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
 
 var (
-	goodStage0 = makeELF(elf.EM_ARM, 0x98110010,
-		seg{addr: 0x98110000, data: fill(0x3000, 0xc0), flags: elf.PF_R | elf.PF_X},
-		seg{addr: 0x98114000, data: fill(0x800, 0xda), bss: 0x2000, flags: elf.PF_R | elf.PF_W})
+	goodStage0 = makeELF(elf.EM_ARM, 0x9d010010,
+		seg{addr: 0x9d010000, data: fill(0x3000, 0xc0), flags: elf.PF_R | elf.PF_X},
+		seg{addr: 0x9d014000, data: fill(0x800, 0xda), bss: 0x2000, flags: elf.PF_R | elf.PF_W})
 	goodStick = makeELF(elf.EM_ARM, 0x80010000,
 		seg{addr: 0x80010000, data: fill(0x2000, 0x57), bss: 0x1000, flags: elf.PF_R | elf.PF_X})
 )
 
 // TestBuild lays out a stage 0 and a stick and checks every byte lands
-// where stage 0 looks for it, and that Split finds both images again.
+// where stage 0 looks for it: its segments at their addresses, the images
+// packed below its RAM, the directory naming them; and that Split finds
+// both images again through the directory.
 func TestBuild(t *testing.T) {
 	container := bootimg.Wrap(goodStick)
 	p, err := Build(Mk2, goodStage0, container)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Load != 0x98110000 || p.Entry != 0x98110010 {
-		t.Errorf("load %#x entry %#x, want 0x98110000 and 0x98110010", p.Load, p.Entry)
+	if p.Entry != 0x9d010010 {
+		t.Errorf("entry %#x, want 0x9d010010", p.Entry)
 	}
-	if want := uint64(0x6800); p.Stage0Mem != want {
-		t.Errorf("stage 0 reaches %#x bytes, want %#x", p.Stage0Mem, want)
+	if p.Load%0x1000 != 0 || p.Load > p.Dir.Stage0Base || p.Dir.Stage0Base-p.Load >= 0x1000 {
+		t.Errorf("load %#x: not the 4 KiB boundary below the ELF copy at %#x", p.Load, p.Dir.Stage0Base)
+	}
+	if end := p.Load + uint64(len(p.Bytes)); end != 0x9d014800 {
+		t.Errorf("payload ends at %#x, want the end of stage 0's file bytes 0x9d014800 (no .bss)", end)
+	}
+	if p.Stage0End != 0x9d016800 {
+		t.Errorf("stage 0 ends at %#x in memory, want 0x9d016800", p.Stage0End)
 	}
 	at := func(addr uint64, n int) []byte { return p.Bytes[addr-p.Load : addr-p.Load+uint64(n)] }
-	if !bytes.Equal(at(0x98110000, 0x3000), fill(0x3000, 0xc0)) || !bytes.Equal(at(0x98114000, 0x800), fill(0x800, 0xda)) {
+	if !bytes.Equal(at(0x9d010000, 0x3000), fill(0x3000, 0xc0)) || !bytes.Equal(at(0x9d014000, 0x800), fill(0x800, 0xda)) {
 		t.Error("stage 0's segments are not at their addresses")
 	}
-	if !bytes.Equal(at(0x98114800, 0x2000), make([]byte, 0x2000)) {
-		t.Error("stage 0's .bss is not zero in the payload")
+	d, err := Mk2.Directory(at(Mk2.DirAddr(), DirSize))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !bytes.Equal(at(Mk2Stage0Image, len(goodStage0)), goodStage0) {
-		t.Error("stage 0's ELF file is not at its window")
+	if d != p.Dir {
+		t.Errorf("directory %+v, want %+v", d, p.Dir)
 	}
-	if !bytes.Equal(at(Mk2StickImage, len(container)), container) {
-		t.Error("the container is not at its window")
+	if !bytes.Equal(at(d.Stage0Base, len(goodStage0)), goodStage0) || d.Stage0Len != uint64(len(goodStage0)) {
+		t.Error("stage 0's ELF file is not where the directory says")
 	}
-	if end := Mk2StickImage + uint64(len(container)) - p.Load; uint64(len(p.Bytes)) != end {
-		t.Errorf("payload of %d bytes, want it to end with the container (%d)", len(p.Bytes), end)
+	if !bytes.Equal(at(d.ContainerBase, len(container)), container) || d.ContainerLen != uint64(len(container)) {
+		t.Error("the container is not where the directory says")
+	}
+	if gap := Mk2.DirAddr() - (d.ContainerBase + d.ContainerLen); gap >= imageAlign {
+		t.Errorf("%d bytes between the container and the directory: the images are not packed", gap)
+	}
+	if !bytes.Equal(at(Mk2.DirAddr()+DirSize, 0x10000), make([]byte, 0x10000)) {
+		t.Error("stage 0's vectors are not zero")
 	}
 	s0, c, err := Mk2.Split(p.Bytes, p.Load)
 	if err != nil {
@@ -105,9 +120,7 @@ func TestBuild(t *testing.T) {
 // image is made.
 func TestBuildRejects(t *testing.T) {
 	small := Mk2
-	small.Stage0ImageMax = 0x100
-	tiny := Mk2
-	tiny.StickImageMax = 0x100
+	small.ImagesStart = small.ImagesEnd - 0x3000
 	corrupt := bootimg.Wrap(goodStick)
 	corrupt[len(corrupt)-1] ^= 1
 	tests := []struct {
@@ -118,25 +131,24 @@ func TestBuildRejects(t *testing.T) {
 		want      error
 	}{
 		{"stage 0 not an ELF", Mk2, []byte("not an elf"), bootimg.Wrap(goodStick), ErrStage0},
-		{"stage 0 for another machine", Mk2, makeELF(elf.EM_RISCV, 0x98110000, seg{addr: 0x98110000, data: fill(16, 1), flags: elf.PF_X}), bootimg.Wrap(goodStick), ErrStage0},
-		{"stage 0 reaching into its ELF window", Mk2, makeELF(elf.EM_ARM, 0x98110000,
-			seg{addr: 0x98110000, data: fill(16, 1), flags: elf.PF_X},
-			seg{addr: Mk2Stage0Image - 0x1000, data: fill(16, 2), bss: 0x2000, flags: elf.PF_W}), bootimg.Wrap(goodStick), ErrStage0},
-		{"stage 0 below its RAM", Mk2, makeELF(elf.EM_ARM, 0x98000000, seg{addr: 0x98000000, data: fill(16, 1), flags: elf.PF_X}), bootimg.Wrap(goodStick), ErrStage0},
-		{"stage 0 segments overlapping", Mk2, makeELF(elf.EM_ARM, 0x98110000,
-			seg{addr: 0x98110000, data: fill(0x100, 1), flags: elf.PF_X},
-			seg{addr: 0x98110080, data: fill(0x100, 2), flags: elf.PF_W}), bootimg.Wrap(goodStick), ErrStage0},
-		{"stage 0 entry outside its code", Mk2, makeELF(elf.EM_ARM, 0x98200000, seg{addr: 0x98110000, data: fill(16, 1), flags: elf.PF_X}), bootimg.Wrap(goodStick), ErrStage0},
-		{"stage 0 larger than its window", small, goodStage0, bootimg.Wrap(goodStick), ErrStage0},
+		{"stage 0 for another machine", Mk2, makeELF(elf.EM_RISCV, 0x9d010000, seg{addr: 0x9d010000, data: fill(16, 1), flags: elf.PF_X}), bootimg.Wrap(goodStick), ErrStage0},
+		{"stage 0 .bss beyond its RAM", Mk2, makeELF(elf.EM_ARM, 0x9d010000,
+			seg{addr: 0x9d010000, data: fill(16, 1), flags: elf.PF_X},
+			seg{addr: 0x9fff0000, data: fill(16, 2), bss: 0x20000, flags: elf.PF_W}), bootimg.Wrap(goodStick), ErrStage0},
+		{"stage 0 in the images region", Mk2, makeELF(elf.EM_ARM, 0x9c000000, seg{addr: 0x9c000000, data: fill(16, 1), flags: elf.PF_X}), bootimg.Wrap(goodStick), ErrStage0},
+		{"stage 0 segments overlapping", Mk2, makeELF(elf.EM_ARM, 0x9d010000,
+			seg{addr: 0x9d010000, data: fill(0x100, 1), flags: elf.PF_X},
+			seg{addr: 0x9d010080, data: fill(0x100, 2), flags: elf.PF_W}), bootimg.Wrap(goodStick), ErrStage0},
+		{"stage 0 entry outside its code", Mk2, makeELF(elf.EM_ARM, 0x9d200000, seg{addr: 0x9d010000, data: fill(16, 1), flags: elf.PF_X}), bootimg.Wrap(goodStick), ErrStage0},
 		{"container damaged", Mk2, goodStage0, corrupt, ErrStick},
 		{"container truncated", Mk2, goodStage0, bootimg.Wrap(goodStick)[:100], ErrStick},
-		{"container larger than its window", tiny, goodStage0, bootimg.Wrap(goodStick), ErrStick},
-		{"stick linked into stage 0's RAM", Mk2, goodStage0, bootimg.Wrap(makeELF(elf.EM_ARM, 0x98110000,
-			seg{addr: 0x98110000, data: fill(16, 1), flags: elf.PF_X})), ErrStick},
+		{"images larger than their region", small, goodStage0, bootimg.Wrap(goodStick), ErrStick},
+		{"stick linked into stage 0's RAM", Mk2, goodStage0, bootimg.Wrap(makeELF(elf.EM_ARM, 0x9d010000,
+			seg{addr: 0x9d010000, data: fill(16, 1), flags: elf.PF_X})), ErrStick},
 		{"stick not an ELF", Mk2, goodStage0, bootimg.Wrap([]byte("stick")), ErrStick},
-		{"windows overlapping", func() Layout { l := Mk2; l.StickImageBase = l.Stage0ImageBase + 0x1000; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
-		{"ELF window inside stage 0's RAM", func() Layout { l := Mk2; l.Stage0ImageBase = l.Stage0RAMEnd - 0x1000; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
-		{"stick RAM over the payload", func() Layout { l := Mk2; l.StickRAMEnd = l.Stage0RAMStart + 0x1000; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
+		{"images region inside stage 0's RAM", func() Layout { l := Mk2; l.ImagesEnd = l.Stage0RAMStart + 0x1000; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
+		{"stick RAM over the images", func() Layout { l := Mk2; l.StickRAMEnd = l.ImagesStart + 0x1000; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
+		{"no room for the directory", func() Layout { l := Mk2; l.ImagesStart = l.ImagesEnd - 8; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,6 +158,55 @@ func TestBuildRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDirectory checks the directory stage 0 reads is refused when it
+// could send stage 0 outside the images region.
+func TestDirectory(t *testing.T) {
+	end := Mk2.DirAddr()
+	good := Dir{Stage0Base: end - 0x3000, Stage0Len: 0x1000, ContainerBase: end - 0x1000, ContainerLen: 0x1000}
+	if d, err := Mk2.Directory(good.Marshal()); err != nil || d != good {
+		t.Fatalf("Directory(good) = %+v, %v", d, err)
+	}
+	reserved := good.Marshal()
+	reserved[63] = 1
+	badMagic := good.Marshal()
+	badMagic[0] = 'X'
+	tests := map[string][]byte{
+		"no magic":                     badMagic,
+		"short":                        good.Marshal()[:40],
+		"reserved bytes":               reserved,
+		"container over the directory": Dir{Stage0Base: end - 0x3000, Stage0Len: 0x1000, ContainerBase: end - 0x1000, ContainerLen: 0x1001}.Marshal(),
+		"ELF copy below the region":    Dir{Stage0Base: Mk2.ImagesStart - 1, Stage0Len: 0x10, ContainerBase: end - 0x1000, ContainerLen: 0x1000}.Marshal(),
+		"ELF copy into the container":  Dir{Stage0Base: end - 0x3000, Stage0Len: 0x2001, ContainerBase: end - 0x1000, ContainerLen: 0x1000}.Marshal(),
+		"length wrapping around":       Dir{Stage0Base: end - 0x3000, Stage0Len: 0x1000, ContainerBase: end - 0x1000, ContainerLen: ^uint64(0)}.Marshal(),
+		"empty container":              Dir{Stage0Base: end - 0x3000, Stage0Len: 0x1000, ContainerBase: end - 0x1000}.Marshal(),
+	}
+	for name, b := range tests {
+		t.Run(name, func(t *testing.T) {
+			if d, err := Mk2.Directory(b); !errors.Is(err, ErrDirectory) {
+				t.Errorf("Directory = %+v, %v; want ErrDirectory", d, err)
+			}
+		})
+	}
+}
+
+// FuzzDirectory feeds arbitrary bytes to the directory reader: whatever
+// it accepts lies inside the images region, below the directory.
+func FuzzDirectory(f *testing.F) {
+	end := Mk2.DirAddr()
+	f.Add(Dir{Stage0Base: end - 0x3000, Stage0Len: 0x1000, ContainerBase: end - 0x1000, ContainerLen: 0x1000}.Marshal())
+	f.Add(make([]byte, DirSize))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := Mk2.Directory(b)
+		if err != nil {
+			return
+		}
+		if d.Stage0Base < Mk2.ImagesStart || d.Stage0Base+d.Stage0Len > d.ContainerBase || d.ContainerBase+d.ContainerLen > end ||
+			d.ContainerBase+d.ContainerLen < d.ContainerBase {
+			t.Fatalf("accepted %+v", d)
+		}
+	})
 }
 
 // fakeIMX is a .imx file as mkimage lays it out for a payload loaded at
@@ -197,7 +258,7 @@ func TestPatchEntry(t *testing.T) {
 
 // FuzzReadHeader feeds arbitrary files to the .imx header reader.
 func FuzzReadHeader(f *testing.F) {
-	f.Add(fakeIMX(0x98110000, []byte("payload")))
+	f.Add(fakeIMX(0x9c000000, []byte("payload")))
 	f.Add([]byte{0xd1, 0, 0x20, 0x40})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ReadHeader(b)

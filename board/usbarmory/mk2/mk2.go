@@ -72,20 +72,30 @@ func (mk2Board) Exit(code int32) { Exit(code) }
 
 func (mk2Board) Indicate(s board.State) { Indicate(s) }
 
+// Memory is the board's memory map (mem.go); where stage 0's ELF copy and
+// the stick container are comes from the boot payload's directory. A
+// missing or bad directory is said on stage 0's console, and both windows
+// are empty (the stick needs only the hand-off).
 func (mk2Board) Memory() board.Memory {
+	d, err := imagesDir()
+	if err != nil && stage0 {
+		print(err.Error(), "\n")
+	}
 	return board.Memory{
 		Machine:  elf.EM_ARM,
 		RAMStart: RAM_START, RAMSize: RAM_SIZE,
 		LoadStart:   RAM_START,
 		HandoffBase: HANDOFF_BASE, HandoffSize: HANDOFF_SIZE,
-		StickImageBase: STICK_IMAGE_BASE, StickImageMax: STICK_IMAGE_MAX,
-		Stage0ImageBase: STAGE0_IMAGE_BASE, Stage0ImageMax: STAGE0_IMAGE_MAX,
+		StickImageBase: d.ContainerBase, StickImageMax: d.ContainerLen,
+		Stage0ImageBase: d.Stage0Base, Stage0ImageMax: d.Stage0Len,
 	}
 }
 
-// MapMemory maps [start, end) as normal memory in the MMU's sections:
-// outside its runtime RAM tamago maps everything as device memory.
+// MapMemory maps [start, end) as normal memory in the MMU's 1 MiB
+// sections (end rounded up): outside its runtime RAM tamago maps
+// everything as device memory.
 func (mk2Board) MapMemory(start, end uint64, exec bool) {
+	end = (end + 1<<20 - 1) &^ (1<<20 - 1)
 	flags := uint32(arm.MemoryRegion)
 	if !exec {
 		flags |= arm.TTE_EXECUTE_NEVER

@@ -16,3 +16,6 @@ var ramStart uint = RAM_START
 
 //go:linkname ramSize runtime/goos.RamSize
 var ramSize uint = RAM_SIZE
+
+// stage0 says whether this build is stage 0.
+const stage0 = false

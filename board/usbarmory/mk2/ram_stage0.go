@@ -15,3 +15,6 @@ var ramStart uint = STAGE0_RAM_START
 
 //go:linkname ramSize runtime/goos.RamSize
 var ramSize uint = STAGE0_RAM_SIZE
+
+// stage0 says whether this build is stage 0.
+const stage0 = true
