@@ -89,7 +89,8 @@ type Memory struct {
 	// for the stick, outside both runtimes' RAM.
 	HandoffBase, HandoffSize uint64
 	// StickImage is where the stick image container is placed (under
-	// QEMU by -device loader).
+	// QEMU by -device loader; on the USB armory Mk II in the boot
+	// payload, where its directory says).
 	StickImageBase, StickImageMax uint64
 	// Stage0Image is where a copy of stage 0's own ELF file is placed:
 	// stage 0 checks it is the running code and measures it.
