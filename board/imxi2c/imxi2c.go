@@ -179,19 +179,26 @@ func (m *Master) stop() error {
 	return m.wait(I2SR_IBB, 0)
 }
 
-// send transmits one byte and checks its acknowledge.
+// send transmits one byte and checks its acknowledge. The byte is done
+// when IIF is set (IMX6ULLRM 31.7.4), and then RXAK is its acknowledge.
+// QEMU's imx_i2c sets RXAK without IIF when nothing answers an address, so
+// a byte whose IIF does not come counts as not acknowledged if ICF says
+// the transfer is complete and RXAK is set; with ICF clear the byte is
+// still on a stuck bus (RXAK then only holds the previous byte's
+// acknowledge).
 func (m *Master) send(b byte, address bool) error {
 	m.Regs.Write8(I2Cx_I2SR, 0)
 	m.Regs.Write8(I2Cx_I2DR, b)
 	err := m.wait(I2SR_IIF, I2SR_IIF)
 	sr := m.Regs.Read8(I2Cx_I2SR)
 	m.Regs.Write8(I2Cx_I2SR, 0)
+	nack := sr&I2SR_RXAK != 0 && (err == nil || sr&I2SR_ICF != 0)
 	switch {
 	case sr&I2SR_IAL != 0:
 		return ErrArbitration
-	case sr&I2SR_RXAK != 0 && address:
+	case nack && address:
 		return fmt.Errorf("address not acknowledged: %w", ErrNACK)
-	case sr&I2SR_RXAK != 0:
+	case nack:
 		return ErrNACK
 	case err != nil:
 		return err

@@ -33,6 +33,9 @@ type controller struct {
 	// silentNACK leaves IIF clear when an address is not acknowledged
 	// (as QEMU's imx_i2c model does).
 	silentNACK bool
+	// nackFirst makes the first nackFirst addressings NACK, device
+	// present or not (a TPM waking up).
+	nackFirst int
 
 	trace      []string
 	violations []string
@@ -48,8 +51,10 @@ type device interface {
 	stop()
 }
 
+// newController is a controller out of reset: I2SR 0x81 (ICF, RXAK;
+// IMX6ULLRM 31.7.4).
 func newController(devs map[uint8]device) *controller {
-	return &controller{devices: devs}
+	return &controller{devices: devs, i2sr: I2SR_ICF | I2SR_RXAK}
 }
 
 func (c *controller) Read8(off uint32) uint8 {
@@ -76,6 +81,8 @@ func (c *controller) Read8(off uint32) uint8 {
 }
 
 func (c *controller) receiveNext() {
+	// a byte on the wire: ICF clear until it is complete (31.7.4)
+	c.i2sr &^= I2SR_ICF
 	if c.stuck {
 		return
 	}
@@ -141,6 +148,8 @@ func (c *controller) Write8(off uint32, v uint8) {
 		if c.i2sr&I2SR_IIF != 0 {
 			c.violations = append(c.violations, "I2DR written with IIF still set")
 		}
+		// a byte on the wire: ICF clear until it is complete (31.7.4)
+		c.i2sr &^= I2SR_ICF
 		if c.stuck {
 			return
 		}
@@ -156,6 +165,10 @@ func (c *controller) Write8(off uint32, v uint8) {
 				return
 			}
 			d, ok := c.devices[v>>1]
+			if c.nackFirst > 0 {
+				c.nackFirst--
+				ok = false
+			}
 			ack := "+"
 			if !ok {
 				ack = "-"
@@ -169,6 +182,9 @@ func (c *controller) Write8(off uint32, v uint8) {
 			c.trace = append(c.trace, fmt.Sprintf("A%02x%s", v, ack))
 			if ok || !c.silentNACK {
 				c.i2sr |= I2SR_IIF | I2SR_ICF
+			} else {
+				// QEMU's imx_i2c: RXAK set, no interrupt, ICF as it was
+				c.i2sr |= I2SR_ICF
 			}
 			return
 		}

@@ -3,7 +3,6 @@
 package mk2
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -40,18 +39,6 @@ const (
 // I2C1 is the controller the TPM is on.
 var I2C1 = &imxi2c.Master{Regs: mmio.Region{Base: TPM_I2C_BASE}}
 
-// tisBus adapts the controller to tis.I2C: a NACK is reported as
-// tis.ErrNACK too, which the TIS layer retries after its guard time.
-type tisBus struct{ m *imxi2c.Master }
-
-func (b tisBus) Tx(addr uint8, w, r []byte) error {
-	err := b.m.Tx(addr, w, r)
-	if errors.Is(err, imxi2c.ErrNACK) {
-		return fmt.Errorf("%w: %w", tis.ErrNACK, err)
-	}
-	return err
-}
-
 var tpmRegs *tis.I2CRegs
 
 // ProbeTPM addresses the TPM on its I2C bus (a bounded probe: no answer
@@ -75,7 +62,7 @@ func ProbeTPM() (board.Registers, uint64, uint32, error) {
 		if !imx6ul.Native {
 			return nil, TPM_I2C_ADDR, 0, fmt.Errorf("mk2: TPM on %s refused: %s: %w", where, errEmulated, board.ErrNoTPM)
 		}
-		r := &tis.I2CRegs{Bus: tisBus{I2C1}, Addr: TPM_I2C_ADDR, Checksum: true}
+		r := &tis.I2CRegs{Bus: imxi2c.TISBus{M: I2C1}, Addr: TPM_I2C_ADDR, Checksum: true}
 		if err := r.Init(); err != nil {
 			return nil, TPM_I2C_ADDR, 0, fmt.Errorf("mk2: TPM on %s: %w", where, err)
 		}
