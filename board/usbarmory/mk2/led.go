@@ -27,6 +27,11 @@ import (
 // cooperatively, so it may pause while an actor runs) and a busy loop once
 // the stick has stopped.
 
+// The LEDs show Booting from the board's start (stage 0's too): tamago's
+// mk2 package leaves both pins driven low, which lights both, the
+// Quarantine pattern.
+func init() { Indicate(board.Booting) }
+
 var (
 	ledMu    sync.Mutex
 	blinking bool
