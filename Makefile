@@ -179,8 +179,13 @@ $(BOOT_IMAGE): $(IMAGE) $(STAGE0)
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes): flash it at 1 KiB into a microSD card, or boot it with armory-boot-usb"
 
 ifeq ($(TARGET),usbarmory)
-qemu:
-	@echo "teastick: make qemu does not run TARGET=usbarmory: QEMU's i.MX6UL board has no USB device controller, RNGB or TPM, so the stick could only boot and refuse to serve. go test -run TestBootUSBArmory ./qemu boots its .imx payload that way; run the image on a USB armory Mk II (README: Flashing the USB armory Mk II)." >&2; exit 1
+# The Mk II's boot payload on QEMU's i.MX6UL evaluation kit, loaded where
+# the boot ROM would load it: it boots to NOT MEASURED and serves nothing
+# (no RNGB, USB device controller or TPM under QEMU). Ctrl-A X quits.
+qemu: $(BOOT_IMAGE)
+	@echo "teastick: booting the USB armory Mk II's boot payload on QEMU's mcimx6ul-evk: it has no RNGB, USB device controller or TPM, so the stick says NOT MEASURED and serves nothing" >&2
+	$(QEMU_BIN) -machine mcimx6ul-evk -cpu cortex-a7 -m 512M -semihosting -nographic -monitor none -serial null -serial stdio -no-reboot \
+	  $$($(GO) run ./cmd/imximage qemu -stage0 $(STAGE0) -stick $(IMAGE) -o $(IMX_PAYLOAD))
 else
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
 	$(GO) run ./cmd/teastick-qemu -target $(TARGET) -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))

@@ -7,6 +7,10 @@
 //	imximage entry -stage0 boot.elf -stick stick.elf teastick.imx
 //	    checks the payload sits in the .imx where its IVT loads it and sets
 //	    the IVT's entry to stage 0's entry point
+//	imximage qemu -stage0 boot.elf -stick stick.elf -o payload.bin
+//	    prints the QEMU arguments that load payload.bin (written by
+//	    payload) where the boot ROM would and start the CPU at stage 0's
+//	    entry (make qemu TARGET=usbarmory)
 //
 // Progress and sizes go to standard error.
 package main
@@ -63,6 +67,9 @@ func run(args []string) error {
 			imx.Mk2.DirAddr(), p.Load+uint64(len(p.Bytes)), p.Entry, p.Stage0End)
 		fmt.Printf("%#x\n", p.Load)
 		return nil
+	case "qemu":
+		fmt.Printf("-device loader,file=%s,addr=%#x,force-raw=on -device loader,addr=%#x,cpu-num=0\n", *out, p.Load, p.Entry)
+		return nil
 	case "entry":
 		if fs.NArg() != 1 {
 			return fmt.Errorf("entry: one .imx file")
@@ -80,5 +87,5 @@ func run(args []string) error {
 		fmt.Fprintf(os.Stderr, "imximage: %s: entry %#x (stage 0), %d bytes\n", fs.Arg(0), p.Entry, len(img))
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (payload, entry)", args[0])
+	return fmt.Errorf("unknown command %q (payload, entry, qemu)", args[0])
 }
