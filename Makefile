@@ -1,7 +1,8 @@
 # teastick: firmware image of a plug-in HSM stick
 #
 #   make            build the stick image for TARGET (needs the TamaGo compiler):
-#                   TARGET=qemu (arm virt, the default) or qemu-riscv64
+#                   TARGET=qemu (arm virt, the default), qemu-riscv64 or
+#                   usbarmory (USB armory Mk II: also the flashable .imx)
 #   make qemu       build it and boot it under QEMU, console on this terminal
 #   make test       every test: host tests, tamago builds, QEMU boot tests
 #   make check      vet, gofmt, go mod tidy, tamago vet
@@ -55,8 +56,28 @@ STAGE0_TEXT_START := 0xa0010000
 RESET_ADDR := 0x80000000
 BUILD_TAGS ?=
 QEMU_BIN := qemu-system-riscv64
+else ifeq ($(TARGET),usbarmory)
+# The USB armory Mk II (board/usbarmory/mk2): linkramstart and linkramsize
+# leave the runtime's RAM region to the board package, so that stage 0
+# gets its own; linkcpuinit replaces tamago's first instructions with the
+# board's, which clear .bss (the boot payload does not carry it). RAM
+# starts at 0x80000000 with 64 KiB of vectors and page tables; stage 0
+# runs from 0x9d000000 (board/usbarmory/mk2/mem.go, image/imx).
+BOARD_TAG := usbarmory_mk2 linkramstart linkramsize linkcpuinit
+GOOS_TARGET := tamago
+GOARCH_TARGET := arm
+GOARM_TARGET := 7
+GOOSPKG := github.com/usbarmory/tamago
+TEXT_START := 0x80010000
+STAGE0_TEXT_START := 0x9d010000
+RESET_ADDR :=
+BUILD_TAGS ?=
+QEMU_BIN := qemu-system-arm
+# the flashable boot image: stage 0, its own ELF and the stick's container
+# in one payload behind the i.MX IVT and DCD (image/imx, cmd/imximage)
+BOOT_IMAGE := $(BUILD_DIR)/teastick-$(TARGET).imx
 else
-$(error unsupported TARGET=$(TARGET): supported targets are qemu (arm virt) and qemu-riscv64 (riscv64 virt); the USB armory Mk II is not supported yet)
+$(error unsupported TARGET=$(TARGET): supported targets are qemu (arm virt), qemu-riscv64 (riscv64 virt) and usbarmory (USB armory Mk II))
 endif
 
 # BUILD_TAGS: nomeasure builds images that measure nothing, to price
@@ -107,7 +128,7 @@ TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
 	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest ./tpm/nvcounter ./runtime ./runtime/actor \
 	./netstack/ecm ./netstack/ecm/imxusb
 
-DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat
+DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat u-boot-tools
 
 .PHONY: all image qemu test test-host test-tamago tamago-packages check deps tamago-present FORCE
 
@@ -127,7 +148,7 @@ tamago-present:
 	       "or use an installed copy with TAMAGO=<its root>/bin/go TAMAGO_GOROOT=<its root>." >&2; \
 	  exit 1; }
 
-image: $(IMAGE) $(STAGE0)
+image: $(IMAGE) $(STAGE0) $(BOOT_IMAGE)
 
 WEAKENING_TAGS := $(filter nomeasure,$(BUILD_TAGS))
 
@@ -144,8 +165,32 @@ $(STAGE0): tamago-present FORCE
 	$(if $(RESET_ADDR),$(GO) run ./cmd/resetvec -at $(RESET_ADDR) $@)
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
+# The i.MX boot image: cmd/imximage lays out the payload (printing its
+# load address), mkimage adds the IVT and the DCD of tamago's Mk II board
+# package, cmd/imximage sets the IVT's entry to stage 0's.
+IMX_DCD := $(BUILD_DIR)/imximage-$(TARGET).cfg
+IMX_PAYLOAD := $(BUILD_DIR)/payload-$(TARGET).bin
+$(BOOT_IMAGE): $(IMAGE) $(STAGE0)
+	@command -v mkimage >/dev/null || { echo "teastick: mkimage is missing (Debian package u-boot-tools; make deps installs it)" >&2; exit 1; }
+	cp "$$($(GO) list -m -f '{{.Dir}}' github.com/usbarmory/tamago)/board/usbarmory/mk2/imximage.cfg" $(IMX_DCD)
+	chmod u+w $(IMX_DCD)
+	load=$$($(GO) run ./cmd/imximage payload -stage0 $(STAGE0) -stick $(IMAGE) -o $(IMX_PAYLOAD)) && \
+	  mkimage -n $(IMX_DCD) -T imximage -e $$load -d $(IMX_PAYLOAD) $@ >/dev/null
+	$(GO) run ./cmd/imximage entry -stage0 $(STAGE0) -stick $(IMAGE) $@
+	@echo "teastick: built $@ ($$(stat -c %s $@) bytes): flash it at 1 KiB into a microSD card, or boot it with armory-boot-usb"
+
+ifeq ($(TARGET),usbarmory)
+# The Mk II's boot payload on QEMU's i.MX6UL evaluation kit, loaded where
+# the boot ROM would load it: it boots to NOT MEASURED and serves nothing
+# (no RNGB, USB device controller or TPM under QEMU). Ctrl-A X quits.
+qemu: $(BOOT_IMAGE)
+	@echo "teastick: booting the USB armory Mk II's boot payload on QEMU's mcimx6ul-evk: it has no RNGB, USB device controller or TPM, so the stick says NOT MEASURED and serves nothing" >&2
+	$(QEMU_BIN) -machine mcimx6ul-evk -cpu cortex-a7 -m 512M -semihosting -nographic -monitor none -serial null -serial stdio -no-reboot \
+	  $$($(GO) run ./cmd/imximage qemu -stage0 $(STAGE0) -stick $(IMAGE) -o $(IMX_PAYLOAD))
+else
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
 	$(GO) run ./cmd/teastick-qemu -target $(TARGET) -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))
+endif
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -166,13 +211,13 @@ test-host:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Every target `make test` builds (its QEMU tests boot each of them).
-TARGETS := qemu qemu-riscv64
+TARGETS := qemu qemu-riscv64 usbarmory
 
 test-tamago:
 	@if test -x "$(TAMAGO_GOROOT)/bin/go"; then \
 	  for t in $(TARGETS); do $(MAKE) -s --no-print-directory tamago-packages TARGET=$$t || exit 1; done; \
 	else \
-	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests of TARGET=qemu (arm) and TARGET=qemu-riscv64 (riscv64): the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
+	  echo "teastick: SKIPPED the GOOS=tamago builds and QEMU boot tests of TARGET=qemu (arm), TARGET=qemu-riscv64 (riscv64) and TARGET=usbarmory (USB armory Mk II): the TamaGo compiler $(TAMAGO_GO) is not installed ($(TAMAGO_GOROOT))"; \
 	fi
 
 # The bare-metal packages for one TARGET.

@@ -14,6 +14,7 @@ import (
 	"debug/elf"
 	"errors"
 	"io"
+	"net/netip"
 	"time"
 )
 
@@ -41,6 +42,9 @@ type Board interface {
 	Devices() []Device
 	// OpenNet brings up the NIC: ErrNoNet when the board has none.
 	OpenNet() (NIC, Device, error)
+	// Link is the network the NIC is on: the stick's static address and
+	// where the box's IPFS gateway answers.
+	Link() Link
 	// TPM finds the TPM behind the TIS register interface and returns
 	// its registers, its address and its DID_VID: ErrNoTPM (wrapped)
 	// when the board has none.
@@ -85,7 +89,8 @@ type Memory struct {
 	// for the stick, outside both runtimes' RAM.
 	HandoffBase, HandoffSize uint64
 	// StickImage is where the stick image container is placed (under
-	// QEMU by -device loader).
+	// QEMU by -device loader; on the USB armory Mk II in the boot
+	// payload, where its directory says).
 	StickImageBase, StickImageMax uint64
 	// Stage0Image is where a copy of stage 0's own ELF file is placed:
 	// stage 0 checks it is the running code and measures it.
@@ -128,7 +133,21 @@ const (
 	Serving
 	// Failed: the stick stopped, or has no network to serve on.
 	Failed
+	// Quarantine: the API serves, but the stick was not measured: it
+	// serves no actors (NOT MEASURED).
+	Quarantine
 )
+
+// Link is the network a board's NIC is on.
+type Link struct {
+	// Address is the stick's static address and prefix; Gateway is the
+	// next hop (the box, on a point-to-point link).
+	Address netip.Prefix
+	Gateway netip.Addr
+	// BoxGateway is the URL of the box's IPFS gateway as the stick
+	// reaches it.
+	BoxGateway string
+}
 
 var (
 	// ErrNoNet means the board has no network device.

@@ -53,7 +53,7 @@ type imageBuild struct {
 	err  error
 }
 
-var imageBuilds = map[string]*imageBuild{"": {}, RISCV64.Name: {}}
+var imageBuilds = map[string]*imageBuild{"": {}, RISCV64.Name: {}, USBArmory.Name: {}}
 
 // testImages are the test builds for TARGET=qemu.
 func testImages(t testing.TB) images { return testImagesFor(t, "", 10*time.Minute) }
@@ -64,7 +64,7 @@ func testImages(t testing.TB) images { return testImagesFor(t, "", 10*time.Minut
 func testImagesFor(t testing.TB, target string, timeout time.Duration) images {
 	t.Helper()
 	if why := CompilerMissing(root); why != "" {
-		t.Skipf("QEMU boot test SKIPPED (targets qemu and qemu-riscv64): %s", why)
+		t.Skipf("QEMU boot test SKIPPED (targets qemu, qemu-riscv64 and usbarmory): %s", why)
 	}
 	ib := imageBuilds[target]
 	ib.once.Do(func() {

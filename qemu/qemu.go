@@ -49,6 +49,12 @@ type Target struct {
 	StickImageAddr, Stage0ImageAddr uint64
 	// TPMAddr is where tpm-tis-device appears (the board's TPM_BASE).
 	TPMAddr uint64
+	// Serial are the arguments that put the board's console on stdio
+	// (default -serial stdio: the first serial port).
+	Serial []string
+	// NoVirtio says the machine has no virtio-mmio transports: no
+	// entropy or network device is attached.
+	NoVirtio bool
 }
 
 var (
@@ -65,6 +71,16 @@ var (
 		StickImageAddr: 0xa8000000, Stage0ImageAddr: 0xac000000, TPMAddr: 0x04000000}
 	// Targets are the machines the stick runs on.
 	Targets = []Target{ARM, RISCV64}
+	// USBArmory is the USB armory Mk II's image on QEMU's i.MX6UL
+	// evaluation kit: the console is UART2 (the second serial port),
+	// semihosting gives the exit status. The machine has no USB device
+	// controller, RNGB or TPM, so the stick boots, says so and serves
+	// nothing; it is not among Targets, whose tests need the network.
+	// Stage 0 runs from the boot image's payload (-device loader), not
+	// from an ELF.
+	USBArmory = Target{Name: "usbarmory", Board: "usbarmory-mk2", Binary: "qemu-system-arm", Package: "qemu-system-arm",
+		Machine: []string{"-machine", "mcimx6ul-evk", "-cpu", "cortex-a7", "-semihosting"},
+		Serial:  []string{"-serial", "null", "-serial", "stdio"}, NoVirtio: true}
 )
 
 // TargetNamed returns the target whose Makefile TARGET is name.
@@ -101,7 +117,8 @@ type Machine struct {
 	// Binary is the QEMU system emulator (default: the target's).
 	Binary string
 	// Kernel is the ELF image given to -kernel: stage 0, or the stick
-	// itself when booted without measurement.
+	// itself when booted without measurement ("": none, Extra loads the
+	// machine's memory and sets its start address).
 	Kernel string
 	// StickImage is a stick image container (image/bootimg) that QEMU puts
 	// at StickImageAddr for stage 0 to load.
@@ -178,18 +195,23 @@ func (m Machine) Args() []string {
 		mem = 1024
 	}
 	args := append([]string{}, m.target().Machine...)
-	args = append(args,
-		"-m", strconv.Itoa(mem)+"M",
-		"-nographic", "-monitor", "none", "-serial", "stdio",
-		"-no-reboot",
-	)
-	if !m.LegacyVirtio {
+	serial := m.target().Serial
+	if serial == nil {
+		serial = []string{"-serial", "stdio"}
+	}
+	args = append(args, "-m", strconv.Itoa(mem)+"M", "-nographic", "-monitor", "none")
+	args = append(args, serial...)
+	args = append(args, "-no-reboot")
+	virtio := !m.target().NoVirtio
+	if !m.LegacyVirtio && virtio {
 		args = append(args, "-global", "virtio-mmio.force-legacy=false")
 	}
-	if !m.NoRNG {
+	if !m.NoRNG && virtio {
 		args = append(args, "-device", "virtio-rng-device")
 	}
-	if !m.NoNet && m.NetSocket != "" {
+	if !virtio {
+		// no network device on this machine
+	} else if !m.NoNet && m.NetSocket != "" {
 		args = append(args, "-netdev", "socket,id=net0,connect="+m.NetSocket, "-device", "virtio-net-device,netdev=net0")
 	} else if !m.NoNet {
 		netdev := "user,id=net0,restrict=on"
@@ -206,7 +228,9 @@ func (m Machine) Args() []string {
 	if m.TPM != nil {
 		args = append(args, m.TPM.Args()...)
 	}
-	args = append(args, "-kernel", m.Kernel)
+	if m.Kernel != "" {
+		args = append(args, "-kernel", m.Kernel)
+	}
 	if m.StickImage != "" {
 		args = append(args, "-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(m.StickImage), m.target().StickImageAddr))
 		self := m.Stage0Image

@@ -1,4 +1,4 @@
-//go:build tamago && !qemu_virt_arm && !qemu_virt_riscv64
+//go:build tamago && !qemu_virt_arm && !qemu_virt_riscv64 && !usbarmory_mk2
 
 package target
 

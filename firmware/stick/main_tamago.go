@@ -92,10 +92,12 @@ func main() {
 		hw.Indicate(board.Failed)
 		hw.Exit(1)
 	}
-	if startNetwork(tlsCfg, st.Server(apiHandler(st.Handler()))) {
-		hw.Indicate(board.Serving)
-	} else {
+	if !startNetwork(tlsCfg, st.Server(apiHandler(st.Handler()))) {
 		hw.Indicate(board.Failed)
+	} else if why != nil {
+		hw.Indicate(board.Quarantine)
+	} else {
+		hw.Indicate(board.Serving)
 	}
 	fmt.Println("manifest: none yet: waiting for one (POST /v1/manifest or the console's manifest command)")
 
@@ -137,8 +139,10 @@ func main() {
 // (make NET=dhcp).
 var netMode string
 
-// boxGateway is the box's IPFS gateway as QEMU forwards it (qemu.BoxAddr).
-const boxGateway = "http://10.0.2.100:8080"
+// boxGateway is the box's IPFS gateway on the board's link (under QEMU as
+// it forwards it, qemu.BoxAddr; on the USB armory the box's end of the USB
+// link).
+var boxGateway = hw.Link().BoxGateway
 
 // loadParallel is how many actors the stick loads at once: two, so that
 // one actor whose blocks the box stalls does not hold back the others
@@ -182,6 +186,9 @@ func startNetwork(tlsCfg *tls.Config, srv *http.Server) (serving bool) {
 	nic, dev, err := hw.OpenNet()
 	if errors.Is(err, board.ErrNoNet) {
 		fmt.Println("net: no network device")
+		if !errors.Is(board.ErrNoNet, err) {
+			fmt.Printf("net: %v\n", err)
+		}
 		return
 	}
 	if err != nil {
@@ -189,7 +196,8 @@ func startNetwork(tlsCfg *tls.Config, srv *http.Server) (serving bool) {
 		return
 	}
 	mac := nic.MAC()
-	cfg := netstack.QEMUUser
+	link := hw.Link()
+	cfg := netstack.Config{Address: link.Address, Gateway: link.Gateway}
 	if netMode == "dhcp" {
 		cfg = netstack.Config{}
 	}

@@ -119,6 +119,7 @@ type Reference struct {
 var Boards = map[string]string{
 	"qemu_virt_arm":     "qemu-virt-arm",
 	"qemu_virt_riscv64": "qemu-virt-riscv64",
+	"usbarmory_mk2":     "usbarmory-mk2",
 }
 
 // Board returns the board the build's tags name, or "" when none does

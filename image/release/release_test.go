@@ -193,3 +193,26 @@ func TestBoxFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestBoardOfUSBArmory checks a stick image built with the Mk II's tags
+// (the Makefile's TARGET=usbarmory row, with the RAM tags beside the
+// board's) names the USB armory Mk II.
+func TestBoardOfUSBArmory(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module boardtag\n\ngo 1.22\n"), 0o644)
+	out := filepath.Join(dir, "stick.elf")
+	cmd := exec.Command("go", "build", "-tags", "usbarmory_mk2 linkramstart linkramsize", "-o", out, ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	stick, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if board, err := BoardOf(stick); err != nil || board != "usbarmory-mk2" {
+		t.Fatalf("BoardOf = %q, %v; want usbarmory-mk2", board, err)
+	}
+}

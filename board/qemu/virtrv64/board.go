@@ -43,6 +43,9 @@ func (virtBoard) TPM() (board.Registers, uint64, uint32, error) {
 	return TPM, TPM_BASE, id, err
 }
 
+// Link is QEMU user networking (vmmio.UserLink).
+func (virtBoard) Link() board.Link { return vmmio.UserLink }
+
 func (virtBoard) Exit(code int32) { Exit(code) }
 
 // Indicate does nothing: QEMU's virt machine has no status LED.

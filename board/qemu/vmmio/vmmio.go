@@ -15,6 +15,7 @@
 package vmmio
 
 import (
+	"net/netip"
 	"sync"
 	"unsafe"
 
@@ -151,4 +152,13 @@ func OpenNet(bus Bus, noNet error) (*virtio.Net, board.Device, error) {
 		return n, d, nil
 	}
 	return nil, board.Device{}, noNet
+}
+
+// UserLink is QEMU user networking as both QEMU boards see it: the stick
+// at 10.0.2.15/24 behind the gateway 10.0.2.2, the box's IPFS gateway
+// forwarded to 10.0.2.100:8080 (qemu.BoxAddr).
+var UserLink = board.Link{
+	Address:    netip.MustParsePrefix("10.0.2.15/24"),
+	Gateway:    netip.MustParseAddr("10.0.2.2"),
+	BoxGateway: "http://10.0.2.100:8080",
 }
