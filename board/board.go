@@ -13,6 +13,7 @@ package board
 import (
 	"debug/elf"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"time"
@@ -97,7 +98,8 @@ type Memory struct {
 	Stage0ImageBase, Stage0ImageMax uint64
 }
 
-// Device is a device found on the board (a virtio-mmio slot).
+// Device is a device found on the board: a virtio-mmio slot (Version is
+// its transport version, never 0) or a device of the SoC (Version 0).
 type Device struct {
 	Slot    int
 	Base    uint64
@@ -105,6 +107,28 @@ type Device struct {
 	Version uint32
 	// Name is the device type's name.
 	Name string
+}
+
+// String names the device as the banner lists it: name@base(slot n, vN)
+// for a virtio-mmio slot, name@base for a SoC device, the name alone
+// when it has no address.
+func (d Device) String() string {
+	switch {
+	case d.Version != 0:
+		return fmt.Sprintf("%s@%#x(slot %d, v%d)", d.Name, d.Base, d.Slot, d.Version)
+	case d.Base != 0:
+		return fmt.Sprintf("%s@%#x", d.Name, d.Base)
+	}
+	return d.Name
+}
+
+// NIC names a network device in the stick's net lines: "virtio-net slot
+// n" for a virtio-mmio slot, its name otherwise.
+func (d Device) NIC() string {
+	if d.Version != 0 {
+		return fmt.Sprintf("virtio-net slot %d", d.Slot)
+	}
+	return d.Name
 }
 
 // NIC is a network interface as the TCP/IP stack drives it: frames in

@@ -43,7 +43,7 @@ func main() {
 
 	var devs []string
 	for _, d := range hw.Devices() {
-		devs = append(devs, fmt.Sprintf("%s@%#x(slot %d, v%d)", d.Name, d.Base, d.Slot, d.Version))
+		devs = append(devs, d.String())
 	}
 	ramStart, ramEnd := runtime.MemRegion()
 	writeBanner(os.Stdout, Version, BoardInfo{
@@ -192,7 +192,7 @@ func startNetwork(tlsCfg *tls.Config, srv *http.Server) (serving bool) {
 		return
 	}
 	if err != nil {
-		fmt.Printf("net: virtio-net in slot %d: %v\n", dev.Slot, err)
+		fmt.Printf("net: %s: %v\n", dev.NIC(), err)
 		return
 	}
 	mac := nic.MAC()
@@ -234,7 +234,7 @@ func startNetwork(tlsCfg *tls.Config, srv *http.Server) (serving bool) {
 	if cfg.Gateway.IsValid() {
 		route = "via " + cfg.Gateway.String()
 	}
-	fmt.Printf("net: virtio-net slot %d mac %s, %v %s, https on :80\n", dev.Slot, net.HardwareAddr(mac[:]), cfg.Address, route)
+	fmt.Printf("net: %s mac %s, %v %s, https on :80\n", dev.NIC(), net.HardwareAddr(mac[:]), cfg.Address, route)
 	return true
 }
 
