@@ -133,6 +133,13 @@ type Spec struct {
 	Grants []string
 	Limits Limits
 	Module []byte
+	// Native asks for the actor's translation compiled into this binary
+	// (package native, made by runtime/native/translate): it runs
+	// natively if the binary holds exactly this CID, translated under the
+	// same memory limit; else the interpreter runs it. Info.Engine says
+	// which. Module may then be nil (the code is the binary's); when
+	// given, it is checked against the CID as always.
+	Native bool
 	// Tag is opaque to the runtime and returned with each call the
 	// version runs (Served): the stick puts there the version of the
 	// manifest whose entry this is.
