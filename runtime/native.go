@@ -51,6 +51,17 @@ func (r *Runtime) nativeFor(spec Spec, lim Limits) *native.Actor {
 	return a
 }
 
+// RunsNatively reports whether Prepare would run spec natively: it asks
+// for it and this binary holds its translation under the same memory
+// limit. Such a spec needs no module bytes (the stick then fetches none).
+func (r *Runtime) RunsNatively(spec Spec) bool {
+	lim, err := spec.Limits.withDefaults()
+	if err != nil || !spec.Native {
+		return false
+	}
+	return r.nativeFor(spec, lim) != nil
+}
+
 // newNativeVersion loads a translated actor. The module bytes, when
 // given, are checked against the CID as for the interpreter; the code is
 // the binary's, checked at translation (translate.Prepare) and measured

@@ -301,6 +301,11 @@ func (p *Pending) Commit() error {
 	return nil
 }
 
+// Engine is the engine the prepared version runs on, as Info will report
+// it once committed: "native", "interpreter" or "compiler". The stick
+// measures it before Commit.
+func (p *Pending) Engine() string { return p.v.engine }
+
 // Abort discards the prepared version.
 func (p *Pending) Abort() {
 	if !p.done {

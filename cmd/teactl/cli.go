@@ -72,6 +72,9 @@ usage: teactl [--json] GROUP COMMAND [ARGS]
   release build DRAFT       sign a manifest naming the built images and write the release bundle
                             (images, manifest, reference measurements)
   release verify DIR        check a bundle with the governance public key alone
+  release translate [DRAFT] --modules DIR
+                            translate the actors the draft marks native (or every module in DIR)
+                            to Go for a stick image built with BUILD_TAGS=native (make release)
 
 Run 'teactl GROUP COMMAND --help' for a command's flags.
 --json prints results as JSON for scripts.
@@ -99,21 +102,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cmds := map[string]func(*env, []string) error{
-		"key generate":    keyGenerate,
-		"key public":      keyPublic,
-		"manifest new":    manifestNew,
-		"manifest add":    manifestAdd,
-		"manifest sign":   manifestSign,
-		"manifest verify": manifestVerify,
-		"manifest show":   manifestShow,
-		"actor publish":   actorPublish,
-		"actor invoke":    actorInvoke,
-		"stick enroll":    stickEnroll,
-		"stick attest":    stickAttest,
-		"stick upgrade":   stickUpgrade,
-		"receipt verify":  receiptVerify,
-		"release build":   releaseBuild,
-		"release verify":  releaseVerify,
+		"key generate":      keyGenerate,
+		"key public":        keyPublic,
+		"manifest new":      manifestNew,
+		"manifest add":      manifestAdd,
+		"manifest sign":     manifestSign,
+		"manifest verify":   manifestVerify,
+		"manifest show":     manifestShow,
+		"actor publish":     actorPublish,
+		"actor invoke":      actorInvoke,
+		"stick enroll":      stickEnroll,
+		"stick attest":      stickAttest,
+		"stick upgrade":     stickUpgrade,
+		"receipt verify":    receiptVerify,
+		"release build":     releaseBuild,
+		"release verify":    releaseVerify,
+		"release translate": releaseTranslate,
 	}
 	cmd, ok := cmds[args[0]+" "+args[1]]
 	if !ok {
