@@ -210,7 +210,9 @@ package %s
 import "github.com/teastick/teastick/image/nativetable"
 
 // The native table of this build, found in the image by image/release.
-func init() { nativetable.Embedded = `+"`%s`"+` }
+func init() {
+	nativetable.Embedded = `+"`%s`"+`
+}
 `, name, enc)
 	return os.WriteFile(filepath.Join(dir, "nativetable_gen.go"), []byte(src), 0o644)
 }
