@@ -204,7 +204,7 @@ deps:
 test: deps $(PREP_TARGETS) test-tamago test-host
 
 test-host:
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 30m $(if $(strip $(GO_TEST_TAGS)),-tags "$(strip $(GO_TEST_TAGS))") ./...
 
 # Every target `make test` builds (its QEMU tests boot each of them).
 TARGETS := qemu qemu-riscv64
