@@ -103,7 +103,7 @@ QEMU_MANIFEST_KEY ?=
 NATIVE ?=
 NATIVE_DIR := build/_native/stick
 NATIVE_MODULES ?= $(BUILD_DIR)/actors
-NATIVE_EXAMPLES := echo notary wordcount
+NATIVE_EXAMPLES := echo notary wordcount kernel
 ifeq ($(NATIVE),1)
 BUILD_TAGS += native
 endif

@@ -36,16 +36,26 @@ func buildExamples(ctx context.Context, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, e := range examples {
-		out, err := filepath.Abs(filepath.Join(dir, e.name+".wasm"))
+	// The kernel too: no manifest serves it, but the console's bench
+	// command runs it (make qemu NATIVE=1 translates it with the others).
+	for _, name := range append(exampleNames(), "kernel") {
+		out, err := filepath.Abs(filepath.Join(dir, name+".wasm"))
 		if err != nil {
 			return err
 		}
-		if b, err := actorexamples.Build(ctx, "go", "runtime", e.name, out).CombinedOutput(); err != nil {
-			return fmt.Errorf("building the %s actor (run from the repository's root): %v\n%s", e.name, err, b)
+		if b, err := actorexamples.Build(ctx, "go", "runtime", name, out).CombinedOutput(); err != nil {
+			return fmt.Errorf("building the %s actor (run from the repository's root): %v\n%s", name, err, b)
 		}
 	}
 	return nil
+}
+
+func exampleNames() []string {
+	var n []string
+	for _, e := range examples {
+		n = append(n, e.name)
+	}
+	return n
 }
 
 // exampleManifest builds the example actors with the host's Go toolchain
