@@ -362,11 +362,12 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 
 func manifestAdd(e *env, args []string) error {
-	fs := e.flags("manifest add", "DRAFT --name NAME --cid CID [--grant G]... [limits]")
+	fs := e.flags("manifest add", "DRAFT --name NAME --cid CID [--grant G]... [--native] [limits]")
 	name := fs.String("name", "", "actor name")
 	c := fs.String("cid", "", "CID of the actor's WebAssembly module (teactl actor publish prints it)")
 	var grants multi
 	fs.Var(&grants, "grant", "capability to grant (repeat for more)")
+	native := fs.Bool("native", false, "run it natively: make release translates it into the stick image")
 	var l manifest.Limits
 	fs.Func("memory-pages", "linear memory limit in 64 KiB pages", uintFlag(&l.MemoryPages))
 	fs.Func("timeout-ms", "deadline per invocation", uintFlag(&l.TimeoutMillis))
@@ -393,14 +394,18 @@ func manifestAdd(e *env, args []string) error {
 	if g == nil {
 		g = []string{}
 	}
-	m.Actors = append(m.Actors, manifest.Actor{Name: *name, CID: *c, Grants: g, Limits: l})
+	m.Actors = append(m.Actors, manifest.Actor{Name: *name, CID: *c, Native: *native, Grants: g, Limits: l})
 	if err := m.Validate(); err != nil {
 		return checkErr(err)
 	}
 	if err := writeDraft(pos[0], m); err != nil {
 		return err
 	}
-	e.result(m, fmt.Sprintf("added %s (%s) to %s with grants [%s]\n", *name, *c, pos[0], strings.Join(g, " ")))
+	how := ""
+	if *native {
+		how = ", native"
+	}
+	e.result(m, fmt.Sprintf("added %s (%s%s) to %s with grants [%s]\n", *name, *c, how, pos[0], strings.Join(g, " ")))
 	return nil
 }
 
