@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,7 +92,7 @@ func releaseTranslate(e *env, args []string) error {
 	if err := translate.WriteContext(context.Background(), *out, *importPath, actors); err != nil {
 		return checkErr(err)
 	}
-	if err := nativetable.WriteGo(*out, table); err != nil {
+	if err := writeTable(*out, table); err != nil {
 		return ioErr(err)
 	}
 	var lines []string
@@ -127,4 +129,25 @@ func findModule(dir string, a manifest.Actor) ([]byte, error) {
 		return code, nil
 	}
 	return nil, ioErr(fmt.Errorf("actor %s: no module (looked for %s)", a.Name, strings.Join(tried, ", ")))
+}
+
+// writeTable adds the native table to the package translate.Write made in
+// dir (image/nativetable.GoFile): the image then carries it.
+func writeTable(dir string, entries []nativetable.Entry) error {
+	pkgs, err := parser.ParseDir(token.NewFileSet(), dir, nil, parser.PackageClauseOnly)
+	if err != nil {
+		return fmt.Errorf("native table: %s: %w", dir, err)
+	}
+	if len(pkgs) != 1 {
+		return fmt.Errorf("native table: %s holds %d packages, want the one translate.Write made", dir, len(pkgs))
+	}
+	var name string
+	for n := range pkgs {
+		name = n
+	}
+	src, err := nativetable.GoFile(name, entries)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "nativetable_gen.go"), src, 0o644)
 }
