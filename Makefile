@@ -157,7 +157,7 @@ $(IMAGE): tamago-present $(if $(filter 1,$(NATIVE)),native-examples) FORCE
 
 $(STAGE0): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
-	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(filter-out native,$(TAGS))" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
 	$(if $(RESET_ADDR),$(GO) run ./cmd/resetvec -at $(RESET_ADDR) $@)
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
