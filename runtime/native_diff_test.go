@@ -34,6 +34,9 @@ type diffCase struct {
 	grants []string
 	limits runtime.Limits
 	calls  []diffCall
+	// initTimeout, when set, shortens Config.InitTimeout (initspin's
+	// initializer never returns).
+	initTimeout time.Duration
 }
 
 func u32le(n uint32) []byte { return binary.LittleEndian.AppendUint32(nil, n) }
@@ -57,12 +60,14 @@ var diffCases = []diffCase{
 	{name: "wat-datasign1", module: wat("datasign1")},
 	{name: "wat-datasign2", module: wat("datasign2")},
 	{name: "wat-datasign3", module: wat("datasign3")},
-	{name: "wat-initspin", module: wat("initspin")},
+	{name: "wat-initspin", module: wat("initspin"), initTimeout: time.Second},
 	{name: "wat-inittrap", module: wat("inittrap")},
 	{name: "wat-meterimport", module: wat("meterimport")},
 	{name: "wat-noexport", module: wat("noexport")},
-	{name: "wat-compute", module: wat("compute"), limits: runtime.Limits{Timeout: 200 * time.Millisecond}, calls: []diffCall{
-		{"fib", []byte{20}}, {"count", u32le(100000)}, {"ping", nil}, {"count", u32le(0xffffffff)}, {"ping", nil}, {"fib", []byte{60}},
+	// Calls end well within the deadline or far past it on both engines
+	// (fib 60 and 2^32 loop iterations take minutes even natively).
+	{name: "wat-compute", module: wat("compute"), limits: runtime.Limits{Timeout: 2 * time.Second}, calls: []diffCall{
+		{"fib", []byte{16}}, {"count", u32le(10000)}, {"ping", nil}, {"count", u32le(0xffffffff)}, {"ping", nil}, {"fib", []byte{60}},
 	}},
 	{name: "wat-crunch", module: wat("crunch"), calls: []diffCall{{"x", u32be(0)}, {"x", u32be(100000)}, {"x", nil}}},
 	{name: "wat-edge", module: wat("edge"), grants: []string{"crypto.sha256", "log"}, limits: runtime.Limits{Timeout: 100 * time.Millisecond}, calls: []diffCall{
@@ -149,7 +154,7 @@ func TestNativeDifferential(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			module := tc.module(t)
 			c := actortest.CID(module)
-			p := newPair(t, runtime.Config{Engine: runtime.EngineInterpreter, InitTimeout: time.Second})
+			p := newPair(t, runtime.Config{Engine: runtime.EngineInterpreter, InitTimeout: tc.initTimeout})
 			errI, errN := p.loadBoth(module, tc.grants, tc.limits)
 			_, translated := native.Lookup(c)
 			if errI != nil {
