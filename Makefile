@@ -4,6 +4,9 @@
 #                   TARGET=qemu (arm virt, the default), qemu-riscv64 or
 #                   usbarmory (USB armory Mk II: also the flashable .imx)
 #   make qemu       build it and boot it under QEMU, console on this terminal
+#                   (NATIVE=1: with the example actors translated and run natively)
+#   make release    translate the actors a draft marks native, build the image
+#                   with them and bundle the release (DRAFT=, KEY=, MODULES=, OUT=)
 #   make test       every test: host tests, tamago builds, QEMU boot tests
 #   make check      vet, gofmt, go mod tidy, tamago vet
 #   make deps       install the Debian packages the tests need
@@ -111,6 +114,21 @@ endif
 # none; hand the stick a manifest yourself).
 QEMU_MANIFEST_KEY ?=
 
+# Native actors (issue 18; RATIONALE.md, "Native actors in releases"):
+# `teactl release translate` writes the Go translation of each actor
+# marked native, with the native table, to NATIVE_DIR (a "_" path element
+# keeps `go test ./...` and `go vet ./...` out of it); the image built with
+# the tag native imports it (firmware/stick/native_on.go).
+# NATIVE=1 under `make qemu` translates the example actors (built into
+# $(NATIVE_MODULES)) and boots a stick that serves them natively.
+NATIVE ?=
+NATIVE_DIR := build/_native/stick
+NATIVE_MODULES ?= $(BUILD_DIR)/actors
+NATIVE_EXAMPLES := echo notary wordcount kernel
+ifeq ($(NATIVE),1)
+BUILD_TAGS += native
+endif
+
 IMAGE := $(BUILD_DIR)/stick-$(TARGET).elf
 STAGE0 := $(BUILD_DIR)/boot-$(TARGET).elf
 GOFLAGS_TAMAGO := -trimpath -buildvcs=false
@@ -130,7 +148,7 @@ TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
 
 DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat u-boot-tools
 
-.PHONY: all image qemu test test-host test-tamago tamago-packages check deps tamago-present FORCE
+.PHONY: all image qemu release native-examples test test-host test-tamago tamago-packages check deps tamago-present FORCE
 
 # Each part's own preparation (packages, tools, fixtures): part/part.mk
 # defines part-prep.
@@ -152,7 +170,7 @@ image: $(IMAGE) $(STAGE0) $(BOOT_IMAGE)
 
 WEAKENING_TAGS := $(filter nomeasure,$(BUILD_TAGS))
 
-$(IMAGE): tamago-present FORCE
+$(IMAGE): tamago-present $(if $(filter 1,$(NATIVE)),native-examples) FORCE
 	@mkdir -p $(BUILD_DIR)
 	@if [ -n "$(WEAKENING_TAGS)" ]; then echo "teastick: WARNING: building with security-weakening tags: $(WEAKENING_TAGS). This image must never be flashed or released." >&2; fi
 	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "$(TAGS)" -ldflags "$(LDFLAGS_TAMAGO)" -o $@ ./firmware/stick
@@ -161,7 +179,7 @@ $(IMAGE): tamago-present FORCE
 
 $(STAGE0): tamago-present FORCE
 	@mkdir -p $(BUILD_DIR)
-	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(TAGS)" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
+	$(TAMAGO_ENV) $(TAMAGO) build $(GOFLAGS_TAMAGO) -tags "stage0 $(filter-out native,$(TAGS))" -ldflags "$(LDFLAGS_STAGE0)" -o $@ ./firmware/boot
 	$(if $(RESET_ADDR),$(GO) run ./cmd/resetvec -at $(RESET_ADDR) $@)
 	@echo "teastick: built $@ ($$(stat -c %s $@) bytes, version $(VERSION))"
 
@@ -189,8 +207,32 @@ qemu: $(BOOT_IMAGE)
 	  $$($(GO) run ./cmd/imximage qemu -stage0 $(STAGE0) -stick $(IMAGE) -o $(IMX_PAYLOAD))
 else
 qemu: $(IMAGE) $(STAGE0) $(filter netstack-prep,$(PREP_TARGETS))
-	$(GO) run ./cmd/teastick-qemu -target $(TARGET) -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY))
+	$(GO) run ./cmd/teastick-qemu -target $(TARGET) -stage0 $(STAGE0) -stick $(IMAGE) $(if $(QEMU_MANIFEST_KEY),-governance-key $(QEMU_MANIFEST_KEY)) \
+	  $(if $(filter 1,$(NATIVE)),-actors $(NATIVE_MODULES) -native)
 endif
+
+# The example actors built as the launcher publishes them (GOOS=wasip1,
+# runtime/examples.Build), then translated: what NATIVE=1 compiles in.
+native-examples:
+	@mkdir -p $(NATIVE_MODULES)
+	$(GO) run ./cmd/teastick-qemu -build-actors $(NATIVE_MODULES)
+	rm -rf $(NATIVE_MODULES)/.examples && mkdir -p $(NATIVE_MODULES)/.examples && \
+	  for a in $(NATIVE_EXAMPLES); do cp $(NATIVE_MODULES)/$$a.wasm $(NATIVE_MODULES)/.examples/; done
+	$(GO) run ./cmd/teactl release translate --modules $(NATIVE_MODULES)/.examples -o $(NATIVE_DIR)
+
+# A release: DRAFT (a manifest draft, teactl manifest new/add), KEY (the
+# governance key file), MODULES (the built actors, NAME.wasm or CID.wasm),
+# OUT (the bundle directory to create). The actors DRAFT marks native are
+# translated and compiled into the image; teactl release build reads the
+# native table back from the image into reference.json.
+OUT ?= $(BUILD_DIR)/release
+release: tamago-present
+	@test -n "$(DRAFT)" -a -n "$(KEY)" -a -n "$(MODULES)" || { echo "teastick: make release needs DRAFT=, KEY= and MODULES=" >&2; exit 1; }
+	@if grep -q '"native": *true' $(DRAFT); then \
+	  $(GO) run ./cmd/teactl release translate $(DRAFT) --modules $(MODULES) -o $(NATIVE_DIR) && \
+	  $(MAKE) --no-print-directory image BUILD_TAGS="native $(BUILD_TAGS)"; \
+	else $(MAKE) --no-print-directory image; fi
+	$(GO) run ./cmd/teactl release build $(DRAFT) --stage0 $(STAGE0) --stick $(IMAGE) --image-version $(VERSION) --key $(KEY) -o $(OUT)
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -208,7 +250,7 @@ deps:
 test: deps $(PREP_TARGETS) test-tamago test-host
 
 test-host:
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 30m $(if $(strip $(GO_TEST_TAGS)),-tags "$(strip $(GO_TEST_TAGS))") ./...
 
 # Every target `make test` builds (its QEMU tests boot each of them).
 TARGETS := qemu qemu-riscv64 usbarmory

@@ -339,9 +339,9 @@ func stickEndToEnd(t *testing.T, target Target) *boardEvidence {
 		t.Error("the API session did not finish")
 	}
 	for _, want := range []string{
-		`^actor: echo ` + echo + ` \d+ bytes, fetched in \d+ ms, loaded in \d+ ms, measured into PCR 9, grants \[log\]$`,
+		`^actor: echo ` + echo + ` interpreter, \d+ bytes, fetched in \d+ ms, loaded in \d+ ms, measured into PCR 9, grants \[log\]$`,
 		`^READY: manifest version 1, actors \[echo notary wordcount\], NOT SERVED \[kernel\] in \d+ ms$`,
-		`^actor: echo now ` + edge + `, measured into PCR 10$`,
+		`^actor: echo now ` + edge + ` \(interpreter\), measured into PCR 10$`,
 	} {
 		if !matchLine(res, want) {
 			t.Errorf("no line matching %q", want)

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
@@ -33,10 +34,29 @@ func BenchmarkAPIInvokeOnStick(b *testing.B) {
 		b.Skipf("QEMU API benchmark SKIPPED: %s", why)
 	}
 	ctx := context.Background()
-	img := buildImages(b, ctx, "bench", "benchnoop")
+	apiInvokeOnStick(b, buildImages(b, ctx, "bench", "benchnoop"), false)
+}
+
+// BenchmarkNativeAPIInvokeOnStick is BenchmarkAPIInvokeOnStick with echo
+// translated and compiled into the image (NativeImage) and marked native
+// in the manifest: the same figures, echo served natively.
+func BenchmarkNativeAPIInvokeOnStick(b *testing.B) {
+	if why := CompilerMissing(root); why != "" {
+		b.Skipf("QEMU API benchmark SKIPPED: %s", why)
+	}
+	ctx := context.Background()
+	bld, _ := NativeImage(b, ctx, Build{Dir: b.TempDir(), Version: "bench", Tags: "benchnoop",
+		GovernanceKey: hex.EncodeToString(testGovernance.Public().(ed25519.PublicKey))}, "echo")
+	apiInvokeOnStick(b, buildImagesFrom(b, ctx, bld), true)
+}
+
+// apiInvokeOnStick is the API benchmark on the images img; native marks
+// echo native in the manifest.
+func apiInvokeOnStick(b *testing.B, img attestImages, native bool) {
+	ctx := context.Background()
 	node := kubotest.Start(b)
 	echo := node.Publish(b, actortest.GoActor(b, "echo")).String()
-	signed := signManifest(b, 1, img.stage0Sum, img.stickSum, manifest.Actor{Name: "echo", CID: echo})
+	signed := signManifest(b, 1, img.stage0Sum, img.stickSum, manifest.Actor{Name: "echo", CID: echo, Native: native})
 	const n = 100
 	keyLine := regexp.MustCompile(`^channel: key sha256:([0-9a-f]{64})$`)
 	for b.Loop() {
@@ -61,8 +81,12 @@ func BenchmarkAPIInvokeOnStick(b *testing.B) {
 				url := fmt.Sprintf("https://127.0.0.1:%d", port)
 				c := &client.Client{URL: url, Timeout: 2 * time.Minute, UpgradeTimeout: 10 * time.Minute}
 				c.Pin(pin)
-				if resp, err := c.Manifest(ctx, signed); err != nil || !resp.Status.Ready {
+				resp, err := c.Manifest(ctx, signed)
+				if err != nil || !resp.Status.Ready {
 					return fmt.Errorf("manifest: %+v %v", resp, err)
+				}
+				for _, a := range resp.Status.Actors {
+					b.Logf("echo runs on %s", a.Engine)
 				}
 				hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: channel.ClientConfig(pin),
 					TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}

@@ -42,9 +42,14 @@ func buildAttestImages(t *testing.T, ctx context.Context) attestImages {
 // container.
 func buildImages(t testing.TB, ctx context.Context, version, tags string) attestImages {
 	t.Helper()
-	dir := t.TempDir()
-	b := Build{Root: root, Dir: dir, Version: version, Tags: tags,
-		GovernanceKey: hex.EncodeToString(testGovernance.Public().(ed25519.PublicKey))}
+	return buildImagesFrom(t, ctx, Build{Root: root, Dir: t.TempDir(), Version: version, Tags: tags,
+		GovernanceKey: hex.EncodeToString(testGovernance.Public().(ed25519.PublicKey))})
+}
+
+// buildImagesFrom is buildImages for the Build b (NativeImage's, say).
+func buildImagesFrom(t testing.TB, ctx context.Context, b Build) attestImages {
+	t.Helper()
+	dir := b.Dir
 	stickPath, err := b.Image(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -180,7 +180,7 @@ func TestBoot(t *testing.T) {
 			name:     "stage 0 without a stick image stops",
 			machine:  func(*testing.T) Machine { return Machine{Kernel: img.stage0} },
 			exitCode: 4,
-			want:     []string{`^stage0: FATAL: no stick image at 0x68000000: bootimg: not a stick image`},
+			want:     []string{`^stage0: FATAL: no stick image at 0x70000000: bootimg: not a stick image`},
 			reject:   []string{`^teastick boot-test`},
 		},
 		{

@@ -24,7 +24,7 @@ import (
 
 // StickImageAddr is where QEMU places the stick image container for stage 0
 // on the arm target (board/qemu/virt STICK_IMAGE_BASE).
-const StickImageAddr = 0x68000000
+const StickImageAddr = 0x70000000
 
 // Stage0ImageAddr is where QEMU puts a copy of stage 0's own ELF file on the
 // arm target (board/qemu/virt STAGE0_IMAGE_BASE): stage 0 checks it is the

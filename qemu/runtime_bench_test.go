@@ -34,6 +34,39 @@ func runtimeOnStick(b *testing.B, target Target) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchOnStick(b, target, stick, false)
+}
+
+// BenchmarkNativeRuntimeOnStick is BenchmarkRuntimeOnStick on a stick
+// image with the example actors translated and compiled in (NativeImage,
+// as make qemu NATIVE=1 builds it), its bench command asked to run them
+// natively ("bench native"): every figure names the engine its actor ran
+// on (the edge fixture and the unmetered kernel stay in the interpreter,
+// and so does the notary's SHA-256 figure, loaded under another memory
+// limit than it was translated with). arm only: the image takes minutes
+// per actor to compile.
+func BenchmarkNativeRuntimeOnStick(b *testing.B) {
+	if why := CompilerMissing(root); why != "" {
+		b.Skipf("QEMU native runtime benchmark SKIPPED: %s", why)
+	}
+	ctx := context.Background()
+	bld, _ := NativeImage(b, ctx, Build{Dir: b.TempDir(), Target: ARM.Name, Version: "bench"}, "echo", "kernel", "notary", "wordcount")
+	start := time.Now()
+	stick, err := bld.Image(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("native image built in %v", time.Since(start).Round(time.Second))
+	benchOnStick(b, ARM, stick, true)
+}
+
+// benchOnStick runs the console's bench command on the stick image and
+// reports its figures; native asks for "bench native".
+func benchOnStick(b *testing.B, target Target, stick string, native bool) {
+	cmd := "bench "
+	if native {
+		cmd = "bench native "
+	}
 	node := kubotest.Start(b)
 	put := func(data []byte) string { return node.Publish(b, data).String() }
 	cids := []string{
@@ -72,7 +105,7 @@ func runtimeOnStick(b *testing.B, target Target) {
 			Interact: func(line string) string {
 				switch {
 				case strings.Contains(line, "https on :80"):
-					return "bench " + strings.Join(cids, " ") + "\n"
+					return cmd + strings.Join(cids, " ") + "\n"
 				case strings.HasPrefix(line, "bench: done in "), strings.HasPrefix(line, "bench: FAILED"),
 					strings.HasPrefix(line, "bench: usage"), strings.HasPrefix(line, "bench: bad CID"):
 					return "halt\n"

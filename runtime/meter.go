@@ -782,9 +782,10 @@ const (
 
 // meterFirstSlice is a version's slice before any calibration: about a
 // millisecond of wazero's interpreter on the stick (a few million simple
-// instructions a second under QEMU), less than one on a host.
+// instructions a second under QEMU), less than one on a host; compiled
+// code (wazero's compiler, or translated to Go) gets more.
 func meterFirstSlice(engine string) int64 {
-	if engine == "compiler" {
+	if engine == "compiler" || engine == engineNative {
 		return 1 << 20
 	}
 	return 1 << 13

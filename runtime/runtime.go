@@ -133,6 +133,13 @@ type Spec struct {
 	Grants []string
 	Limits Limits
 	Module []byte
+	// Native asks for the actor's translation compiled into this binary
+	// (package native, made by runtime/native/translate): it runs
+	// natively if the binary holds exactly this CID, translated under the
+	// same memory limit; else the interpreter runs it. Info.Engine says
+	// which. Module may then be nil (the code is the binary's); when
+	// given, it is checked against the CID as always.
+	Native bool
 	// Tag is opaque to the runtime and returned with each call the
 	// version runs (Served): the stick puts there the version of the
 	// manifest whose entry this is.
@@ -293,6 +300,11 @@ func (p *Pending) Commit() error {
 	}
 	return nil
 }
+
+// Engine is the engine the prepared version runs on, as Info will report
+// it once committed: "native", "interpreter" or "compiler". The stick
+// measures it before Commit.
+func (p *Pending) Engine() string { return p.v.engine }
 
 // Abort discards the prepared version.
 func (p *Pending) Abort() {

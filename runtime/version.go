@@ -18,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/teastick/teastick/runtime/internal/meteroff"
+	"github.com/teastick/teastick/runtime/native"
 )
 
 // compilerSupported mirrors wazero's own test (internal/platform): its
@@ -58,6 +59,11 @@ type version struct {
 
 	wr       wazero.Runtime
 	compiled wazero.CompiledModule
+	// nat is the translated module of a version run natively (native.go),
+	// natFuncs the host functions of its imports; wr and compiled are
+	// then nil.
+	nat      *native.Actor
+	natFuncs []hostFn
 	// module is the verified bytes of cid, kept so that the same module
 	// can serve again under other grants or limits without asking the
 	// box (Runtime.Module).
@@ -82,12 +88,27 @@ type version struct {
 type instance struct {
 	mod       api.Module
 	guestCall api.Function
+	nat       *nativeInstance // natively: mod and guestCall are nil
 	wasi      *wasiState
+}
+
+// close discards the instance.
+func (in *instance) close() {
+	if in.mod != nil {
+		in.mod.Close(context.Background())
+	}
 }
 
 func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 	if !validName(spec.Name) {
 		return nil, fmt.Errorf("%w: actor name %q", ErrInvalidModule, spec.Name)
+	}
+	lim, err := spec.Limits.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if a := r.nativeFor(spec, lim); a != nil {
+		return r.newNativeVersion(ctx, spec, lim, a)
 	}
 	if err := verifyModule(spec.CID, spec.Module); err != nil {
 		return nil, err
@@ -104,10 +125,6 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 		}
 	}
-	lim, err := spec.Limits.withDefaults()
-	if err != nil {
-		return nil, err
-	}
 	rc, err := r.runtimeConfig()
 	if err != nil {
 		return nil, err
@@ -123,25 +140,8 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 		WithCloseOnContextDone(!metered).
 		WithDebugInfoEnabled(false).
 		WithCoreFeatures(api.CoreFeaturesV2)
-	v := &version{
-		rt:      r,
-		name:    spec.Name,
-		cid:     spec.CID,
-		grants:  slices.Clone(spec.Grants),
-		limits:  lim,
-		module:  spec.Module,
-		tag:     spec.Tag,
-		engine:  engine,
-		metered: metered,
-		wr:      wazero.NewRuntimeWithConfig(ctx, rc),
-		slots:   make(chan struct{}, lim.MaxConcurrent),
-		idle:    make(chan *instance, lim.MaxConcurrent),
-		denied:  map[string]uint64{},
-	}
-	v.meter.slice.Store(meterFirstSlice(engine))
-	for range lim.MaxConcurrent {
-		v.slots <- struct{}{}
-	}
+	v := r.versionShell(spec, lim, engine, metered)
+	v.wr = wazero.NewRuntimeWithConfig(ctx, rc)
 	fail := func(err error) (*version, error) {
 		v.wr.Close(context.Background())
 		return nil, err
@@ -179,6 +179,29 @@ func validName(n string) bool {
 		}
 	}
 	return true
+}
+
+// versionShell is a version with its pool and counters, no code yet.
+func (r *Runtime) versionShell(spec Spec, lim Limits, engine string, metered bool) *version {
+	v := &version{
+		rt:      r,
+		name:    spec.Name,
+		cid:     spec.CID,
+		grants:  slices.Clone(spec.Grants),
+		limits:  lim,
+		module:  spec.Module,
+		tag:     spec.Tag,
+		engine:  engine,
+		metered: metered,
+		slots:   make(chan struct{}, lim.MaxConcurrent),
+		idle:    make(chan *instance, lim.MaxConcurrent),
+		denied:  map[string]uint64{},
+	}
+	v.meter.slice.Store(meterFirstSlice(engine))
+	for range lim.MaxConcurrent {
+		v.slots <- struct{}{}
+	}
+	return v
 }
 
 // checkShape refuses modules that cannot be waPC actors here, with an error
@@ -243,6 +266,9 @@ func (v *version) newInstance(ctx context.Context) (*instance, error) {
 	// measures the actor (ABI.md, "Initializers").
 	cs := &callState{v: v, in: in, init: true}
 	ctx = withCall(ctx, cs)
+	if v.nat != nil {
+		return v.newNativeInstanceRun(ctx, cs, in)
+	}
 	mod, err := v.wr.InstantiateModule(ctx, v.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: instantiate: %v", ErrInvalidModule, err)
@@ -303,8 +329,11 @@ func (v *version) retire() {
 }
 
 func (v *version) close() {
-	// Closing the wazero runtime closes every instance and compiled module.
-	v.wr.Close(context.Background())
+	// Closing the wazero runtime closes every instance and compiled
+	// module; a native version's instances are garbage once dropped.
+	if v.wr != nil {
+		v.wr.Close(context.Background())
+	}
 	for {
 		select {
 		case <-v.idle:
@@ -428,7 +457,7 @@ func (v *version) invoke(ctx context.Context, operation string, payload []byte) 
 		if !errors.Is(err, context.Canceled) {
 			v.faults.Add(1)
 		}
-		in.mod.Close(context.Background())
+		in.close()
 		return nil, err
 	}
 	v.idle <- in
@@ -442,7 +471,17 @@ func (v *version) call(ctx context.Context, in *instance, operation string, payl
 	defer cancel()
 	cs := &callState{v: v, in: in, op: operation, req: payload}
 	ctx = withCall(ctx, cs)
-	res, err := in.guestCall.Call(ctx, uint64(len(operation)), uint64(len(payload)))
+	var res uint64
+	if in.nat != nil {
+		err = in.nat.run(ctx, cs, func(i native.Instance) {
+			res = uint64(uint32(i.GuestCall(int32(len(operation)), int32(len(payload)))))
+		})
+	} else {
+		var rs []uint64
+		if rs, err = in.guestCall.Call(ctx, uint64(len(operation)), uint64(len(payload))); err == nil {
+			res = rs[0]
+		}
+	}
 	in.wasi.flush()
 	if err != nil {
 		var ee *sys.ExitError
@@ -461,7 +500,7 @@ func (v *version) call(ctx context.Context, in *instance, operation string, payl
 	if cs.abiErr != nil {
 		return nil, true, fmt.Errorf("%w: %s: %w", ErrTrap, v.name, cs.abiErr)
 	}
-	if res[0] != 1 {
+	if res != 1 {
 		msg := cs.guestErr
 		if msg == "" {
 			msg = fmt.Sprintf("operation %q failed", operation)

@@ -15,9 +15,21 @@ const wapcModule = "wapc"
 
 var i32 = api.ValueTypeI32
 
+// guestMem is what host functions see of an instance's linear memory:
+// wazero's api.Memory in the interpreter, the slice of a translated
+// module natively (native.go). One copy of each host function serves
+// both engines.
+type guestMem interface {
+	Size() uint32
+	Read(offset, byteCount uint32) ([]byte, bool)
+	Write(offset uint32, v []byte) bool
+	WriteUint32Le(offset, v uint32) bool
+	WriteUint64Le(offset uint32, v uint64) bool
+}
+
 type hostFunc struct {
 	params, results []api.ValueType
-	fn              func(ctx context.Context, cs *callState, m api.Module, stack []uint64)
+	fn              func(ctx context.Context, cs *callState, m guestMem, stack []uint64)
 }
 
 var wapcFuncs = map[string]hostFunc{
@@ -90,17 +102,17 @@ func (cs *callState) abort(format string, args ...any) {
 
 // read returns a view of guest memory; it is valid until the guest runs
 // again.
-func (cs *callState) read(m api.Module, what string, ptr, n uint64) []byte {
-	b, ok := m.Memory().Read(uint32(ptr), uint32(n))
+func (cs *callState) read(m guestMem, what string, ptr, n uint64) []byte {
+	b, ok := m.Read(uint32(ptr), uint32(n))
 	if !ok {
-		cs.abort("%s: %d bytes at %#x outside memory of %d bytes", what, uint32(n), uint32(ptr), m.Memory().Size())
+		cs.abort("%s: %d bytes at %#x outside memory of %d bytes", what, uint32(n), uint32(ptr), m.Size())
 	}
 	return b
 }
 
-func (cs *callState) write(m api.Module, what string, ptr uint64, b []byte) {
-	if !m.Memory().Write(uint32(ptr), b) {
-		cs.abort("%s: %d bytes at %#x outside memory of %d bytes", what, len(b), uint32(ptr), m.Memory().Size())
+func (cs *callState) write(m guestMem, what string, ptr uint64, b []byte) {
+	if !m.Write(uint32(ptr), b) {
+		cs.abort("%s: %d bytes at %#x outside memory of %d bytes", what, len(b), uint32(ptr), m.Size())
 	}
 }
 
@@ -113,7 +125,7 @@ func (v *version) instantiateHost(ctx context.Context) error {
 			if cs == nil {
 				panic(fmt.Errorf("%w: host function called outside a call", errABI))
 			}
-			f.fn(ctx, cs, m, stack)
+			f.fn(ctx, cs, m.Memory(), stack)
 		}), f.params, f.results).Export(name)
 	}
 	if _, err := b.Instantiate(ctx); err != nil {
@@ -127,7 +139,7 @@ func (v *version) instantiateHost(ctx context.Context) error {
 	return v.instantiateWASI(ctx)
 }
 
-func guestRequest(_ context.Context, cs *callState, m api.Module, stack []uint64) {
+func guestRequest(_ context.Context, cs *callState, m guestMem, stack []uint64) {
 	if cs.op == "" {
 		cs.abort("__guest_request outside __guest_call")
 	}
@@ -135,7 +147,7 @@ func guestRequest(_ context.Context, cs *callState, m api.Module, stack []uint64
 	cs.write(m, "__guest_request payload", stack[1], cs.req)
 }
 
-func guestResponse(_ context.Context, cs *callState, m api.Module, stack []uint64) {
+func guestResponse(_ context.Context, cs *callState, m guestMem, stack []uint64) {
 	n := uint32(stack[1])
 	if n > cs.v.limits.MaxResponse {
 		cs.abiErr = fmt.Errorf("%w: %d bytes, actor %s may answer at most %d", ErrResponseTooLarge, n, cs.v.name, cs.v.limits.MaxResponse)
@@ -144,12 +156,12 @@ func guestResponse(_ context.Context, cs *callState, m api.Module, stack []uint6
 	cs.resp = append([]byte(nil), cs.read(m, "__guest_response", stack[0], stack[1])...)
 }
 
-func guestError(_ context.Context, cs *callState, m api.Module, stack []uint64) {
+func guestError(_ context.Context, cs *callState, m guestMem, stack []uint64) {
 	n := min(uint32(stack[1]), 4096) // an error message, not a payload
 	cs.guestErr = string(cs.read(m, "__guest_error", stack[0], uint64(n)))
 }
 
-func hostCall(ctx context.Context, cs *callState, m api.Module, stack []uint64) {
+func hostCall(ctx context.Context, cs *callState, m guestMem, stack []uint64) {
 	const maxName = 256
 	for i := 1; i < 6; i += 2 {
 		if uint32(stack[i]) > maxName {
@@ -171,24 +183,24 @@ func hostCall(ctx context.Context, cs *callState, m api.Module, stack []uint64) 
 	stack[0] = 1
 }
 
-func hostResponseLen(_ context.Context, cs *callState, _ api.Module, stack []uint64) {
+func hostResponseLen(_ context.Context, cs *callState, _ guestMem, stack []uint64) {
 	stack[0] = uint64(uint32(len(cs.hostResp)))
 }
 
-func hostResponse(_ context.Context, cs *callState, m api.Module, stack []uint64) {
+func hostResponse(_ context.Context, cs *callState, m guestMem, stack []uint64) {
 	cs.write(m, "__host_response", stack[0], cs.hostResp)
 }
 
-func hostErrorLen(_ context.Context, cs *callState, _ api.Module, stack []uint64) {
+func hostErrorLen(_ context.Context, cs *callState, _ guestMem, stack []uint64) {
 	stack[0] = uint64(uint32(len(cs.hostErr)))
 }
 
-func hostError(_ context.Context, cs *callState, m api.Module, stack []uint64) {
+func hostError(_ context.Context, cs *callState, m guestMem, stack []uint64) {
 	cs.write(m, "__host_error", stack[0], []byte(cs.hostErr))
 }
 
 // consoleLog is waPC's logging call; it needs the log grant like stdout.
-func consoleLog(_ context.Context, cs *callState, m api.Module, stack []uint64) {
+func consoleLog(_ context.Context, cs *callState, m guestMem, stack []uint64) {
 	if !cs.granted("log", "write") {
 		cs.deny("log", "write")
 		return

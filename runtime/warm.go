@@ -43,7 +43,11 @@ func (r *Runtime) Warm(ctx context.Context, name string, n int) (started int, li
 			return started, linear, err
 		}
 		started++
-		linear += linearAllocation(in.mod.Memory())
+		if in.nat != nil {
+			linear += uint64(cap(*in.nat.inst.Memory()))
+		} else {
+			linear += linearAllocation(in.mod.Memory())
+		}
 		v.idle <- in
 	}
 	return started, linear, nil

@@ -136,7 +136,7 @@ var wasiFuncs = map[string]hostFunc{
 	"poll_oneoff":       {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, wasiPoll},
 	"proc_exit":         {[]api.ValueType{i32}, nil, wasiExit},
 	"random_get":        {[]api.ValueType{i32, i32}, []api.ValueType{i32}, wasiRandom},
-	"sched_yield":       {nil, []api.ValueType{i32}, func(_ context.Context, _ *callState, _ api.Module, s []uint64) { s[0] = errnoSuccess }},
+	"sched_yield":       {nil, []api.ValueType{i32}, func(_ context.Context, _ *callState, _ guestMem, s []uint64) { s[0] = errnoSuccess }},
 }
 
 // instantiateWASI builds the WASI host module for exactly the functions the
@@ -155,7 +155,7 @@ func (v *version) instantiateWASI(ctx context.Context) error {
 			if len(d.ResultTypes()) != 1 || d.ResultTypes()[0] != i32 {
 				return fmt.Errorf("%w: imports %s.%s with a signature WASI preview 1 does not have", ErrInvalidModule, mod, name)
 			}
-			f = hostFunc{d.ParamTypes(), d.ResultTypes(), func(_ context.Context, _ *callState, _ api.Module, s []uint64) { s[0] = errnoNosys }}
+			f = hostFunc{d.ParamTypes(), d.ResultTypes(), func(_ context.Context, _ *callState, _ guestMem, s []uint64) { s[0] = errnoNosys }}
 		}
 		fn := f.fn
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
@@ -163,7 +163,7 @@ func (v *version) instantiateWASI(ctx context.Context) error {
 			if cs == nil {
 				panic(fmt.Errorf("%w: WASI called outside a call", errABI))
 			}
-			fn(ctx, cs, m, stack)
+			fn(ctx, cs, m.Memory(), stack)
 		}), f.params, f.results).Export(name)
 	}
 	if len(seen) == 0 {
@@ -175,19 +175,19 @@ func (v *version) instantiateWASI(ctx context.Context) error {
 	return nil
 }
 
-func wasiBadf(_ context.Context, _ *callState, _ api.Module, s []uint64) { s[0] = errnoBadf }
+func wasiBadf(_ context.Context, _ *callState, _ guestMem, s []uint64) { s[0] = errnoBadf }
 
-func wasiEmptyList(_ context.Context, _ *callState, _ api.Module, s []uint64) { s[0] = errnoSuccess }
+func wasiEmptyList(_ context.Context, _ *callState, _ guestMem, s []uint64) { s[0] = errnoSuccess }
 
-func wasiEmptySizes(_ context.Context, cs *callState, m api.Module, s []uint64) {
-	if !m.Memory().WriteUint32Le(uint32(s[0]), 0) || !m.Memory().WriteUint32Le(uint32(s[1]), 0) {
+func wasiEmptySizes(_ context.Context, cs *callState, m guestMem, s []uint64) {
+	if !m.WriteUint32Le(uint32(s[0]), 0) || !m.WriteUint32Le(uint32(s[1]), 0) {
 		s[0] = errnoFault
 		return
 	}
 	s[0] = errnoSuccess
 }
 
-func wasiClockRes(_ context.Context, cs *callState, m api.Module, s []uint64) {
+func wasiClockRes(_ context.Context, cs *callState, m guestMem, s []uint64) {
 	if uint32(s[0]) > 3 {
 		s[0] = errnoInval
 		return
@@ -196,7 +196,7 @@ func wasiClockRes(_ context.Context, cs *callState, m api.Module, s []uint64) {
 	if !cs.granted("clock", "now") {
 		res = virtualClockStep
 	}
-	if !m.Memory().WriteUint64Le(uint32(s[1]), res) {
+	if !m.WriteUint64Le(uint32(s[1]), res) {
 		s[0] = errnoFault
 		return
 	}
@@ -219,13 +219,13 @@ func (cs *callState) now(id uint32) uint64 {
 	return w.virtual
 }
 
-func wasiClockTime(_ context.Context, cs *callState, m api.Module, s []uint64) {
+func wasiClockTime(_ context.Context, cs *callState, m guestMem, s []uint64) {
 	id := uint32(s[0])
 	if id > 3 {
 		s[0] = errnoInval
 		return
 	}
-	if !m.Memory().WriteUint64Le(uint32(s[2]), cs.now(id)) {
+	if !m.WriteUint64Le(uint32(s[2]), cs.now(id)) {
 		s[0] = errnoFault
 		return
 	}
@@ -240,7 +240,7 @@ const maxIovecs = 1024
 // wasiFdWrite logs the iovecs (WASI preview 1 fd_write). Its work is
 // linear in the number of iovecs plus the bytes logged (bounded per call),
 // whatever their lengths, and it stops when the call's deadline passes.
-func wasiFdWrite(ctx context.Context, cs *callState, m api.Module, s []uint64) {
+func wasiFdWrite(ctx context.Context, cs *callState, m guestMem, s []uint64) {
 	fd, iovs, n, nwritten := int32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
 	if fd != 1 && fd != 2 {
 		s[0] = errnoBadf
@@ -255,7 +255,7 @@ func wasiFdWrite(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 		s[0] = errnoInval
 		return
 	}
-	mem := m.Memory()
+	mem := m
 	vec, ok := mem.Read(iovs, 8*n)
 	if !ok {
 		s[0] = errnoFault
@@ -302,7 +302,7 @@ func exitIfDone(ctx context.Context) {
 	}
 }
 
-func wasiFdstat(_ context.Context, _ *callState, m api.Module, s []uint64) {
+func wasiFdstat(_ context.Context, _ *callState, m guestMem, s []uint64) {
 	fd := int32(s[0])
 	if fd < 0 || fd > 2 {
 		s[0] = errnoBadf
@@ -315,7 +315,7 @@ func wasiFdstat(_ context.Context, _ *callState, m api.Module, s []uint64) {
 		rights = 1 << 1 // fd_read
 	}
 	binary.LittleEndian.PutUint64(st[8:], rights)
-	if !m.Memory().Write(uint32(s[1]), st[:]) {
+	if !m.Write(uint32(s[1]), st[:]) {
 		s[0] = errnoFault
 		return
 	}
@@ -325,13 +325,13 @@ func wasiFdstat(_ context.Context, _ *callState, m api.Module, s []uint64) {
 // wasiPoll serves clock subscriptions (sleeps): a granted clock really
 // sleeps, bounded by the call's deadline; a virtual clock jumps ahead.
 // Subscriptions on file descriptors complete at once with EBADF.
-func wasiPoll(ctx context.Context, cs *callState, m api.Module, s []uint64) {
+func wasiPoll(ctx context.Context, cs *callState, m guestMem, s []uint64) {
 	in, out, n, neventsPtr := uint32(s[0]), uint32(s[1]), uint32(s[2]), uint32(s[3])
 	if n == 0 || n > 64 {
 		s[0] = errnoInval
 		return
 	}
-	mem := m.Memory()
+	mem := m
 	subs, ok := mem.Read(in, 48*n)
 	if !ok {
 		s[0] = errnoFault
@@ -406,10 +406,10 @@ func (cs *callState) peekNow(id uint32) uint64 {
 	return cs.in.wasi.virtual
 }
 
-func wasiExit(ctx context.Context, cs *callState, m api.Module, s []uint64) {
-	code := uint32(s[0])
-	m.CloseWithExitCode(ctx, code)
-	panic(sys.NewExitError(code))
+// wasiExit ends the call with the exit code; the runtime then replaces
+// the instance, as after any fault.
+func wasiExit(_ context.Context, _ *callState, _ guestMem, s []uint64) {
+	panic(sys.NewExitError(uint32(s[0])))
 }
 
 // wasiRandom fills the buffer from the runtime's generator if the actor
@@ -420,13 +420,13 @@ func wasiExit(ctx context.Context, cs *callState, m api.Module, s []uint64) {
 // logs it at debug level only: Go's wasip1 runtime (and others) asks at
 // start whatever the actor does, which is nothing an operator acts on
 // (RATIONALE.md, "The console is quiet by default").
-func wasiRandom(_ context.Context, cs *callState, m api.Module, s []uint64) {
+func wasiRandom(_ context.Context, cs *callState, m guestMem, s []uint64) {
 	if !cs.v.granted("random", "bytes") {
 		cs.v.deny("random.bytes", false, slog.LevelDebug)
 		s[0] = errnoNotcapable
 		return
 	}
-	buf, ok := m.Memory().Read(uint32(s[0]), uint32(s[1]))
+	buf, ok := m.Read(uint32(s[0]), uint32(s[1]))
 	if !ok {
 		s[0] = errnoFault
 		return

@@ -79,6 +79,9 @@ usage: teactl [--json] GROUP COMMAND [ARGS]
   release build DRAFT       sign a manifest naming the built images and write the release bundle
                             (images, manifest, reference measurements)
   release verify DIR        check a bundle with the governance public key alone
+  release translate [DRAFT] --modules DIR
+                            translate the actors the draft marks native (or every module in DIR)
+                            to Go for a stick image built with BUILD_TAGS=native (make release)
 
 Run 'teactl GROUP COMMAND --help' for a command's flags.
 --json prints results as JSON for scripts.
@@ -106,23 +109,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cmds := map[string]func(*env, []string) error{
-		"key generate":    keyGenerate,
-		"key public":      keyPublic,
-		"manifest new":    manifestNew,
-		"manifest add":    manifestAdd,
-		"manifest sign":   manifestSign,
-		"manifest verify": manifestVerify,
-		"manifest show":   manifestShow,
-		"actor publish":   actorPublish,
-		"actor invoke":    actorInvoke,
-		"stick enroll":    stickEnroll,
-		"stick attest":    stickAttest,
-		"stick upgrade":   stickUpgrade,
-		"stick find":      stickFind,
-		"box setup":       boxSetup,
-		"receipt verify":  receiptVerify,
-		"release build":   releaseBuild,
-		"release verify":  releaseVerify,
+		"key generate":      keyGenerate,
+		"key public":        keyPublic,
+		"manifest new":      manifestNew,
+		"manifest add":      manifestAdd,
+		"manifest sign":     manifestSign,
+		"manifest verify":   manifestVerify,
+		"manifest show":     manifestShow,
+		"actor publish":     actorPublish,
+		"actor invoke":      actorInvoke,
+		"stick enroll":      stickEnroll,
+		"stick attest":      stickAttest,
+		"stick upgrade":     stickUpgrade,
+		"stick find":        stickFind,
+		"box setup":         boxSetup,
+		"receipt verify":    receiptVerify,
+		"release build":     releaseBuild,
+		"release verify":    releaseVerify,
+		"release translate": releaseTranslate,
 	}
 	cmd, ok := cmds[args[0]+" "+args[1]]
 	if !ok {
@@ -367,11 +371,12 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 
 func manifestAdd(e *env, args []string) error {
-	fs := e.flags("manifest add", "DRAFT --name NAME --cid CID [--grant G]... [limits]")
+	fs := e.flags("manifest add", "DRAFT --name NAME --cid CID [--grant G]... [--native] [limits]")
 	name := fs.String("name", "", "actor name")
 	c := fs.String("cid", "", "CID of the actor's WebAssembly module (teactl actor publish prints it)")
 	var grants multi
 	fs.Var(&grants, "grant", "capability to grant (repeat for more)")
+	native := fs.Bool("native", false, "run it natively: make release translates it into the stick image")
 	var l manifest.Limits
 	fs.Func("memory-pages", "linear memory limit in 64 KiB pages", uintFlag(&l.MemoryPages))
 	fs.Func("timeout-ms", "deadline per invocation", uintFlag(&l.TimeoutMillis))
@@ -398,14 +403,18 @@ func manifestAdd(e *env, args []string) error {
 	if g == nil {
 		g = []string{}
 	}
-	m.Actors = append(m.Actors, manifest.Actor{Name: *name, CID: *c, Grants: g, Limits: l})
+	m.Actors = append(m.Actors, manifest.Actor{Name: *name, CID: *c, Native: *native, Grants: g, Limits: l})
 	if err := m.Validate(); err != nil {
 		return checkErr(err)
 	}
 	if err := writeDraft(pos[0], m); err != nil {
 		return err
 	}
-	e.result(m, fmt.Sprintf("added %s (%s) to %s with grants [%s]\n", *name, *c, pos[0], strings.Join(g, " ")))
+	how := ""
+	if *native {
+		how = ", native"
+	}
+	e.result(m, fmt.Sprintf("added %s (%s%s) to %s with grants [%s]\n", *name, *c, how, pos[0], strings.Join(g, " ")))
 	return nil
 }
 

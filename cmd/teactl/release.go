@@ -70,8 +70,8 @@ func releaseBuild(e *env, args []string) error {
 	if err := release.Write(*out, stage0, stick, signed, ref); err != nil {
 		return ioErr(err)
 	}
-	e.result(ref, fmt.Sprintf("release %s: manifest version %d, %d actors, stick sha256:%s (%s %s/%s, tags %v)\n",
-		*out, m.Version, len(m.Actors), ref.StickSHA256, ref.StickBuild.Toolchain, ref.StickBuild.GOOS, ref.StickBuild.GOARCH, ref.StickBuild.Tags))
+	e.result(ref, fmt.Sprintf("release %s: manifest version %d, %d actors, stick sha256:%s (%s %s/%s, tags %v)\n%s",
+		*out, m.Version, len(m.Actors), ref.StickSHA256, ref.StickBuild.Toolchain, ref.StickBuild.GOOS, ref.StickBuild.GOARCH, ref.StickBuild.Tags, nativeLines(ref)))
 	return nil
 }
 
@@ -105,8 +105,8 @@ func releaseVerify(e *env, args []string) error {
 		warn = fmt.Sprintf("WARNING: built with security-weakening tags %v: never flash this release\n", w)
 		fmt.Fprint(e.stderr, "teactl: "+warn)
 	}
-	e.result(ref, fmt.Sprintf("release OK: manifest version %d signed by the governance key, images match it\nstick %s (%s), stage 0 %s\nexpected after boot:\n%s%s",
-		ref.ManifestVersion, ref.StickSHA256, ref.ImageVersion, ref.Stage0SHA256, strings.Join(pcrs, ""), warn))
+	e.result(ref, fmt.Sprintf("release OK: manifest version %d signed by the governance key, images match it\nstick %s (%s), stage 0 %s\n%sexpected after boot:\n%s%s",
+		ref.ManifestVersion, ref.StickSHA256, ref.ImageVersion, ref.Stage0SHA256, nativeLines(ref), strings.Join(pcrs, ""), warn))
 	return nil
 }
 
@@ -118,4 +118,17 @@ func releaseErr(err error) error {
 		return ioErr(err)
 	}
 	return checkErr(err)
+}
+
+// nativeLines lists the native table the stick image carries.
+func nativeLines(ref *release.Reference) string {
+	if len(ref.Native) == 0 {
+		return "native actors compiled into the image: none\n"
+	}
+	var b strings.Builder
+	b.WriteString("native actors compiled into the image (the stick runs them natively where the manifest marks them):\n")
+	for _, n := range ref.Native {
+		fmt.Fprintf(&b, "  %s %s\n", n.Name, n.CID)
+	}
+	return b.String()
 }

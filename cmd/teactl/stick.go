@@ -238,7 +238,11 @@ func (a *attested) ok() bool { return a.verdict.OK() && len(a.problems) == 0 }
 // counter (certified by the AK for this nonce): the served manifest's
 // version must be at least the counter, at least min, and at least the
 // version of release when one is given.
-func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, gov ed25519.PublicKey, release []byte, config []byte, min uint64, wait time.Duration) (*attested, error) {
+//
+// native is the native table of the release the stick booted (a bundle's
+// reference.json, rel.Reference.NativeActors): without it, an actor
+// measured running natively fails the attestation.
+func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, gov ed25519.PublicKey, release []byte, config []byte, native []verify.NativeActor, min uint64, wait time.Duration) (*attested, error) {
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
 	st, err := waitLoaded(ctx, e, c, wait)
@@ -250,7 +254,7 @@ func attestStick(ctx context.Context, e *env, c *client.Client, id *identity, go
 		return nil, netErr("attest", err)
 	}
 	a := &attested{att: att, channel: client.KeyDigest(peer), nonce: nonce}
-	ref := &verify.Reference{}
+	ref := &verify.Reference{Native: native}
 	var versions []uint64
 	for i, raw := range att.Manifests {
 		m, err := manifest.Verify(raw, gov)
@@ -383,6 +387,10 @@ type attestFlags struct {
 	netFlags
 	identity, pub, release string
 	wait                   time.Duration
+	// nativeFrom is --native: a release bundle whose native table the
+	// stick's image holds (--release BUNDLE gives it too).
+	nativeFrom string
+	native     []verify.NativeActor
 }
 
 func (af *attestFlags) add(e *env, name, synopsis string) *flag.FlagSet {
@@ -391,7 +399,22 @@ func (af *attestFlags) add(e *env, name, synopsis string) *flag.FlagSet {
 	fs.StringVar(&af.pub, "pub", "", "governance public key: hex, or a key or public-key file")
 	fs.DurationVar(&af.timeout, "timeout", 30*time.Second, "bound on each request to the stick")
 	fs.DurationVar(&af.wait, "wait", 10*time.Minute, "how long to wait for a stick that is still loading its actors")
+	fs.StringVar(&af.nativeFrom, "native", "", "release bundle directory of the image the stick booted: its native table, needed when actors run natively (--release BUNDLE gives it too)")
 	return fs
+}
+
+// loadNative reads --native: the native table of a release bundle
+// (verified first).
+func (af *attestFlags) loadNative(gov ed25519.PublicKey) error {
+	if af.nativeFrom == "" {
+		return nil
+	}
+	ref, _, err := rel.Verify(af.nativeFrom, gov)
+	if err != nil {
+		return releaseErr(err)
+	}
+	af.native = ref.NativeActors()
+	return nil
 }
 
 func (af *attestFlags) load() (*identity, ed25519.PublicKey, error) {
@@ -410,14 +433,19 @@ func (af *attestFlags) load() (*identity, ed25519.PublicKey, error) {
 }
 
 // loadRelease reads --release: a release bundle (verified first; its
-// configuration record replaces what the stick reports) or a signed
-// manifest; nothing when not given.
+// configuration record replaces what the stick reports, its native table
+// becomes af.native) or a signed manifest; nothing when not given. It
+// reads --native too.
 func (af *attestFlags) loadRelease(gov ed25519.PublicKey) (release, config []byte, err error) {
+	if err := af.loadNative(gov); err != nil {
+		return nil, nil, err
+	}
 	if st, err := os.Stat(af.release); err == nil && st.IsDir() {
 		ref, signed, err := rel.Verify(af.release, gov)
 		if err != nil {
 			return nil, nil, releaseErr(err)
 		}
+		af.native = ref.NativeActors()
 		return signed, core.ConfigRecord(ref.ImageVersion, ref.Board), nil
 	} else if af.release != "" {
 		if release, err = os.ReadFile(af.release); err != nil {
@@ -450,7 +478,7 @@ func stickAttest(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := attestStick(context.Background(), e, af.client(pos[0]), id, gov, release, config, 0, af.wait)
+	a, err := attestStick(context.Background(), e, af.client(pos[0]), id, gov, release, config, af.native, 0, af.wait)
 	if err != nil {
 		return err
 	}
@@ -513,7 +541,7 @@ func actorInvoke(e *env, args []string) error {
 	}
 	ctx := context.Background()
 	c := af.client(pos[0])
-	a, err := attestStick(ctx, e, c, id, gov, release, config, *minVersion, af.wait)
+	a, err := attestStick(ctx, e, c, id, gov, release, config, af.native, *minVersion, af.wait)
 	if err != nil {
 		return err
 	}
@@ -529,7 +557,7 @@ func actorInvoke(e *env, args []string) error {
 	// The same check as offline: the receipt against the attested boot's
 	// measured result key and the release's reference.
 	f := &receipt.File{Format: receipt.FileFormat, Receipt: res.Receipt, Evidence: a.evidence()}
-	if _, err := receipt.VerifyFile(f, receipt.Trust{AKPublic: id.AKPublic, Governance: gov}); err != nil {
+	if _, err := receipt.VerifyFile(f, receipt.Trust{AKPublic: id.AKPublic, Governance: gov, Native: af.native}); err != nil {
 		return checkErr(err)
 	}
 	if err := receipt.CheckInput(res.Receipt, payload, res.Output); err != nil {
@@ -587,7 +615,7 @@ func receiptVerify(e *env, args []string) error {
 		if err != nil {
 			return releaseErr(err)
 		}
-		tr.Release, tr.Config = signed, core.ConfigRecord(ref.ImageVersion, ref.Board)
+		tr.Release, tr.Config, tr.Native = signed, core.ConfigRecord(ref.ImageVersion, ref.Board), ref.NativeActors()
 	} else if *release != "" {
 		if tr.Release, err = os.ReadFile(*release); err != nil {
 			return ioErr(err)
@@ -653,6 +681,9 @@ func stickUpgrade(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := af.loadNative(gov); err != nil {
+		return err
+	}
 	signed, err := os.ReadFile(pos[1])
 	if err != nil {
 		return ioErr(err)
@@ -674,7 +705,7 @@ func stickUpgrade(e *env, args []string) error {
 		// and binds the connection the push went over to the quote.
 		e.progress("the stick runs no manifest yet: giving it its first")
 	} else {
-		before, err := attestStick(ctx, e, c, id, gov, nil, nil, 0, af.wait)
+		before, err := attestStick(ctx, e, c, id, gov, nil, nil, af.native, 0, af.wait)
 		if err != nil {
 			return err
 		}
@@ -699,7 +730,7 @@ func stickUpgrade(e *env, args []string) error {
 	for _, n := range names {
 		fmt.Fprintf(e.stderr, "actor %s kept its old version: %s\n", n, up.ActorErrors[n])
 	}
-	after, err := attestStick(ctx, e, c, id, gov, signed, nil, 0, af.wait)
+	after, err := attestStick(ctx, e, c, id, gov, signed, nil, af.native, 0, af.wait)
 	if err != nil {
 		return err
 	}

@@ -29,11 +29,41 @@ var examples = []struct {
 	{"wordcount", []string{"ipfs.cat"}},
 }
 
+// buildExamples builds the example actors into dir as NAME.wasm with the
+// host's Go toolchain (GOOS=wasip1, runtime/examples.Build: -trimpath, so
+// the bytes and CIDs do not depend on where the repository is).
+func buildExamples(ctx context.Context, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// The kernel too: no manifest serves it, but the console's bench
+	// command runs it (make qemu NATIVE=1 translates it with the others).
+	for _, name := range append(exampleNames(), "kernel") {
+		out, err := filepath.Abs(filepath.Join(dir, name+".wasm"))
+		if err != nil {
+			return err
+		}
+		if b, err := actorexamples.Build(ctx, "go", "runtime", name, out).CombinedOutput(); err != nil {
+			return fmt.Errorf("building the %s actor (run from the repository's root): %v\n%s", name, err, b)
+		}
+	}
+	return nil
+}
+
+func exampleNames() []string {
+	var n []string
+	for _, e := range examples {
+		n = append(n, e.name)
+	}
+	return n
+}
+
 // exampleManifest builds the example actors with the host's Go toolchain
-// (GOOS=wasip1), publishes them to the box as teactl does (CID v1, raw
-// leaves), and returns a version 1 manifest naming them, for the given
-// images, signed with the governance key in keyFile.
-func exampleManifest(ctx context.Context, node *kubotest.Node, keyFile, stage0, stick string) ([]byte, error) {
+// (GOOS=wasip1) into actorsDir (a temporary directory when empty),
+// publishes them to the box as teactl does (CID v1, raw leaves), and
+// returns a version 1 manifest naming them, marked native when native,
+// for the given images, signed with the governance key in keyFile.
+func exampleManifest(ctx context.Context, node *kubotest.Node, keyFile, stage0, stick, actorsDir string, native bool) ([]byte, error) {
 	key, err := readKey(keyFile)
 	if err != nil {
 		return nil, err
@@ -50,18 +80,27 @@ func exampleManifest(ctx context.Context, node *kubotest.Node, keyFile, stage0, 
 		d := sha256.Sum256(b)
 		*f.out = hex.EncodeToString(d[:])
 	}
-	dir, err := os.MkdirTemp("", "teastick-examples-")
-	if err != nil {
-		return nil, err
+	dir := actorsDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "teastick-examples-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
 	}
-	defer os.RemoveAll(dir)
+	built := true
+	for _, e := range examples {
+		if _, err := os.Stat(filepath.Join(dir, e.name+".wasm")); err != nil {
+			built = false
+		}
+	}
+	if !built {
+		if err := buildExamples(ctx, dir); err != nil {
+			return nil, err
+		}
+	}
 	box := &ipfs.Client{Gateway: node.Gateway, API: node.API}
 	for _, e := range examples {
-		out := filepath.Join(dir, e.name+".wasm")
-		if b, err := actorexamples.Build(ctx, "go", "runtime", e.name, out).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("building the %s actor (run from the repository's root): %v\n%s", e.name, err, b)
-		}
-		code, err := os.ReadFile(out)
+		code, err := os.ReadFile(filepath.Join(dir, e.name+".wasm"))
 		if err != nil {
 			return nil, err
 		}
@@ -72,7 +111,7 @@ func exampleManifest(ctx context.Context, node *kubotest.Node, keyFile, stage0, 
 			}
 		}
 		fmt.Fprintf(os.Stderr, "teastick-qemu: published actor %s %s (%d bytes)\n", e.name, c, len(code))
-		m.Actors = append(m.Actors, manifest.Actor{Name: e.name, CID: c.String(), Grants: e.grants})
+		m.Actors = append(m.Actors, manifest.Actor{Name: e.name, CID: c.String(), Grants: e.grants, Native: native})
 	}
 	return manifest.Sign(m, key)
 }

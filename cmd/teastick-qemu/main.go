@@ -20,7 +20,9 @@
 // builds the example actors (runtime/examples, GOOS=wasip1), publishes
 // them to the box, signs a manifest naming them, and hands it to the
 // stick over its API once the API answers, so the stick comes up READY
-// with echo, notary and wordcount.
+// with echo, notary and wordcount. With -native the manifest marks them
+// native: an image built with `make qemu NATIVE=1` (which translated the
+// same modules, built into -actors) serves them natively.
 package main
 
 import (
@@ -49,12 +51,22 @@ func main() {
 	httpPort := flag.Int("http-port", 8480, "host loopback port forwarded to the stick's HTTP port; 0: none")
 	govKey := flag.String("governance-key", "", "teactl key file: publish the example actors and post a manifest signed with it (needs the box and -http-port)")
 	dry := flag.Bool("n", false, "print the QEMU command line and exit")
+	actorsDir := flag.String("actors", "", "directory of the built example actors (NAME.wasm) to publish; built there when absent (default: a temporary directory)")
+	native := flag.Bool("native", false, "mark the example actors native in the manifest (a stick image built with make qemu NATIVE=1 serves them natively)")
+	buildActors := flag.String("build-actors", "", "build the example actors into this directory and exit (make native-examples)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: teastick-qemu [-stage0 ELF -stick ELF | -kernel ELF] [-m MiB] [-n] [-- extra QEMU args]\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
 
+	if *buildActors != "" {
+		if err := buildExamples(context.Background(), *buildActors); err != nil {
+			fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	target, err := qemu.TargetNamed(*targetName)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
@@ -136,7 +148,7 @@ func main() {
 		m.BoxGateway = strings.TrimPrefix(node.Gateway, "http://")
 		fmt.Fprintf(os.Stderr, "teastick-qemu: IPFS node (the box): RPC %s, gateway %s, seen by the stick at %s\n", node.API, node.Gateway, qemu.BoxAddr)
 		if *govKey != "" && *httpPort != 0 && *kernel == "" {
-			signed, err := exampleManifest(ctx, node, *govKey, *stage0, *stick)
+			signed, err := exampleManifest(ctx, node, *govKey, *stage0, *stick, *actorsDir, *native)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
 				os.Exit(1)

@@ -65,6 +65,7 @@ type prepared struct {
 	// it stops when the manifest is measured, before a loads.
 	revoked bool
 	size    int
+	engine  string // the engine the runtime runs it on (runtime.Info.Engine)
 	fetched time.Duration
 	loaded  time.Duration
 	err     error
@@ -103,7 +104,14 @@ func (s *Stick) prepareOne(ctx context.Context, p *prepared) error {
 		return fmt.Errorf("CID %q: %w", p.a.CID, err)
 	}
 	module, kept := s.rt.Module(p.a.Name, c)
-	if !kept {
+	// An entry marked native whose translation the image holds needs no
+	// module bytes: its code is the image's, measured in PCR 4.
+	probe, err := runtime.SpecFrom(p.a, nil)
+	if err != nil {
+		return err
+	}
+	probe.Native = p.a.Native
+	if !kept && !s.rt.RunsNatively(probe) {
 		if s.cfg.Fetch == nil {
 			return ErrNoBox
 		}
@@ -120,7 +128,7 @@ func (s *Stick) prepareOne(ctx context.Context, p *prepared) error {
 	if err != nil {
 		return err
 	}
-	spec.Tag = p.tag
+	spec.Tag, spec.Native = p.tag, p.a.Native
 	// Compiling holds the core on a board without preemption; another
 	// actor's initializer, run meanwhile, would spend its deadline
 	// waiting. At most CompileParallel compile at once.
@@ -146,7 +154,15 @@ func (s *Stick) commit(p *prepared, pcr uint32) error {
 		return p.err
 	}
 	c, _ := cid.Decode(p.a.CID)
-	if err := s.cfg.Measurer.MeasureActor(pcr, measure.Actor{Name: p.a.Name, CID: c, Capabilities: p.a.Grants}); err != nil {
+	// The engine the runtime will really run this version on: a verifier
+	// learns from the event whether the image's translation of the CID
+	// ran (EngineNative) or the module's bytes under wazero.
+	engine := measure.EngineWasm
+	if p.pending.Engine() == "native" { // runtime.Info.Engine's name
+		engine = measure.EngineNative
+	}
+	p.engine = p.pending.Engine()
+	if err := s.cfg.Measurer.MeasureActor(pcr, measure.Actor{Name: p.a.Name, CID: c, Capabilities: p.a.Grants, Engine: engine}); err != nil {
 		p.pending.Abort()
 		return fmt.Errorf("measure: %w", err)
 	}
@@ -286,10 +302,10 @@ func (s *Stick) settle(p *prepared, pcr uint32, err error, upgrade bool) time.Du
 	if err == nil {
 		s.setActor(a, StateServing, nil)
 		if upgrade {
-			s.logf("actor: %s now %s, measured into PCR %d", a.Name, a.CID, pcr)
+			s.logf("actor: %s now %s (%s), measured into PCR %d", a.Name, a.CID, p.engine, pcr)
 		} else {
-			s.logf("actor: %s %s %d bytes, fetched in %d ms, loaded in %d ms, measured into PCR %d, grants [%s]",
-				a.Name, a.CID, p.size, p.fetched.Milliseconds(), p.loaded.Milliseconds(), pcr, strings.Join(a.Grants, ","))
+			s.logf("actor: %s %s %s, %d bytes, fetched in %d ms, loaded in %d ms, measured into PCR %d, grants [%s]",
+				a.Name, a.CID, p.engine, p.size, p.fetched.Milliseconds(), p.loaded.Milliseconds(), pcr, strings.Join(a.Grants, ","))
 		}
 		return 0
 	}

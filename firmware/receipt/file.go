@@ -80,6 +80,10 @@ type Trust struct {
 	// that release (core.ConfigRecord of its image version and board);
 	// without Config the evidence's is taken.
 	Release, Config []byte
+	// Native is the native table of the stick image the release names
+	// (image/release.Reference.NativeActors): an actor the evidence
+	// measured running natively passes only when its CID is listed.
+	Native []verify.NativeActor
 }
 
 // Reference builds the reference measurements the evidence's manifests
@@ -178,6 +182,7 @@ func VerifyFile(f *File, tr Trust) (*verify.Verdict, error) {
 	if err != nil {
 		return nil, err
 	}
+	ref.Native = tr.Native
 	v := verify.Verify(ev.Attestation, verify.Expect{AKPublic: tr.AKPublic, Nonce: ev.Nonce, ChannelKey: ev.Attestation.ChannelKey, Reference: ref})
 	if !v.OK() || v.Keys == nil {
 		var failed []string

@@ -21,7 +21,7 @@ var benchFetch func(ctx context.Context, c cid.Cid) ([]byte, error)
 
 func init() {
 	registered["bench"] = command{
-		help: "ECHO KERNEL NOTARY WORDCOUNT [EDGE]: CIDs of the example actors (and edge.wat) on the box: measure the actor runtime (bench: lines)",
+		help: "[native] ECHO KERNEL NOTARY WORDCOUNT [EDGE]: CIDs of the example actors (and edge.wat) on the box: measure the actor runtime (bench: lines); native: run them from the image's translations where it holds them",
 		run:  cmdBench,
 	}
 }
@@ -31,8 +31,12 @@ func init() {
 // served, measured or reachable through the API, and has no grant but
 // crypto.sha256 (the notary's hash). The console waits for it.
 func cmdBench(w io.Writer, args []string) {
+	var opts benchmode.Options
+	if len(args) > 0 && args[0] == "native" {
+		opts.Native, args = true, args[1:]
+	}
 	if len(args) < 4 || len(args) > 5 {
-		fmt.Fprintln(w, "bench: usage: bench ECHO_CID KERNEL_CID NOTARY_CID WORDCOUNT_CID [EDGE_CID]")
+		fmt.Fprintln(w, "bench: usage: bench [native] ECHO_CID KERNEL_CID NOTARY_CID WORDCOUNT_CID [EDGE_CID]")
 		return
 	}
 	if benchFetch == nil {
@@ -63,7 +67,7 @@ func cmdBench(w io.Writer, args []string) {
 	}
 	rt := actorruntime.New(actorruntime.Config{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer rt.Close()
-	if err := benchmode.Run(ctx, w, rt, mods); err != nil {
+	if err := benchmode.RunOptions(ctx, w, rt, mods, opts); err != nil {
 		fmt.Fprintln(w, "bench: FAILED: see the figures above")
 	}
 }

@@ -94,6 +94,7 @@ func main() {
 		Entropy: "host (getrandom)",
 		Uptime:  uptime(),
 	})
+	writeNative(os.Stdout)
 
 	var (
 		dev transport.TPM

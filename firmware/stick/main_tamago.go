@@ -55,6 +55,7 @@ func main() {
 		Devices:  devs,
 		Uptime:   uptime(),
 	})
+	writeNative(os.Stdout)
 
 	if irqs, ok := hw.(board.Interrupts); !ok {
 		fmt.Println("irq: none: this board polls its devices")

@@ -81,8 +81,15 @@ type Firmware struct {
 
 // Actor is one actor the stick serves.
 type Actor struct {
-	Name   string   `json:"name"`
-	CID    string   `json:"cid"`
+	Name string `json:"name"`
+	CID  string `json:"cid"`
+	// Native asks for the actor to run natively: from the release-time
+	// translation of exactly this CID compiled into the stick image, when
+	// the image holds one (its native table), else in the interpreter.
+	// Absent when false: the canonical form of an entry that does not
+	// ask is what it was before the field existed, and an explicit
+	// "native":false is not canonical.
+	Native bool     `json:"native,omitempty"`
 	Grants []string `json:"grants"`
 	Limits Limits   `json:"limits"`
 }
@@ -168,6 +175,12 @@ func (m *Manifest) Validate() error {
 			return fmt.Errorf("%w: actor %q listed twice", ErrInvalid, a.Name)
 		}
 		seen[a.Name] = true
+		if a.CID == "" {
+			if a.Native {
+				return fmt.Errorf("%w: actor %q: native without a CID (only a module named by its CID is translated)", ErrInvalid, a.Name)
+			}
+			return fmt.Errorf("%w: actor %q: no cid", ErrInvalid, a.Name)
+		}
 		c, err := cid.Decode(a.CID)
 		if err != nil {
 			return fmt.Errorf("%w: actor %q: cid %q: %v", ErrInvalid, a.Name, a.CID, err)
@@ -191,6 +204,17 @@ func (m *Manifest) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Native returns the entries marked native, in manifest order.
+func (m *Manifest) Native() []Actor {
+	var n []Actor
+	for _, a := range m.Actors {
+		if a.Native {
+			n = append(n, a)
+		}
+	}
+	return n
 }
 
 // Actor returns the named actor.

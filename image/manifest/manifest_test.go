@@ -392,3 +392,68 @@ func FuzzCanonicalFile(f *testing.F) {
 		}
 	})
 }
+
+// TestNative: an entry marked native carries "native":true right after its
+// CID in the signed part, round-trips through Sign and Verify, and an entry
+// not marked keeps the bytes it had before the field existed.
+func TestNative(t *testing.T) {
+	pub := key(1).Public().(ed25519.PublicKey)
+	m := sample(t)
+	m.Actors[1].Native = true
+	b, err := Sign(m, key(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`{"name":"notary","cid":"%s","native":true,"grants":`, m.Actors[1].CID)
+	if !bytes.Contains(b, []byte(want)) {
+		t.Fatalf("signed part lacks %s:\n%s", want, b)
+	}
+	if bytes.Count(b, []byte(`"native"`)) != 1 {
+		t.Fatalf("the entry not marked native carries the field:\n%s", b)
+	}
+	got, err := Verify(b, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Actors[0].Native || !got.Actors[1].Native {
+		t.Fatalf("native flags after Verify: %v %v", got.Actors[0].Native, got.Actors[1].Native)
+	}
+	if n := got.Native(); len(n) != 1 || n[0].Name != "notary" {
+		t.Fatalf("Native() = %v", n)
+	}
+	// An unmarked manifest signs to exactly the golden bytes (TestGolden):
+	// adding the field changed no existing manifest.
+	plain, err := Sign(sample(t), key(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(plain, []byte("native")) {
+		t.Fatalf("unmarked manifest mentions native:\n%s", plain)
+	}
+
+	s := string(b)
+	for _, tc := range []struct {
+		name, in string
+		want     error
+	}{
+		{"explicit false", strings.Replace(string(plain), `"grants":["log"]`, `"native":false,"grants":["log"]`, 1), ErrNotCanonical},
+		{"after the grants", strings.Replace(s, `"native":true,"grants":["crypto.sign","log"]`, `"grants":["crypto.sign","log"],"native":true`, 1), ErrNotCanonical},
+		{"a number", strings.Replace(s, `"native":true`, `"native":1`, 1), ErrMalformed},
+		{"a string", strings.Replace(s, `"native":true`, `"native":"true"`, 1), ErrMalformed},
+		{"spelled in another case", strings.Replace(s, `"native":true`, `"Native":true`, 1), ErrNotCanonical},
+		{"added after signing", strings.Replace(string(plain), `"grants":["log"]`, `"native":true,"grants":["log"]`, 1), ErrSignature},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Verify([]byte(tc.in), pub); !errors.Is(err, tc.want) {
+				t.Fatalf("Verify = %v, want %v", err, tc.want)
+			}
+		})
+	}
+
+	// native on an entry without a CID: nothing to translate.
+	m = sample(t)
+	m.Actors[0].CID, m.Actors[0].Native = "", true
+	if err := m.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "native without a CID") {
+		t.Fatalf("Validate = %v, want ErrInvalid naming native without a CID", err)
+	}
+}

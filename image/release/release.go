@@ -40,8 +40,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/teastick/teastick/firmware/core"
 	"github.com/teastick/teastick/image/manifest"
+	"github.com/teastick/teastick/image/nativetable"
 	"github.com/teastick/teastick/netstack/boxlink"
 	"github.com/teastick/teastick/tpm/eventlog"
 	"github.com/teastick/teastick/tpm/measure"
@@ -111,6 +114,27 @@ type Reference struct {
 	// They are this code's (netstack/boxlink), so Verify recomputes them
 	// like the measurements and checks the files against them.
 	BoxFiles map[string]string `json:"box_files"`
+
+	// Native is the stick image's native table: the actors translated
+	// at release time and compiled into it (name and CID, sorted by
+	// CID), read from the image itself (image/nativetable.Find). Absent
+	// when the image holds none. A verifier accepts an actor event
+	// saying the actor ran natively only for a CID listed here
+	// (tpm/verify.Reference.Native).
+	Native []nativetable.Entry `json:"native,omitempty"`
+}
+
+// NativeActors returns the native table as the verifier takes it.
+func (r *Reference) NativeActors() []verify.NativeActor {
+	var out []verify.NativeActor
+	for _, e := range r.Native {
+		c, err := cid.Decode(e.CID)
+		if err != nil {
+			continue // Make and Verify only give canonical CIDs
+		}
+		out = append(out, verify.NativeActor{Name: e.Name, CID: c})
+	}
+	return out
 }
 
 // Boards maps each board's build tag (the Makefile's TARGET table,
@@ -214,6 +238,20 @@ func Make(stage0, stick, signed []byte, imageVersion, board string) (*Reference,
 		// would measure another digest than the manifest's.
 		if f, err := measure.Stage0File(stage0); err != nil || len(f) != len(stage0) {
 			return nil, fmt.Errorf("%w: stage 0's ELF headers do not span its %d bytes (%v): it could not measure itself", ErrBundle, len(stage0), err)
+		}
+	}
+	// The native table the image carries, against the manifest: every
+	// entry the manifest marks native must have its translation in the
+	// image, or the release would promise speed the stick cannot give.
+	if r.Native, err = nativetable.Find(stick); err != nil {
+		return nil, fmt.Errorf("%w: the stick image: %w", ErrBundle, err)
+	}
+	if len(r.Native) == 0 {
+		r.Native = nil
+	}
+	for _, a := range m.Native() {
+		if !slices.ContainsFunc(r.Native, func(e nativetable.Entry) bool { return e.CID == a.CID }) {
+			return nil, fmt.Errorf("%w: the manifest marks actor %q (%s) native, but the stick image holds no translation of that CID (build it with make release, which translates every actor marked native)", ErrBundle, a.Name, a.CID)
 		}
 	}
 	events := append([]eventlog.Event{verify.Stage0Event(s0)}, verify.BootEvents(st, core.ConfigRecord(imageVersion, board), signed)...)

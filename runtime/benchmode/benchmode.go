@@ -76,6 +76,12 @@ type Options struct {
 	KernelRuns    int // native and actor runs, alternated (3)
 	HashRuns      int // native and capability runs of SHA-256 of 1 MiB, alternated (3)
 	IdleInstances int // extra idle instances the heap figure loads (4)
+	// Native loads every actor asking for its native translation
+	// (runtime.Spec.Native): the binary's, where it holds exactly the
+	// CID under the same memory limit; else the interpreter. Each
+	// figure names the engine its actor ran on. The kernel's unmetered
+	// baseline stays in the interpreter.
+	Native bool
 }
 
 func (o Options) withDefaults() Options {
@@ -156,7 +162,7 @@ func (b *bench) load(name, what string, m Module, grants []string, lim runtime.L
 		return "", nil, fmt.Errorf("no %s module", what)
 	}
 	name = prefix + name
-	if err := b.rt.Load(b.ctx, runtime.Spec{Name: name, CID: m.cid(), Grants: grants, Limits: lim, Module: m.Code}); err != nil {
+	if err := b.rt.Load(b.ctx, runtime.Spec{Name: name, CID: m.cid(), Grants: grants, Limits: lim, Module: m.Code, Native: b.o.Native}); err != nil {
 		return "", nil, err
 	}
 	goruntime.Gosched() // see invoke
@@ -167,6 +173,14 @@ func (b *bench) load(name, what string, m Module, grants []string, lim runtime.L
 		}
 	}
 	return name, func() { b.rt.Unload(name) }, nil
+}
+
+// engine is the engine actor runs on, for the figures' lines.
+func (b *bench) engine(actor string) string {
+	if in, err := b.rt.Actor(actor); err == nil {
+		return in.Engine
+	}
+	return "unknown"
 }
 
 // invoke calls the actor, then yields. For the unmetered kernel (the
@@ -204,7 +218,7 @@ func (b *bench) emptyInvoke(name string, m Module, op string) error {
 		}
 	}
 	el := time.Since(start)
-	fmt.Fprintf(b.w, "bench: empty-invoke %s %s us/op (n=%d)\n", name, num(float64(el.Nanoseconds())/float64(n)/1e3), n)
+	fmt.Fprintf(b.w, "bench: empty-invoke %s %s us/op (n=%d, %s)\n", name, num(float64(el.Nanoseconds())/float64(n)/1e3), n, b.engine(actor))
 	return nil
 }
 
@@ -292,10 +306,10 @@ func (b *bench) kernel(m Module) error {
 		return err
 	}
 	tn, ta, tu := d[0], d[1], d[2]
-	fmt.Fprintf(b.w, "bench: kernel native %s ms actor %s ms ratio %sx unmetered %s ms ratio %sx meter %s%% (n=%d rounds=%d runs=%d)\n",
+	fmt.Fprintf(b.w, "bench: kernel native %s ms actor %s ms ratio %sx unmetered %s ms ratio %sx meter %s%% (n=%d rounds=%d runs=%d, actor %s, unmetered %s)\n",
 		ms(tn, b.o.KernelRuns), ms(ta, b.o.KernelRuns), num(float64(ta)/float64(tn)),
 		ms(tu, b.o.KernelRuns), num(float64(tu)/float64(tn)), num(100*(float64(ta)/float64(tu)-1)),
-		n, rounds, b.o.KernelRuns)
+		n, rounds, b.o.KernelRuns, b.engine(actor), b.engine(raw))
 	// The metered actor ran runs+1 times (one untimed); the timed runs'
 	// yields are about runs/(runs+1) of those counted.
 	if in, err := b.rt.Actor(actor); err == nil && in.Stats.Yields > yields {
@@ -345,8 +359,8 @@ func (b *bench) sha256(m Module, guest string) error {
 		return err
 	}
 	tn, ta := d[0], d[1]
-	fmt.Fprintf(b.w, "bench: sha256-1MiB%s native %s ms capability %s ms ratio %sx (runs=%d)\n",
-		guest, ms(tn, b.o.HashRuns), ms(ta, b.o.HashRuns), num(float64(ta)/float64(tn)), b.o.HashRuns)
+	fmt.Fprintf(b.w, "bench: sha256-1MiB%s native %s ms capability %s ms ratio %sx (runs=%d, %s)\n",
+		guest, ms(tn, b.o.HashRuns), ms(ta, b.o.HashRuns), num(float64(ta)/float64(tn)), b.o.HashRuns, b.engine(actor))
 	return nil
 }
 
@@ -366,7 +380,7 @@ func (b *bench) coldStart(name string, m Module) error {
 	if !errors.As(err, &ae) {
 		return fmt.Errorf("first call: want an actor error, got %v", err)
 	}
-	fmt.Fprintf(b.w, "bench: cold-start %s %d ms (%d bytes)\n", name, time.Since(start).Milliseconds(), len(m.Code))
+	fmt.Fprintf(b.w, "bench: cold-start %s %d ms (%d bytes, %s)\n", name, time.Since(start).Milliseconds(), len(m.Code), b.engine(actor))
 	return nil
 }
 
@@ -395,8 +409,8 @@ func (b *bench) idleHeap(name string, m Module) error {
 	goruntime.GC()
 	goruntime.ReadMemStats(&after)
 	beyond := (float64(after.HeapAlloc) - float64(before.HeapAlloc) - float64(linear)) / float64(n)
-	fmt.Fprintf(b.w, "bench: idle-instance-heap %s %s KiB beyond linear memory (n=%d, linear %d KiB each)\n",
-		name, num(beyond/1024), n, linear/uint64(n)/1024)
+	fmt.Fprintf(b.w, "bench: idle-instance-heap %s %s KiB beyond linear memory (n=%d, linear %d KiB each, %s)\n",
+		name, num(beyond/1024), n, linear/uint64(n)/1024, b.engine(actor))
 	return nil
 }
 

@@ -46,30 +46,30 @@ func TestRun(t *testing.T) {
 		lo, hi []float64 // bounds of each captured number
 	}{
 		{`^bench: runtime interpreter on \w+/\w+$`, nil, nil},
-		{`^bench: empty-invoke edge ` + f + ` us/op \(n=200\)$`, []float64{0.1}, []float64{100_000}},
-		{`^bench: empty-invoke echo ` + f + ` us/op \(n=200\)$`, []float64{0.1}, []float64{100_000}},
+		{`^bench: empty-invoke edge ` + f + ` us/op \(n=200, (?:interpreter|compiler|native)\)$`, []float64{0.1}, []float64{100_000}},
+		{`^bench: empty-invoke echo ` + f + ` us/op \(n=200, (?:interpreter|compiler|native)\)$`, []float64{0.1}, []float64{100_000}},
 		// The interpreter runs the kernel well over twice as slow as Go.
 		// The meter's figure is the metered actor's time over the
 		// unmetered one's, less one, in percent: bounded loosely, as
 		// noise on a shared machine goes either way.
-		{`^bench: kernel native ` + f + ` ms actor ` + f + ` ms ratio ` + f + `x unmetered ` + f + ` ms ratio ` + f + `x meter (-?[0-9]+(?:\.[0-9]+)?)% \(n=32 rounds=2 runs=3\)$`,
+		{`^bench: kernel native ` + f + ` ms actor ` + f + ` ms ratio ` + f + `x unmetered ` + f + ` ms ratio ` + f + `x meter (-?[0-9]+(?:\.[0-9]+)?)% \(n=32 rounds=2 runs=3, actor (?:interpreter|compiler|native), unmetered (?:interpreter|compiler|native)\)$`,
 			[]float64{0.001, 0.01, 2, 0.01, 2, -50}, []float64{10_000, 60_000, 100_000, 60_000, 100_000, 1000}},
 		// Aimed at 1 ms; loose bounds, a loaded host stretches it.
 		{`^bench: meter yields every ` + f + ` ms of the kernel \(` + f + ` yields a run\)$`,
 			[]float64{0.01, 1}, []float64{100, 1e7}},
 		// The hash runs natively either way: the capability costs the
 		// copies, not another hash.
-		{`^bench: sha256-1MiB native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x \(runs=3\)$`,
+		{`^bench: sha256-1MiB native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x \(runs=3, (?:interpreter|compiler|native)\)$`,
 			[]float64{0.01, 0.01, 0.5}, []float64{10_000, 60_000, 1000}},
-		{`^bench: sha256-1MiB edge native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x \(runs=3\)$`,
+		{`^bench: sha256-1MiB edge native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x \(runs=3, (?:interpreter|compiler|native)\)$`,
 			[]float64{0.01, 0.01, 0.5}, []float64{10_000, 60_000, 1000}},
-		{`^bench: cold-start echo ` + f + ` ms \(` + f + ` bytes\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
-		{`^bench: cold-start kernel ` + f + ` ms \(` + f + ` bytes\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
-		{`^bench: cold-start notary ` + f + ` ms \(` + f + ` bytes\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
-		{`^bench: cold-start wordcount ` + f + ` ms \(` + f + ` bytes\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
+		{`^bench: cold-start echo ` + f + ` ms \(` + f + ` bytes, (?:interpreter|compiler|native)\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
+		{`^bench: cold-start kernel ` + f + ` ms \(` + f + ` bytes, (?:interpreter|compiler|native)\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
+		{`^bench: cold-start notary ` + f + ` ms \(` + f + ` bytes, (?:interpreter|compiler|native)\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
+		{`^bench: cold-start wordcount ` + f + ` ms \(` + f + ` bytes, (?:interpreter|compiler|native)\)$`, []float64{1, 10_000}, []float64{60_000, 1e9}},
 		// The issue's budget is 256 KiB; allow noise from the GC either
 		// way, but not a linear memory counted as heap.
-		{`^bench: idle-instance-heap echo (-?[0-9]+(?:\.[0-9]+)?) KiB beyond linear memory \(n=4, linear ` + f + ` KiB each\)$`,
+		{`^bench: idle-instance-heap echo (-?[0-9]+(?:\.[0-9]+)?) KiB beyond linear memory \(n=4, linear ` + f + ` KiB each, (?:interpreter|compiler|native)\)$`,
 			[]float64{-64, 64}, []float64{1024, 1 << 20}},
 		{`^bench: done in ` + f + ` ms$`, []float64{1}, []float64{600_000}},
 	}

@@ -225,6 +225,8 @@ func TestActorEncoding(t *testing.T) {
 		{"no name", Actor{CID: c}, false},
 		{"no CID", Actor{Name: "echo"}, false},
 		{"empty capability", Actor{Name: "echo", CID: c, Capabilities: []string{""}}, false},
+		{"native", Actor{Name: "echo", CID: c, Capabilities: []string{"log"}, Engine: EngineNative}, true},
+		{"unknown engine", Actor{Name: "echo", CID: c, Engine: 7}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := tc.a.MarshalBinary()
@@ -238,7 +240,7 @@ func TestActorEncoding(t *testing.T) {
 			if err := got.UnmarshalBinary(b); err != nil {
 				t.Fatal(err)
 			}
-			if got.Name != tc.a.Name || !got.CID.Equals(tc.a.CID) || len(got.Capabilities) != len(tc.a.Capabilities) {
+			if got.Name != tc.a.Name || !got.CID.Equals(tc.a.CID) || len(got.Capabilities) != len(tc.a.Capabilities) || got.Engine != tc.a.Engine {
 				t.Fatalf("round trip %+v -> %+v", tc.a, got)
 			}
 		})
@@ -250,8 +252,55 @@ func TestActorEncoding(t *testing.T) {
 	}
 }
 
+// TestActorEngineEncoding: an actor under wazero encodes as version 1,
+// byte for byte what was measured before engines were recorded (so old
+// events still decode, as EngineWasm); a native one as version 2 with the
+// engine last; anything else version 2 could say is refused.
+func TestActorEngineEncoding(t *testing.T) {
+	c := testCID(t, "x")
+	wasm, err := Actor{Name: "echo", CID: c, Capabilities: []string{"log"}}.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The version 1 encoding, written out by hand.
+	v1 := []byte{1, 0, 4, 'e', 'c', 'h', 'o'}
+	v1 = binary.BigEndian.AppendUint16(v1, uint16(len(c.Bytes())))
+	v1 = append(v1, c.Bytes()...)
+	v1 = append(v1, 0, 1, 0, 3, 'l', 'o', 'g')
+	if !bytes.Equal(wasm, v1) {
+		t.Fatalf("EngineWasm encodes as %x, version 1 is %x", wasm, v1)
+	}
+	native, err := Actor{Name: "echo", CID: c, Capabilities: []string{"log"}, Engine: EngineNative}.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte{2}, v1[1:]...)
+	want = append(want, byte(EngineNative))
+	if !bytes.Equal(native, want) {
+		t.Fatalf("EngineNative encodes as %x, want %x", native, want)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"version 2 naming EngineWasm", append(append([]byte{2}, v1[1:]...), 0)},
+		{"version 2 naming an unknown engine", append(append([]byte{2}, v1[1:]...), 9)},
+		{"version 2 without an engine", append([]byte{2}, v1[1:]...)},
+		{"version 1 with an engine", append(v1[:len(v1):len(v1)], 1)},
+		{"version 3", append([]byte{3}, native[1:]...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := new(Actor).UnmarshalBinary(tc.b); !errors.Is(err, ErrActor) {
+				t.Fatalf("UnmarshalBinary = %v, want ErrActor", err)
+			}
+		})
+	}
+}
+
 func FuzzActor(f *testing.F) {
 	b, _ := Actor{Name: "echo", CID: testCID(f, "x"), Capabilities: []string{"kv", "log"}}.MarshalBinary()
+	f.Add(b)
+	b, _ = Actor{Name: "echo", CID: testCID(f, "x"), Capabilities: []string{"kv", "log"}, Engine: EngineNative}.MarshalBinary()
 	f.Add(b)
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, b []byte) {

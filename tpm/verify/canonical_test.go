@@ -51,11 +51,11 @@ func TestBootEventsCanonicalManifest(t *testing.T) {
 	data := eventlog.Tagged(eventlog.TagManifest, canon)
 	e := eventlog.Event{PCR: measure.PCRRuntime, Type: eventlog.EV_EVENT_TAG, Digest: sha256.Sum256(data), Data: data}
 	for _, up := range [][]byte{v1, v1r} {
-		if msg := newChain(&Reference{Upgrades: [][]byte{up}}).step(e); msg != "" {
+		if _, _, msg := newChain(&Reference{Upgrades: [][]byte{up}}).step(e); msg != "" {
 			t.Errorf("upgrade given as %q: %s", up, msg)
 		}
 	}
-	if msg := newChain(&Reference{Upgrades: [][]byte{v2}}).step(e); msg == "" {
+	if _, _, msg := newChain(&Reference{Upgrades: [][]byte{v2}}).step(e); msg == "" {
 		t.Error("another upgrade manifest allows the event")
 	}
 }

@@ -168,6 +168,34 @@ type Reference struct {
 	// taken before the stick measured them). From its event on, each
 	// actor event on PCR 10 must be one of its entries.
 	Upgrades [][]byte
+	// Native is the release's native table: the actors whose
+	// translation is compiled into the stick image the boot manifest
+	// names (image/release reads it from that image; reference.json
+	// "native"). An actor event saying EngineNative passes only for a
+	// manifest entry marked native whose CID is in this table; nil
+	// means the image holds none, so every native event fails.
+	Native []NativeActor
+}
+
+// NativeActor is one entry of a release's native table.
+type NativeActor struct {
+	// Name is the actor the translation was made for (informational:
+	// the stick finds a translation by CID alone).
+	Name string
+	// CID is the module that was translated.
+	CID cid.Cid
+}
+
+// ActorEngine is how one actor event of the log says the actor ran.
+type ActorEngine struct {
+	PCR    uint32
+	Event  int
+	Name   string
+	CID    string
+	Engine measure.Engine
+	// Note says why an actor the manifest marks native runs under
+	// wazero ("" otherwise).
+	Note string
 }
 
 // Stage0Event is stage 0's measurement of itself, the first event on PCR
@@ -281,6 +309,10 @@ type Verdict struct {
 	// RollbackCounter is the TPM's rollback counter CheckRollback found
 	// certified (0 when it found none).
 	RollbackCounter uint64
+	// Engines lists, for each actor event of PCRs 9 and 10 that passed
+	// CheckActor, how the stick ran that actor (PCR 9 tells which boot
+	// actors ran natively, PCR 10 which later ones).
+	Engines []ActorEngine
 }
 
 // OK reports whether every check passed (and there were checks).
@@ -336,6 +368,7 @@ const (
 	CheckReference    = "reference measurement"
 	CheckConfig       = "configuration record (PCR 8): version and board"
 	CheckActor        = "actor allowed by the manifest"
+	CheckEngine       = "actor engine allowed by the manifest and the image"
 	CheckPlan         = "events within the PCR plan"
 	CheckBootFinished = "boot actors closed by one separator"
 	CheckKeys         = "keys measured once before serving"
@@ -364,6 +397,7 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 		v.add(CheckStage0, false, -1, -1, "no reference stage 0")
 		v.add(CheckReference, false, -1, -1, "no reference measurements")
 		v.add(CheckActor, false, -1, -1, "no manifest actors")
+		v.add(CheckEngine, false, -1, -1, "no manifest actors nor native table")
 	}
 	slices.Sort(missing)
 	v.add(CheckInputs, len(missing) == 0, -1, -1, "%s", strings.Join(missing, ", "))
@@ -563,7 +597,7 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 	// each boot actor and is closed by one separator once every boot
 	// actor had it; before that the stick may already serve the actors
 	// measured so far. PCR 10 has no separator.
-	actorOK, sep9 := exp.Reference != nil, 0
+	actorOK, engineOK, sep9 := exp.Reference != nil, exp.Reference != nil, 0
 	ch := newChain(exp.Reference)
 	for i, e := range events {
 		if e.PCR != measure.PCRBootActors && e.PCR != measure.PCRRuntime {
@@ -582,12 +616,27 @@ func Verify(ev *attest.Evidence, exp Expect) *Verdict {
 			actorOK = v.add(CheckActor, false, int(e.PCR), i, "boot actor measured after the separator")
 			continue
 		}
-		if msg := ch.step(e); msg != "" {
+		a, want, msg := ch.step(e)
+		if msg != "" {
 			actorOK = v.add(CheckActor, false, int(e.PCR), i, "%s", msg)
+			continue
 		}
+		if a == nil {
+			continue // a manifest upgrade
+		}
+		ae, msg := ch.engine(a, want)
+		if msg != "" {
+			engineOK = v.add(CheckEngine, false, int(e.PCR), i, "%s", msg)
+			continue
+		}
+		ae.PCR, ae.Event = e.PCR, i
+		v.Engines = append(v.Engines, ae)
 	}
 	if actorOK {
 		v.add(CheckActor, true, -1, -1, "")
+	}
+	if engineOK {
+		v.add(CheckEngine, true, -1, -1, "%s", engineSummary(v.Engines))
 	}
 	switch sep9 {
 	case 0:
@@ -674,44 +723,100 @@ func newChain(ref *Reference) *chain {
 }
 
 // step checks one event on PCR 9 or 10 (not the keys event nor PCR 9's
-// separator) and says what is wrong with it, or "".
-func (c *chain) step(e eventlog.Event) string {
+// separator) and says what is wrong with it, or "". For an actor event
+// that passes it returns the actor and the manifest entry it follows
+// (nil for a manifest upgrade).
+func (c *chain) step(e eventlog.Event) (*measure.Actor, manifest.Actor, string) {
+	fail := func(format string, args ...any) (*measure.Actor, manifest.Actor, string) {
+		return nil, manifest.Actor{}, fmt.Sprintf(format, args...)
+	}
 	if e.Type != eventlog.EV_EVENT_TAG {
-		return fmt.Sprintf("%v is not an actor event", e.Type)
+		return fail("%v is not an actor event", e.Type)
 	}
 	if sha256.Sum256(e.Data) != e.Digest {
-		return "event data does not hash to the extended digest"
+		return fail("event data does not hash to the extended digest")
 	}
 	tag, payload, err := eventlog.ParseTagged(e.Data)
 	if err == nil && tag == eventlog.TagManifest && e.PCR == measure.PCRRuntime {
-		return c.upgrade(payload)
+		return nil, manifest.Actor{}, c.upgrade(payload)
 	}
 	if err != nil || tag != eventlog.TagActor {
-		return fmt.Sprintf("not a tagged actor event (tag %#x, %v)", tag, err)
+		return fail("not a tagged actor event (tag %#x, %v)", tag, err)
 	}
 	var a measure.Actor
 	if err := a.UnmarshalBinary(payload); err != nil {
-		return err.Error()
+		return fail("%s", err.Error())
 	}
 	m := c.cur
 	if e.PCR == measure.PCRBootActors {
 		m = c.boot // a boot actor's first try
 	}
 	if m == nil {
-		return fmt.Sprintf("actor %q CID %s: %s", a.Name, a.CID, c.err)
+		return fail("actor %q CID %s: %s", a.Name, a.CID, c.err)
 	}
 	want, ok := m.Actor(a.Name)
 	if !ok {
-		return fmt.Sprintf("actor %q CID %s is not in manifest version %d, in force when it was measured", a.Name, a.CID, m.Version)
+		return fail("actor %q CID %s is not in manifest version %d, in force when it was measured", a.Name, a.CID, m.Version)
 	}
 	if wc, err := cid.Decode(want.CID); err != nil || !wc.Equals(a.CID) {
-		return fmt.Sprintf("actor %q CID %s, manifest version %d (in force when it was measured) names %s", a.Name, a.CID, m.Version, want.CID)
+		return fail("actor %q CID %s, manifest version %d (in force when it was measured) names %s", a.Name, a.CID, m.Version, want.CID)
 	}
 	if !slices.Equal(a.Capabilities, want.Grants) {
-		return fmt.Sprintf("actor %q measured with grants [%s], manifest version %d (in force when it was measured) grants [%s]",
+		return fail("actor %q measured with grants [%s], manifest version %d (in force when it was measured) grants [%s]",
 			a.Name, strings.Join(a.Capabilities, ","), m.Version, strings.Join(want.Grants, ","))
 	}
-	return ""
+	return &a, want, ""
+}
+
+// engine checks the engine an actor event names against the manifest
+// entry it follows and the release's native table: native only for an
+// entry marked native whose CID the image holds a translation of. Wazero
+// is always allowed (it runs the module's own bytes, the CID's); for an
+// entry marked native the returned note says why it did not run natively.
+func (c *chain) engine(a *measure.Actor, want manifest.Actor) (ActorEngine, string) {
+	ae := ActorEngine{Name: a.Name, CID: a.CID.String(), Engine: a.Engine}
+	compiled := c.ref != nil && slices.ContainsFunc(c.ref.Native, func(n NativeActor) bool { return n.CID.Equals(a.CID) })
+	switch a.Engine {
+	case measure.EngineNative:
+		if !want.Native {
+			return ae, fmt.Sprintf("actor %q CID %s measured running natively, but the manifest entry it follows does not mark it native", a.Name, a.CID)
+		}
+		if !compiled {
+			return ae, fmt.Sprintf("actor %q CID %s measured running natively, but the release's native table (the image's translations) does not hold that CID", a.Name, a.CID)
+		}
+	case measure.EngineWasm:
+		switch {
+		case want.Native && !compiled:
+			ae.Note = "marked native, not compiled into this image: runs in wazero until a release that translates it"
+		case want.Native:
+			ae.Note = "marked native and compiled into this image, yet measured under wazero"
+		}
+	default:
+		return ae, fmt.Sprintf("actor %q: unknown engine %v", a.Name, a.Engine)
+	}
+	return ae, ""
+}
+
+// engineSummary names the actors that ran natively and those marked
+// native that did not.
+func engineSummary(es []ActorEngine) string {
+	var native, notes []string
+	for _, e := range es {
+		switch {
+		case e.Engine == measure.EngineNative:
+			native = append(native, fmt.Sprintf("%s (PCR %d)", e.Name, e.PCR))
+		case e.Note != "":
+			notes = append(notes, fmt.Sprintf("%s %s (PCR %d): %s", e.Name, e.CID, e.PCR, e.Note))
+		}
+	}
+	s := "native: none"
+	if len(native) > 0 {
+		s = "native: " + strings.Join(native, ", ")
+	}
+	if len(notes) > 0 {
+		s += "; " + strings.Join(notes, "; ")
+	}
+	return s
 }
 
 // upgrade checks a manifest event on PCR 10 (its canonical file) and

@@ -50,9 +50,11 @@ const (
 	HANDOFF_BASE = 0x64000000
 	HANDOFF_SIZE = 0x00100000
 	// Under QEMU the stick image container is put here by
-	// -device loader,file=...,addr=0x68000000,force-raw=on.
-	STICK_IMAGE_BASE = 0x68000000
-	STICK_IMAGE_MAX  = 0x04000000
+	// -device loader,file=...,addr=0x70000000,force-raw=on: up to the end
+	// of QEMU's default 1 GiB of RAM, room for an image with native actors
+	// (tens of MiB each: README, "Native actors").
+	STICK_IMAGE_BASE = 0x70000000
+	STICK_IMAGE_MAX  = 0x10000000
 	// Under QEMU a copy of stage 0's own ELF file is put here by
 	// -device loader,file=...,addr=0x6c000000,force-raw=on: stage 0
 	// checks it is the running code and measures it into PCR 0.

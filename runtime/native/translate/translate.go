@@ -1,0 +1,151 @@
+// Package translate turns actors into Go at release time (issue 18;
+// RATIONALE.md, "Native actors"): each module is checked as the runtime
+// checks it at load (runtime.PrepareNative: CID, precheck, the meter's
+// rewrite, wazero's validation, shape, links, initializers), its memory
+// maximum set to the actor's memory limit, then translated by wasm2go
+// (pinned as a Go tool in go.mod, never with -unsafe), and the Go it
+// writes given a call-depth bound. Host-only: it runs the go command.
+package translate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/teastick/teastick/runtime"
+)
+
+// Actor is one actor to translate: the manifest's name, CID and limits,
+// and the module bytes the CID names.
+type Actor struct {
+	Name   string
+	CID    cid.Cid
+	Module []byte
+	Limits runtime.Limits
+}
+
+// Go is the go command that runs wasm2go (`go tool wasm2go`, the version
+// go.mod pins); Dir is where it runs, inside the teastick module (empty:
+// the module root found above the working directory).
+var (
+	Go  = "go"
+	Dir = ""
+)
+
+// Write translates actors into outDir: one package per distinct CID
+// (outDir/a_<name>: module.go from wasm2go, register.go adding it to
+// package native's table) and one package at outDir itself, named by the
+// last element of importPath, that imports them all. A build that
+// imports importPath gets the table. outDir's earlier contents are
+// replaced. Output is a deterministic function of the input.
+func Write(outDir, importPath string, actors []Actor) error {
+	return WriteContext(context.Background(), outDir, importPath, actors)
+}
+
+// WriteContext is Write under ctx.
+func WriteContext(ctx context.Context, outDir, importPath string, actors []Actor) error {
+	dir := Dir
+	if dir == "" {
+		var err error
+		if dir, err = moduleRoot(); err != nil {
+			return err
+		}
+	}
+	type job struct {
+		a   Actor
+		pkg string
+	}
+	var jobs []job
+	seen := map[string]Actor{}
+	pkgs := map[string]bool{}
+	for _, a := range actors {
+		if prev, ok := seen[a.CID.KeyString()]; ok {
+			if prev.Limits.MemoryPages != a.Limits.MemoryPages {
+				return fmt.Errorf("translate: %s and %s share CID %s under different memory limits", prev.Name, a.Name, a.CID)
+			}
+			continue
+		}
+		seen[a.CID.KeyString()] = a
+		pkg := "a_" + strings.ReplaceAll(a.Name, "-", "_")
+		if a.Name == "" || pkgs[pkg] {
+			return fmt.Errorf("translate: actor name %q empty or repeated", a.Name)
+		}
+		pkgs[pkg] = true
+		jobs = append(jobs, job{a, pkg})
+	}
+	slices.SortFunc(jobs, func(x, y job) int { return strings.Compare(x.pkg, y.pkg) })
+	if err := os.RemoveAll(outDir); err != nil {
+		return fmt.Errorf("translate: %w", err)
+	}
+	var imports []string
+	for _, j := range jobs {
+		src, reg, err := translate(ctx, dir, j.pkg, j.a)
+		if err != nil {
+			return fmt.Errorf("translate %s (%s): %w", j.a.Name, j.a.CID, err)
+		}
+		d := filepath.Join(outDir, j.pkg)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("translate: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "module.go"), src, 0o644); err != nil {
+			return fmt.Errorf("translate: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "register.go"), reg, 0o644); err != nil {
+			return fmt.Errorf("translate: %w", err)
+		}
+		imports = append(imports, importPath+"/"+j.pkg)
+	}
+	root, err := rootPackage(importPath, imports)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(outDir, "actors.go"), root, 0o644); err != nil {
+		return fmt.Errorf("translate: %w", err)
+	}
+	return nil
+}
+
+// translate returns the generated module and its registration.
+func translate(ctx context.Context, dir, pkg string, a Actor) (module, register []byte, err error) {
+	nm, err := runtime.PrepareNative(ctx, a.Name, a.CID, a.Module, a.Limits)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.CommandContext(ctx, Go, "tool", "wasm2go", "-pkg", pkg)
+	cmd.Dir = dir
+	cmd.Stdin = bytes.NewReader(nm.Wasm)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, nil, fmt.Errorf("wasm2go: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return rewrite(stdout.Bytes(), pkg, nm)
+}
+
+// moduleRoot finds the teastick module's root above the working
+// directory.
+func moduleRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && bytes.HasPrefix(b, []byte("module github.com/teastick/teastick\n")) {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", errors.New("translate: not inside the teastick module (set translate.Dir)")
+		}
+		d = p
+	}
+}

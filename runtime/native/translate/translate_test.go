@@ -1,0 +1,131 @@
+package translate_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/teastick/teastick/runtime"
+	"github.com/teastick/teastick/runtime/actortest"
+	"github.com/teastick/teastick/runtime/native/translate"
+)
+
+// outDir is a fresh directory under build/_native (inside the module, so
+// the generated packages resolve their imports; skipped by ./...).
+func outDir(t *testing.T) (dir, importPath string) {
+	t.Helper()
+	root := filepath.Dir(actortest.Dir())
+	base := filepath.Join(root, "build", "_native")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.MkdirTemp(base, "translate-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d, "github.com/teastick/teastick/build/_native/" + filepath.Base(d)
+}
+
+func readTree(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Write translates checked actors into packages that build, with the
+// same bytes every time.
+func TestWrite(t *testing.T) {
+	edge, spin := actortest.Wat(t, "edge"), actortest.Wat(t, "spin")
+	actors := []translate.Actor{
+		{Name: "spin", CID: actortest.CID(spin), Module: spin},
+		{Name: "edge-1", CID: actortest.CID(edge), Module: edge, Limits: runtime.Limits{MemoryPages: 16}},
+	}
+	dir, ip := outDir(t)
+	if err := translate.Write(dir, ip, actors); err != nil {
+		t.Fatal(err)
+	}
+	first := readTree(t, dir)
+	for _, f := range []string{"actors.go", "a_spin/module.go", "a_spin/register.go", "a_edge_1/module.go", "a_edge_1/register.go"} {
+		if first[f] == nil {
+			t.Errorf("no %s in the output (%d files)", f, len(first))
+		}
+	}
+	if !bytes.Contains(first["a_edge_1/module.go"], []byte("const maxMem = 16")) {
+		t.Error("edge's memory maximum is not the limit of 16 pages")
+	}
+	if !bytes.Contains(first["a_edge_1/module.go"], []byte(`panic("stack overflow")`)) {
+		t.Error("no call-depth check in edge")
+	}
+	if bytes.Contains(first["a_edge_1/module.go"], []byte(`"unsafe"`)) {
+		t.Error("generated code imports unsafe")
+	}
+	cmd := exec.Command("go", "vet", ip, ip+"/a_spin", ip+"/a_edge_1")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go vet of the generated packages: %v\n%s", err, out)
+	}
+	if err := translate.Write(dir, ip, actors); err != nil {
+		t.Fatal(err)
+	}
+	second := readTree(t, dir)
+	if len(first) != len(second) {
+		t.Fatalf("%d files, then %d", len(first), len(second))
+	}
+	for f, b := range first {
+		if !bytes.Equal(b, second[f]) {
+			t.Errorf("%s differs between two translations", f)
+		}
+	}
+}
+
+// Modules the runtime refuses are not translated: the same checks run
+// before translation as at load.
+func TestWriteRefuses(t *testing.T) {
+	edge := actortest.Wat(t, "edge")
+	cases := []struct {
+		name string
+		a    translate.Actor
+		want error
+	}{
+		{"cid", translate.Actor{Name: "x", CID: actortest.CID(actortest.Wat(t, "spin")), Module: edge}, runtime.ErrCIDMismatch},
+		{"bigmem", translate.Actor{Name: "x", CID: actortest.CID(actortest.Wat(t, "bigmem")), Module: actortest.Wat(t, "bigmem")}, runtime.ErrInvalidModule},
+		{"memlimit", translate.Actor{Name: "x", CID: actortest.CID(edge), Module: edge, Limits: runtime.Limits{MemoryPages: 99999}}, runtime.ErrInvalidLimits},
+		{"meterimport", translate.Actor{Name: "x", CID: actortest.CID(actortest.Wat(t, "meterimport")), Module: actortest.Wat(t, "meterimport")}, runtime.ErrInvalidModule},
+		{"badimport", translate.Actor{Name: "x", CID: actortest.CID(actortest.Wat(t, "badimport")), Module: actortest.Wat(t, "badimport")}, runtime.ErrInvalidModule},
+		{"inittrap", translate.Actor{Name: "x", CID: actortest.CID(actortest.Wat(t, "inittrap")), Module: actortest.Wat(t, "inittrap")}, runtime.ErrInvalidModule},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, ip := outDir(t)
+			err := translate.Write(dir, ip, []translate.Actor{tc.a})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "actors.go")); err == nil {
+				t.Error("wrote a table for a refused actor")
+			}
+		})
+	}
+	dir, ip := outDir(t)
+	err := translate.Write(dir, ip, []translate.Actor{{Name: "a", CID: actortest.CID(edge), Module: edge}, {Name: "b", CID: actortest.CID(edge), Module: edge, Limits: runtime.Limits{MemoryPages: 8}}})
+	if err == nil || !strings.Contains(err.Error(), "different memory limits") {
+		t.Fatalf("one CID under two memory limits: %v", err)
+	}
+}
