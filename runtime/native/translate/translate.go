@@ -82,7 +82,7 @@ func WriteContext(ctx context.Context, outDir, importPath string, actors []Actor
 		jobs = append(jobs, job{a, pkg})
 	}
 	slices.SortFunc(jobs, func(x, y job) int { return strings.Compare(x.pkg, y.pkg) })
-	if err := os.RemoveAll(outDir); err != nil {
+	if err := clean(outDir); err != nil {
 		return fmt.Errorf("translate: %w", err)
 	}
 	var imports []string
@@ -109,6 +109,25 @@ func WriteContext(ctx context.Context, outDir, importPath string, actors []Actor
 	}
 	if err := os.WriteFile(filepath.Join(outDir, "actors.go"), root, 0o644); err != nil {
 		return fmt.Errorf("translate: %w", err)
+	}
+	return nil
+}
+
+// clean removes what an earlier Write left in outDir (the actors'
+// packages, a_*, and actors.go) and keeps everything else: the committed
+// doc.go of the repository's table packages (build/_native/stick and rt),
+// which lets the packages importing them resolve before any translation,
+// and files other tools put there (teactl's nativetable_gen.go, rewritten
+// after each Write).
+func clean(outDir string) error {
+	old, err := filepath.Glob(filepath.Join(outDir, "a_*"))
+	if err != nil {
+		return err
+	}
+	for _, p := range append(old, filepath.Join(outDir, "actors.go")) {
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
 	}
 	return nil
 }

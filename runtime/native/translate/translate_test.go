@@ -129,3 +129,37 @@ func TestWriteRefuses(t *testing.T) {
 		t.Fatalf("one CID under two memory limits: %v", err)
 	}
 }
+
+// TestWriteKeepsDoc: Write replaces what an earlier Write generated (an
+// actor no longer in the list loses its package) and keeps the rest of
+// the directory, such as the committed doc.go of build/_native/stick and
+// rt, without which a fresh clone's go mod tidy cannot resolve their
+// importers.
+func TestWriteKeepsDoc(t *testing.T) {
+	edge, spin := actortest.Wat(t, "edge"), actortest.Wat(t, "spin")
+	dir, ip := outDir(t)
+	doc := []byte("// Package " + filepath.Base(dir) + " is a table.\npackage " + filepath.Base(dir) + "\n")
+	if err := os.WriteFile(filepath.Join(dir, "doc.go"), doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	both := []translate.Actor{
+		{Name: "spin", CID: actortest.CID(spin), Module: spin},
+		{Name: "edge", CID: actortest.CID(edge), Module: edge},
+	}
+	if err := translate.Write(dir, ip, both); err != nil {
+		t.Fatal(err)
+	}
+	if err := translate.Write(dir, ip, both[:1]); err != nil {
+		t.Fatal(err)
+	}
+	tree := readTree(t, dir)
+	if !bytes.Equal(tree["doc.go"], doc) {
+		t.Errorf("doc.go is %q after Write, want it kept", tree["doc.go"])
+	}
+	if tree["a_edge/module.go"] != nil {
+		t.Error("a_edge, dropped from the list, is still in the output")
+	}
+	if tree["a_spin/module.go"] == nil || tree["actors.go"] == nil {
+		t.Errorf("spin's package or actors.go missing (%d files)", len(tree))
+	}
+}
