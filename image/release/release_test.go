@@ -60,15 +60,16 @@ func TestReferenceStage0(t *testing.T) {
 	}
 }
 
-// TestBoardFromTags makes a reference for a stick image built with a
-// board's tag: the reference must name that board, and naming another is
-// refused, since its configuration event could never match.
-func TestBoardFromTags(t *testing.T) {
+// buildWithTags builds an empty host program with the build tags a stick
+// image of some board carries, and returns the executable: what BoardOf
+// reads the board from.
+func buildWithTags(t *testing.T, tags string) []byte {
+	t.Helper()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module boardtag\n\ngo 1.22\n"), 0o644)
 	out := filepath.Join(dir, "stick.elf")
-	cmd := exec.Command("go", "build", "-tags", "qemu_virt_riscv64", "-o", out, ".")
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", out, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOFLAGS=")
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -78,6 +79,14 @@ func TestBoardFromTags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stick
+}
+
+// TestBoardFromTags makes a reference for a stick image built with a
+// board's tag: the reference must name that board, and naming another is
+// refused, since its configuration event could never match.
+func TestBoardFromTags(t *testing.T) {
+	stick := buildWithTags(t, "qemu_virt_riscv64")
 	board, err := BoardOf(stick)
 	if err != nil {
 		t.Fatal(err)
@@ -198,20 +207,7 @@ func TestBoxFiles(t *testing.T) {
 // (the Makefile's TARGET=usbarmory row, with the RAM tags beside the
 // board's) names the USB armory Mk II.
 func TestBoardOfUSBArmory(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module boardtag\n\ngo 1.22\n"), 0o644)
-	out := filepath.Join(dir, "stick.elf")
-	cmd := exec.Command("go", "build", "-tags", "usbarmory_mk2 linkramstart linkramsize", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, b)
-	}
-	stick, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stick := buildWithTags(t, "usbarmory_mk2 linkramstart linkramsize")
 	if board, err := BoardOf(stick); err != nil || board != "usbarmory-mk2" {
 		t.Fatalf("BoardOf = %q, %v; want usbarmory-mk2", board, err)
 	}
