@@ -70,7 +70,6 @@ func ratioRun(b *testing.B, native func(), actor func()) {
 // meter's.
 func BenchmarkKernel(b *testing.B) {
 	const n, rounds = 48, 2
-	p := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, n), rounds)
 	want := kernel.Run(n, rounds)
 	for _, e := range benchEngines {
 		b.Run(e.String(), func(b *testing.B) {
@@ -81,54 +80,72 @@ func BenchmarkKernel(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			actor := func(name string) func() {
-				return func() {
-					out, err := invoke(r, name, "run", p)
-					if err != nil || binary.BigEndian.Uint64(out) != want {
-						b.Fatalf("actor kernel: %x %v", out, err)
-					}
-				}
-			}
-			native := func() {
-				if kernel.Run(n, rounds) != want {
-					b.Fatal("native kernel changed its answer")
-				}
-			}
 			// As ratioRun, with the unmetered actor as a third side. The
 			// process's CPU time is taken too (on Linux; run with -cpu 1):
 			// the meter's cost is some ten percent, and on a shared
 			// machine the wall time of one side swings more than that.
-			sides := []func(){native, actor("kernel"), actor("kernel-unmetered")}
-			var d, cpu [3]time.Duration
-			for _, f := range sides {
-				f()
-			}
-			goruntime.GC()
-			cpuOK := true
-			for b.Loop() {
-				for i, f := range sides {
-					c0, ok0 := processCPU()
-					t := time.Now()
-					f()
-					d[i] += time.Since(t)
-					c1, ok1 := processCPU()
-					cpu[i] += c1 - c0
-					cpuOK = cpuOK && ok0 && ok1
-				}
-			}
+			d, cpu, cpuOK := timeSides(b, kernelSides(b, r, n, rounds, want, "kernel", "kernel-unmetered"))
 			if cpuOK {
 				b.ReportMetric(100*(float64(cpu[1])/float64(cpu[2])-1), "meter-cpu-%")
 			}
-			per := func(x time.Duration) float64 { return float64(x.Nanoseconds()) / float64(b.N) }
-			b.ReportMetric(per(d[0]), "native-ns/op")
-			b.ReportMetric(per(d[1]), "actor-ns/op")
-			b.ReportMetric(per(d[2]), "unmetered-ns/op")
+			b.ReportMetric(perOp(b, d[0]), "native-ns/op")
+			b.ReportMetric(perOp(b, d[1]), "actor-ns/op")
+			b.ReportMetric(perOp(b, d[2]), "unmetered-ns/op")
 			b.ReportMetric(float64(d[1])/float64(d[0]), "x-native")
 			b.ReportMetric(float64(d[2])/float64(d[0]), "x-native-unmetered")
 			b.ReportMetric(100*(float64(d[1])/float64(d[2])-1), "meter-%")
 		})
 	}
 }
+
+// kernelSides are the sides of a kernel comparison: the kernel as native
+// Go first, then each named kernel actor on r, every one checked against
+// want.
+func kernelSides(b *testing.B, r *runtime.Runtime, n, rounds int, want uint64, actors ...string) []func() {
+	p := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, uint32(n)), uint32(rounds))
+	sides := []func(){func() {
+		if kernel.Run(n, rounds) != want {
+			b.Fatal("native kernel changed its answer")
+		}
+	}}
+	for _, name := range actors {
+		sides = append(sides, func() {
+			out, err := invoke(r, name, "run", p)
+			if err != nil || binary.BigEndian.Uint64(out) != want {
+				b.Fatalf("actor %s: %x %v", name, out, err)
+			}
+		})
+	}
+	return sides
+}
+
+// timeSides runs each side once to warm up, then all of them alternately
+// in every b.Loop iteration, and returns each side's total wall-clock time
+// and process CPU time (cpuOK false where the CPU time is not available:
+// processCPU).
+func timeSides(b *testing.B, sides []func()) (d, cpu []time.Duration, cpuOK bool) {
+	d, cpu = make([]time.Duration, len(sides)), make([]time.Duration, len(sides))
+	for _, f := range sides {
+		f()
+	}
+	goruntime.GC()
+	cpuOK = true
+	for b.Loop() {
+		for i, f := range sides {
+			c0, ok0 := processCPU()
+			t := time.Now()
+			f()
+			d[i] += time.Since(t)
+			c1, ok1 := processCPU()
+			cpu[i] += c1 - c0
+			cpuOK = cpuOK && ok0 && ok1
+		}
+	}
+	return d, cpu, cpuOK
+}
+
+// perOp is x per benchmark iteration, in nanoseconds.
+func perOp(b *testing.B, x time.Duration) float64 { return float64(x.Nanoseconds()) / float64(b.N) }
 
 // SHA-256 of 1 MiB through the crypto capability (the notary's "hash")
 // against native Go.

@@ -4,8 +4,6 @@ package runtime_test
 
 import (
 	"context"
-	"encoding/binary"
-	goruntime "runtime"
 	"testing"
 	"time"
 
@@ -21,7 +19,6 @@ import (
 // interpreter's ratio to native Go in the same run.
 func BenchmarkNativeKernel(b *testing.B) {
 	const n, rounds = 48, 2
-	p := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, n), rounds)
 	want := kernel.Run(n, rounds)
 	r, _ := newRuntime(b, runtime.Config{Engine: runtime.EngineInterpreter})
 	m := actortest.GoActor(b, "kernel")
@@ -38,47 +35,14 @@ func BenchmarkNativeKernel(b *testing.B) {
 	if in, _ := r.Actor("translated"); in.Engine != "native" {
 		b.Fatalf("kernel engine %q, want native (run make runtime-prep)", in.Engine)
 	}
-	actor := func(name string) func() {
-		return func() {
-			out, err := invoke(r, name, "run", p)
-			if err != nil || binary.BigEndian.Uint64(out) != want {
-				b.Fatalf("actor kernel: %x %v", out, err)
-			}
-		}
-	}
-	native := func() {
-		if kernel.Run(n, rounds) != want {
-			b.Fatal("native kernel changed its answer")
-		}
-	}
-	sides := []func(){native, actor("translated"), actor("interpreted")}
-	// Wall clock, and the process's CPU time (Linux; run with -cpu 1):
-	// on a shared machine the wall time of one side swings with the load.
-	var d, cpu [3]time.Duration
-	for _, f := range sides {
-		f()
-	}
-	goruntime.GC()
-	cpuOK := true
-	for b.Loop() {
-		for i, f := range sides {
-			c0, ok0 := processCPU()
-			t := time.Now()
-			f()
-			d[i] += time.Since(t)
-			c1, ok1 := processCPU()
-			cpu[i] += c1 - c0
-			cpuOK = cpuOK && ok0 && ok1
-		}
-	}
+	d, cpu, cpuOK := timeSides(b, kernelSides(b, r, n, rounds, want, "translated", "interpreted"))
 	if cpuOK {
 		b.ReportMetric(float64(cpu[1])/float64(cpu[0]), "x-native-cpu")
 		b.ReportMetric(float64(cpu[2])/float64(cpu[0]), "x-interpreter-cpu")
 	}
-	per := func(x time.Duration) float64 { return float64(x.Nanoseconds()) / float64(b.N) }
-	b.ReportMetric(per(d[0]), "go-ns/op")
-	b.ReportMetric(per(d[1]), "translated-ns/op")
-	b.ReportMetric(per(d[2]), "interpreter-ns/op")
+	b.ReportMetric(perOp(b, d[0]), "go-ns/op")
+	b.ReportMetric(perOp(b, d[1]), "translated-ns/op")
+	b.ReportMetric(perOp(b, d[2]), "interpreter-ns/op")
 	b.ReportMetric(float64(d[1])/float64(d[0]), "x-native")
 	b.ReportMetric(float64(d[2])/float64(d[0]), "x-interpreter")
 }
