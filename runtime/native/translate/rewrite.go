@@ -64,6 +64,9 @@ func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register
 			return nil, nil, fmt.Errorf("%s: %w", fd.Name.Name, err)
 		}
 	}
+	if err := staticElements(f, methods); err != nil {
+		return nil, nil, err
+	}
 	tables := 0
 	astutil.Apply(f, nil, func(c *astutil.Cursor) bool {
 		ta, ok := c.Node().(*ast.TypeAssertExpr)
@@ -450,4 +453,152 @@ func rootPackage(importPath string, imports []string) ([]byte, error) {
 		b.WriteString(")\n")
 	}
 	return format.Source([]byte(b.String()))
+}
+
+// staticElements makes a module's function tables cheap to instantiate
+// (RATIONALE.md, "Native actors", cold start). wasm2go fills them in New
+// with method values, m.fnN: one closure allocated per entry and
+// instance (5,876 for the echo example, with a New of as many lines that
+// runs per instance). When the module uses its functions as values only
+// there, and calls table entries only through call_indirect, the
+// entries become method expressions, (*Module).fnN, in package-level
+// slices built once, and each call_indirect asserts the method
+// expression's type and passes the instance: the same function runs on
+// the same instance, a null entry or another signature traps as before
+// (the asserted type differs exactly when the WebAssembly signature
+// does). Anything else is left as wasm2go wrote it.
+func staticElements(f *ast.File, methods map[string]*ast.FuncDecl) error {
+	var newFn *ast.FuncDecl
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.Name == "New" {
+			newFn = fd
+		}
+	}
+	if newFn == nil {
+		return errors.New("no New in wasm2go output")
+	}
+	// New's `m.elements = [][]any{{m.fnA, ...}, nil, ...}`.
+	var assign *ast.AssignStmt
+	var segs *ast.CompositeLit
+	for _, st := range newFn.Body.List {
+		as, ok := st.(*ast.AssignStmt)
+		if !ok || len(as.Lhs) != 1 || len(as.Rhs) != 1 {
+			continue
+		}
+		if sel, ok := as.Lhs[0].(*ast.SelectorExpr); ok && sel.Sel.Name == "elements" {
+			assign = as
+			segs, _ = as.Rhs[0].(*ast.CompositeLit)
+		}
+	}
+	if assign == nil || segs == nil {
+		return nil // no element segments
+	}
+	inSegs := map[ast.Node]bool{}
+	for _, e := range segs.Elts {
+		if id, ok := e.(*ast.Ident); ok && id.Name == "nil" {
+			continue
+		}
+		seg, ok := e.(*ast.CompositeLit)
+		if !ok {
+			return nil
+		}
+		for _, x := range seg.Elts {
+			if id, ok := x.(*ast.Ident); ok && id.Name == "nil" {
+				continue
+			}
+			if !isMethodValue(x, methods) {
+				return nil
+			}
+			inSegs[x] = true
+		}
+	}
+	// Every other use of a method as a value (ref.func) or of a table
+	// entry's function type (call_indirect is the only function-typed
+	// assertion wasm2go writes) must be one this pass rewrites.
+	funOf := map[ast.Expr]*ast.CallExpr{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		if c, ok := n.(*ast.CallExpr); ok {
+			funOf[c.Fun] = c
+		}
+		return true
+	})
+	calls := map[*ast.CallExpr]*ast.TypeAssertExpr{}
+	fail := false
+	ast.Inspect(f, func(n ast.Node) bool {
+		if fail || inSegs[n] {
+			return false
+		}
+		switch x := n.(type) {
+		case *ast.TypeAssertExpr:
+			if _, ok := x.Type.(*ast.FuncType); ok {
+				c := funOf[x]
+				if c == nil {
+					fail = true
+				} else {
+					calls[c] = x
+				}
+			}
+		case *ast.SelectorExpr:
+			if isMethodValue(x, methods) && funOf[x] == nil {
+				fail = true
+			}
+		}
+		return !fail
+	})
+	if fail {
+		return nil
+	}
+	// Method expressions in package-level segments, built once.
+	var vars []ast.Spec
+	for i, e := range segs.Elts {
+		seg, ok := e.(*ast.CompositeLit)
+		if !ok {
+			continue
+		}
+		for j, x := range seg.Elts {
+			if sel, ok := x.(*ast.SelectorExpr); ok {
+				seg.Elts[j] = &ast.SelectorExpr{X: &ast.ParenExpr{X: &ast.StarExpr{X: ast.NewIdent("Module")}}, Sel: ast.NewIdent(sel.Sel.Name)}
+			}
+		}
+		name := fmt.Sprintf("teastickElements%d", i)
+		vars = append(vars, &ast.ValueSpec{Names: []*ast.Ident{ast.NewIdent(name)}, Values: []ast.Expr{&ast.CompositeLit{
+			Type: &ast.ArrayType{Elt: ast.NewIdent("any")}, Elts: seg.Elts}}})
+		segs.Elts[i] = ast.NewIdent(name)
+	}
+	if len(vars) > 0 {
+		f.Decls = append(f.Decls, &ast.GenDecl{Tok: token.VAR, Lparen: 1, Specs: vars})
+	}
+	// call_indirect: assert the method expression's type, pass the
+	// instance. Inside New or a method of Module the instance is m (the
+	// receiver's name in wasm2go's output).
+	for call, ta := range calls {
+		ft := ta.Type.(*ast.FuncType)
+		params := []*ast.Field{{Type: &ast.StarExpr{X: ast.NewIdent("Module")}}}
+		if ft.Params != nil {
+			for _, p := range ft.Params.List {
+				if len(p.Names) > 0 {
+					return errors.New("call_indirect with named parameters")
+				}
+				params = append(params, p)
+			}
+		}
+		ta.Type = &ast.FuncType{Params: &ast.FieldList{List: params}, Results: ft.Results}
+		call.Args = append([]ast.Expr{ast.NewIdent("m")}, call.Args...)
+	}
+	return nil
+}
+
+// isMethodValue reports whether n is m.M for a method M of Module (a
+// function, fnN, or an export's wrapper, Xname).
+func isMethodValue(n ast.Node, methods map[string]*ast.FuncDecl) bool {
+	sel, ok := n.(*ast.SelectorExpr)
+	if !ok {
+		return false
+	}
+	id, ok := sel.X.(*ast.Ident)
+	if !ok || id.Name != "m" {
+		return false
+	}
+	_, ok = methods[sel.Sel.Name]
+	return ok
 }

@@ -163,3 +163,25 @@ func TestWriteKeepsDoc(t *testing.T) {
 		t.Errorf("spin's package or actors.go missing (%d files)", len(tree))
 	}
 }
+
+// The function table of a module is filled from package-level method
+// expressions, not per instance with method values, and call_indirect
+// passes the instance (staticElements); the package builds.
+func TestWriteStaticElements(t *testing.T) {
+	traps := actortest.Wat(t, "traps")
+	dir, ip := outDir(t)
+	if err := translate.Write(dir, ip, []translate.Actor{{Name: "traps", CID: actortest.CID(traps), Module: traps}}); err != nil {
+		t.Fatal(err)
+	}
+	src := readTree(t, dir)["a_traps/module.go"]
+	for _, want := range []string{"(*Module).fn", ".(func(*Module", "m.elements = [][]any{teastickElements0}"} {
+		if !bytes.Contains(src, []byte(want)) {
+			t.Errorf("no %q in the translation", want)
+		}
+	}
+	cmd := exec.Command("go", "vet", ip+"/a_traps")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go vet: %v\n%s", err, out)
+	}
+}
