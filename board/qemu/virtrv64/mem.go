@@ -52,14 +52,20 @@ const (
 	// The measured-boot hand-off block, outside both runtimes' RAM.
 	HANDOFF_BASE = 0xa4000000
 	HANDOFF_SIZE = 0x00100000
-	// Under QEMU: the stick image container (-device loader,...,
-	// addr=0xa8000000,force-raw=on).
-	STICK_IMAGE_BASE = 0xa8000000
-	STICK_IMAGE_MAX  = 0x04000000
 	// Under QEMU: a copy of stage 0's own ELF file, which stage 0
 	// measures itself by.
 	STAGE0_IMAGE_BASE = 0xac000000
 	STAGE0_IMAGE_MAX  = 0x01000000
+	// Under QEMU: the stick image container (-device loader,...,
+	// addr=0xb0000000,force-raw=on), up to QEMU's devicetree. QEMU 7.2
+	// puts the devicetree at the 2 MiB boundary below min(end of RAM,
+	// 3 GiB) (hw/riscv/boot.c, riscv_load_fdt): at 0xbfe00000 for any
+	// -m from 1G up ("info roms": fdt at 0xbfe00000, 1 MiB). An image
+	// with native actors (tens of MiB each: README, "Native actors")
+	// outgrew the 64 MiB slot this was at 0xa8000000.
+	STICK_IMAGE_BASE = 0xb0000000
+	STICK_IMAGE_MAX  = FDT_BASE - STICK_IMAGE_BASE
+	FDT_BASE         = 0xbfe00000
 )
 
 //go:linkname ramStackOffset runtime/goos.RamStackOffset
