@@ -58,8 +58,8 @@ func TestCheckImagesSlot(t *testing.T) {
 
 // TestRISCV64SlotBelowDevicetree: the riscv64 container slot ends where
 // QEMU 7.2 puts its devicetree with -m 1G and more (0xbfe00000), above
-// stage 0's own file, and holds an image with four native actors (84 MB
-// on arm).
+// stage 0's own file, and holds more than the 65 MB image with four
+// native actors (which filled all but 1.9 MB of the old 64 MiB slot).
 func TestRISCV64SlotBelowDevicetree(t *testing.T) {
 	const fdt = 0xbfe00000
 	if end := RISCV64.StickImageAddr + RISCV64.StickImageMax; end != fdt {
