@@ -98,6 +98,21 @@ type Memory struct {
 	Stage0ImageBase, Stage0ImageMax uint64
 }
 
+// LoadEnd is the end of where the stick's segments may go: the end of its
+// RAM, or the lowest of the two image windows that lie inside it (on the
+// USB armory Mk II the boot payload's images sit at the top of the
+// stick's RAM until the stick runs), so that stage 0 never copies the
+// stick over the container it is copying from.
+func (m Memory) LoadEnd() uint64 {
+	end := m.RAMStart + m.RAMSize
+	for _, w := range [][2]uint64{{m.StickImageBase, m.StickImageMax}, {m.Stage0ImageBase, m.Stage0ImageMax}} {
+		if w[1] != 0 && w[0] >= m.LoadStart && w[0] < end {
+			end = w[0]
+		}
+	}
+	return end
+}
+
 // Device is a device found on the board: a virtio-mmio slot (Version is
 // its transport version, never 0) or a device of the SoC (Version 0).
 type Device struct {

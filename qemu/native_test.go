@@ -32,6 +32,26 @@ import (
 // examples; BenchmarkNativeRuntimeOnStick too).
 var nativeExamples = []string{"echo"}
 
+// NativeTargetEnv names the Makefile TARGET the native stick test and
+// benchmark run on (default qemu, the arm board). A native image costs
+// minutes of compilation per GOARCH, so `make test` builds one, for arm;
+// TEASTICK_NATIVE_TARGET=qemu-riscv64 runs the same test and benchmark on
+// the riscv64 board.
+const NativeTargetEnv = "TEASTICK_NATIVE_TARGET"
+
+// nativeTarget returns the machine NativeTargetEnv names.
+func nativeTarget(t testing.TB) Target {
+	name := os.Getenv(NativeTargetEnv)
+	if name == "" {
+		return ARM
+	}
+	target, err := TargetNamed(name)
+	if err != nil {
+		t.Fatalf("%s: %v", NativeTargetEnv, err)
+	}
+	return target
+}
+
 // NativeImage makes a stick image with the named example actors
 // translated and compiled in, the way `make release` does: the actors are
 // built (runtime/actortest, as they are published), `teactl release
@@ -78,7 +98,8 @@ func TestStickNative(t *testing.T) {
 	if why := CompilerMissing(root); why != "" {
 		t.Skipf("QEMU native test SKIPPED: %s", why)
 	}
-	target := ARM
+	target := nativeTarget(t)
+	t.Logf("target %s (%s)", target.Name, NativeTargetEnv)
 	ctx := context.Background()
 	dir := t.TempDir()
 	b, code := NativeImage(t, ctx, Build{Dir: dir, Target: target.Name, Version: "native-test",

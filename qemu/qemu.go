@@ -23,8 +23,12 @@ import (
 )
 
 // StickImageAddr is where QEMU places the stick image container for stage 0
-// on the arm target (board/qemu/virt STICK_IMAGE_BASE).
-const StickImageAddr = 0x70000000
+// on the arm target (board/qemu/virt STICK_IMAGE_BASE), StickImageMax the
+// most it may hold (STICK_IMAGE_MAX).
+const (
+	StickImageAddr = 0x70000000
+	StickImageMax  = 0x10000000
+)
 
 // Stage0ImageAddr is where QEMU puts a copy of stage 0's own ELF file on the
 // arm target (board/qemu/virt STAGE0_IMAGE_BASE): stage 0 checks it is the
@@ -45,8 +49,9 @@ type Target struct {
 	Machine []string
 	// StickImageAddr and Stage0ImageAddr are where QEMU places the stick
 	// image container and stage 0's own file (the board's
-	// STICK_IMAGE_BASE and STAGE0_IMAGE_BASE).
-	StickImageAddr, Stage0ImageAddr uint64
+	// STICK_IMAGE_BASE and STAGE0_IMAGE_BASE); StickImageMax is the
+	// most the container's slot holds (STICK_IMAGE_MAX).
+	StickImageAddr, Stage0ImageAddr, StickImageMax uint64
 	// TPMAddr is where tpm-tis-device appears (the board's TPM_BASE).
 	TPMAddr uint64
 	// Serial are the arguments that put the board's console on stdio
@@ -63,12 +68,12 @@ var (
 	// exit status.
 	ARM = Target{Name: "qemu", Board: "qemu-virt-arm", Binary: "qemu-system-arm", Package: "qemu-system-arm",
 		Machine:        []string{"-machine", "virt,secure=on", "-cpu", "cortex-a7", "-semihosting-config", "enable=on,target=native"},
-		StickImageAddr: StickImageAddr, Stage0ImageAddr: Stage0ImageAddr, TPMAddr: 0x0c000000}
+		StickImageAddr: StickImageAddr, StickImageMax: StickImageMax, Stage0ImageAddr: Stage0ImageAddr, TPMAddr: 0x0c000000}
 	// RISCV64 is QEMU's riscv64 virt machine in machine mode without
 	// firmware; the SiFive test device gives the exit status.
 	RISCV64 = Target{Name: "qemu-riscv64", Board: "qemu-virt-riscv64", Binary: "qemu-system-riscv64", Package: "qemu-system-misc",
 		Machine:        []string{"-machine", "virt", "-bios", "none"},
-		StickImageAddr: 0xa8000000, Stage0ImageAddr: 0xac000000, TPMAddr: 0x04000000}
+		StickImageAddr: 0xb0000000, StickImageMax: 0x0fe00000, Stage0ImageAddr: 0xac000000, TPMAddr: 0x04000000}
 	// Targets are the machines the stick runs on.
 	Targets = []Target{ARM, RISCV64}
 	// USBArmory is the USB armory Mk II's image on QEMU's i.MX6UL
@@ -257,6 +262,29 @@ func boxRelay(gateway string) string {
 	return "socat - TCP:" + gateway
 }
 
+// ErrImageTooLarge means a stick image container exceeds its target's
+// slot: QEMU would load it over what follows (on riscv64, its devicetree)
+// and stage 0 would refuse it.
+var ErrImageTooLarge = errors.New("qemu: stick image container larger than the target's slot")
+
+// CheckImages checks the stick image container fits the target's slot
+// (StickImageMax), before QEMU places it there.
+func (m Machine) CheckImages() error {
+	max := m.target().StickImageMax
+	if m.StickImage == "" || max == 0 {
+		return nil
+	}
+	fi, err := os.Stat(m.StickImage)
+	if err != nil {
+		return fmt.Errorf("qemu: stick image container: %w", err)
+	}
+	if uint64(fi.Size()) > max {
+		return fmt.Errorf("%w: %s is %d bytes, the %s slot at %#x holds %d", ErrImageTooLarge,
+			m.StickImage, fi.Size(), m.target().Name, m.target().StickImageAddr, max)
+	}
+	return nil
+}
+
 // CheckTools says which program the machine needs besides QEMU is missing:
 // socat, which relays the stick's connections to the box.
 func (m Machine) CheckTools() error {
@@ -312,6 +340,9 @@ func (m Machine) Run(ctx context.Context, timeout time.Duration, tee io.Writer) 
 		return nil, fmt.Errorf("qemu: %s not found (Debian package %s; `make deps` installs it): %w", m.binary(), m.target().Package, err)
 	}
 	if err := m.CheckTools(); err != nil {
+		return nil, err
+	}
+	if err := m.CheckImages(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)

@@ -72,7 +72,7 @@ func TestBootRISCV64(t *testing.T) {
 			name:     "stage 0 without a stick image stops",
 			machine:  func(*testing.T) Machine { return Machine{Target: &RISCV64, Kernel: img.stage0} },
 			exitCode: 4,
-			want:     []string{`^stage0: FATAL: no stick image at 0xa8000000: bootimg: not a stick image`},
+			want:     []string{`^stage0: FATAL: no stick image at 0xb0000000: bootimg: not a stick image`},
 			reject:   []string{`^teastick boot-test`},
 		},
 		{

@@ -165,7 +165,7 @@ func TestBootUSBArmory(t *testing.T) {
 	dirty := []string{
 		"-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(garbage(t, "stick-ram.bin", stickEnd-imx.Mk2RAMStart, 0xc3)), imx.Mk2RAMStart),
 		"-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(garbage(t, "handoff.bin", imx.Mk2HandoffSize, 0xa5)), imx.Mk2HandoffBase),
-		"-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(garbage(t, "stage0-ram.bin", imx.Mk2RAMEnd-afterPayload, 0x5a)), afterPayload),
+		"-device", fmt.Sprintf("loader,file=%s,addr=%#x,force-raw=on", qemuEscape(garbage(t, "stage0-ram.bin", imx.Mk2HandoffBase-afterPayload, 0x5a)), afterPayload),
 	}
 	tests := []bootCase{{
 		name: "boot image payload: stage 0 loads the stick, which is not measured and serves nothing",
@@ -183,7 +183,7 @@ func TestBootUSBArmory(t *testing.T) {
 			`^stage0: loaded \d+ segments, starting the stick at 0x8[0-9a-f]{7}$`,
 			`^teastick boot-test$`,
 			`^board: usbarmory-mk2 cpu: cortex-a7$`,
-			`^ram: 384 MiB at 0x80000000$`,
+			`^ram: 464 MiB at 0x80000000$`,
 			`^entropy: NONE: emulated i\.MX6 \(no RNGB\).*never measured and never serves$`,
 			`^tpm: mk2: no TPM on I2C1 at 0x2e: `,
 			`^net: mk2: no USB host: `,

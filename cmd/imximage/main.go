@@ -62,9 +62,9 @@ func run(args []string) error {
 		if err := os.WriteFile(*out, p.Bytes, 0o644); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "imximage: payload %s: %d bytes at %#x: stage 0's ELF %d bytes at %#x, stick container %d bytes at %#x, directory at %#x, stage 0 to %#x (entry %#x; in memory to %#x with .bss)\n",
+		fmt.Fprintf(os.Stderr, "imximage: payload %s: %d bytes at %#x: stage 0's ELF %d bytes at %#x, stick container %d bytes at %#x, directory at %#x, stage 0 to %#x (entry %#x; in memory to %#x with .bss); the stick loaded to %#x with .bss, %d bytes below the payload\n",
 			*out, len(p.Bytes), p.Load, p.Dir.Stage0Len, p.Dir.Stage0Base, p.Dir.ContainerLen, p.Dir.ContainerBase,
-			imx.Mk2.DirAddr(), p.Load+uint64(len(p.Bytes)), p.Entry, p.Stage0End)
+			imx.Mk2.DirAddr(), p.Load+uint64(len(p.Bytes)), p.Entry, p.Stage0End, p.StickEnd, p.Load-p.StickEnd)
 		fmt.Printf("%#x\n", p.Load)
 		return nil
 	case "qemu":

@@ -163,6 +163,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
 		os.Exit(1)
 	}
+	if err := m.CheckImages(); err != nil {
+		fmt.Fprintf(os.Stderr, "teastick-qemu: %v\n", err)
+		os.Exit(1)
+	}
 	cmd := m.Command(ctx)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	fmt.Fprintf(os.Stderr, "teastick-qemu: booting %s (Ctrl-A X quits)\n", m.Kernel)

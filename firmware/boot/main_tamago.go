@@ -145,7 +145,7 @@ func main() {
 	if err != nil {
 		fatal(exitNoImage, "no stick image at %#x: %v", mem.StickImageBase, err)
 	}
-	plan, err := bootimg.NewPlanFor(mem.Machine, payload, mem.LoadStart, mem.RAMStart+mem.RAMSize)
+	plan, err := bootimg.NewPlanFor(mem.Machine, payload, mem.LoadStart, mem.LoadEnd())
 	if err != nil {
 		fatal(exitBadImage, "stick image rejected: %v", err)
 	}

@@ -7,7 +7,12 @@
 //
 // The images are packed against the end of their region, which ends where
 // stage 0's RAM starts, so that the payload runs without gaps from its
-// load address to the end of stage 0's file:
+// load address to the end of stage 0's file. The region may lie in the
+// stick's RAM (it does on the Mk II): the images are dead once stage 0
+// has loaded the stick, whose heap then reuses the memory, so Build only
+// requires the stick's segments (.bss included) to end below the
+// payload's load address, which stage 0 checks again at boot
+// (board.Memory.LoadEnd):
 //
 //	Load (4 KiB aligned)     zeros up to the ELF copy
 //	Stage0Base               stage 0's ELF file, byte for byte
@@ -46,29 +51,38 @@ type Layout struct {
 	Stage0RAMStart, Stage0RAMEnd uint64
 	// ImagesStart and ImagesEnd bound the region of stage 0's ELF copy,
 	// the container and the directory, which takes its last DirSize
-	// bytes. ImagesEnd is at most Stage0RAMStart.
+	// bytes. ImagesEnd is at most Stage0RAMStart. The region may overlap
+	// the stick's RAM: the stick's segments must then end below the
+	// payload (Build).
 	ImagesStart, ImagesEnd uint64
 	// StickLoadStart and StickRAMEnd bound the stick's segments, as
-	// stage 0 checks them.
+	// stage 0 checks them. StickRAMEnd is at most Stage0RAMStart.
 	StickLoadStart, StickRAMEnd uint64
 }
 
 // The USB armory Mk II's memory map (board/usbarmory/mk2/mem.go uses
-// these constants): 512 MiB of DDR at 0x80000000.
+// these constants): 512 MiB of DDR at 0x80000000. The stick's RAM runs
+// up to stage 0's (464 MiB); until the stick runs, its top holds the
+// boot payload's images (from Mk2ImagesStart at the lowest, packed
+// against Mk2Stage0RAMStart), so that a stick image with native actors
+// (84 MB with four) and its copy in the payload both fit (RATIONALE,
+// "The Mk II's boot images lie in the stick's RAM"). Stage 0's RAM keeps
+// 47 MiB, and the hand-off takes the last MiB of DDR: both outside the
+// stick's RAM and outside the payload.
 const (
 	Mk2RAMStart       = 0x80000000
 	Mk2RAMEnd         = 0xa0000000
-	Mk2StickRAMSize   = 0x18000000
-	Mk2HandoffBase    = 0x98000000
-	Mk2HandoffSize    = 0x00100000
-	Mk2ImagesStart    = 0x98100000
+	Mk2StickRAMSize   = Mk2Stage0RAMStart - Mk2RAMStart
+	Mk2ImagesStart    = Mk2RAMStart + 0x10000
 	Mk2Stage0RAMStart = 0x9d000000
-	Mk2Stage0RAMSize  = Mk2RAMEnd - Mk2Stage0RAMStart
+	Mk2Stage0RAMSize  = Mk2HandoffBase - Mk2Stage0RAMStart
+	Mk2HandoffBase    = Mk2RAMEnd - Mk2HandoffSize
+	Mk2HandoffSize    = 0x00100000
 )
 
 // Mk2 is the USB armory Mk II's layout.
 var Mk2 = Layout{
-	Stage0RAMStart: Mk2Stage0RAMStart, Stage0RAMEnd: Mk2RAMEnd,
+	Stage0RAMStart: Mk2Stage0RAMStart, Stage0RAMEnd: Mk2Stage0RAMStart + Mk2Stage0RAMSize,
 	ImagesStart: Mk2ImagesStart, ImagesEnd: Mk2Stage0RAMStart,
 	StickLoadStart: Mk2RAMStart, StickRAMEnd: Mk2RAMStart + Mk2StickRAMSize,
 }
@@ -154,10 +168,14 @@ type Payload struct {
 	// Stage0End is where stage 0's segments end in memory, its .bss
 	// included (the payload ends with their file bytes).
 	Stage0End uint64
+	// StickEnd is where the stick's segments end in memory once stage 0
+	// has loaded them, its .bss included: at most Load.
+	StickEnd uint64
 }
 
 // Check checks the layout's regions are in order: the images, then stage
-// 0's RAM, above the stick's RAM.
+// 0's RAM, above the start of the stick's RAM; the stick's RAM ends
+// before stage 0's and may hold the images.
 func (l Layout) Check() error {
 	switch {
 	case l.Stage0RAMStart >= l.Stage0RAMEnd:
@@ -166,8 +184,10 @@ func (l Layout) Check() error {
 		return fmt.Errorf("%w: images region [%#x, %#x) holds no directory", ErrLayout, l.ImagesStart, l.ImagesEnd)
 	case l.ImagesEnd > l.Stage0RAMStart:
 		return fmt.Errorf("%w: images region ends at %#x, inside stage 0's RAM (from %#x)", ErrLayout, l.ImagesEnd, l.Stage0RAMStart)
-	case l.StickRAMEnd > l.ImagesStart:
-		return fmt.Errorf("%w: the stick's RAM [%#x, %#x) overlaps the images region (from %#x)", ErrLayout, l.StickLoadStart, l.StickRAMEnd, l.ImagesStart)
+	case l.StickRAMEnd > l.Stage0RAMStart:
+		return fmt.Errorf("%w: the stick's RAM [%#x, %#x) overlaps stage 0's (from %#x)", ErrLayout, l.StickLoadStart, l.StickRAMEnd, l.Stage0RAMStart)
+	case l.ImagesStart < l.StickLoadStart:
+		return fmt.Errorf("%w: images region from %#x, below the stick's RAM (from %#x)", ErrLayout, l.ImagesStart, l.StickLoadStart)
 	}
 	return nil
 }
@@ -189,8 +209,13 @@ func Build(l Layout, stage0, container []byte) (*Payload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStick, err)
 	}
-	if _, err := bootimg.NewPlanFor(elf.EM_ARM, stick, l.StickLoadStart, l.StickRAMEnd); err != nil {
+	stickPlan, err := bootimg.NewPlanFor(elf.EM_ARM, stick, l.StickLoadStart, l.StickRAMEnd)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrStick, err)
+	}
+	stickEnd := uint64(0)
+	for _, s := range stickPlan.Segments {
+		stickEnd = max(stickEnd, s.Addr+uint64(len(s.File))+s.Zero)
 	}
 	dirAddr := l.DirAddr()
 	room := dirAddr - l.ImagesStart
@@ -207,7 +232,14 @@ func Build(l Layout, stage0, container []byte) (*Payload, error) {
 		fileEnd = max(fileEnd, s.Addr+uint64(len(s.File)))
 		memEnd = max(memEnd, s.Addr+uint64(len(s.File))+s.Zero)
 	}
-	p := &Payload{Load: load, Entry: plan.Entry, Dir: d, Stage0End: memEnd, Bytes: make([]byte, fileEnd-load)}
+	if stickEnd > load {
+		// stage 0 would copy the stick over its own source
+		return nil, fmt.Errorf("%w: the stick's segments end at %#x (.bss included), above the payload's start at %#x: "+
+			"the stick in memory (%d bytes) and the images in the payload (%d bytes) exceed the %d bytes of [%#x, %#x) by %d",
+			ErrStick, stickEnd, load, stickEnd-l.StickLoadStart, dirAddr+DirSize-load, l.ImagesEnd-l.StickLoadStart,
+			l.StickLoadStart, l.ImagesEnd, stickEnd-load)
+	}
+	p := &Payload{Load: load, Entry: plan.Entry, Dir: d, Stage0End: memEnd, StickEnd: stickEnd, Bytes: make([]byte, fileEnd-load)}
 	for _, s := range plan.Segments {
 		copy(p.Bytes[s.Addr-load:], s.File)
 	}

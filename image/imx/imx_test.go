@@ -147,7 +147,8 @@ func TestBuildRejects(t *testing.T) {
 			seg{addr: 0x9d010000, data: fill(16, 1), flags: elf.PF_X})), ErrStick},
 		{"stick not an ELF", Mk2, goodStage0, bootimg.Wrap([]byte("stick")), ErrStick},
 		{"images region inside stage 0's RAM", func() Layout { l := Mk2; l.ImagesEnd = l.Stage0RAMStart + 0x1000; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
-		{"stick RAM over the images", func() Layout { l := Mk2; l.StickRAMEnd = l.ImagesStart + 0x1000; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
+		{"stick RAM over stage 0's", func() Layout { l := Mk2; l.StickRAMEnd = l.Stage0RAMStart + 0x1000; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
+		{"images below the stick's RAM", func() Layout { l := Mk2; l.ImagesStart = l.StickLoadStart - 0x1000; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
 		{"no room for the directory", func() Layout { l := Mk2; l.ImagesStart = l.ImagesEnd - 8; return l }(), goodStage0, bootimg.Wrap(goodStick), ErrLayout},
 	}
 	for _, tc := range tests {
@@ -157,6 +158,38 @@ func TestBuildRejects(t *testing.T) {
 				t.Fatalf("Build: %v (payload %v), want %v", err, p != nil, tc.want)
 			}
 		})
+	}
+}
+
+// TestBuildNativeImage lays out a stick the size of one with the four
+// example actors translated in (the arm image: 84.0 MB of file, 32.5 MiB
+// of .bss, as the Go linker lays it out from 0x8000f000) beside a stage 0
+// the size of today's (3.6 MB): the payload's images lie in the top of the
+// stick's RAM, above where stage 0 will load the stick. A stick whose
+// .bss would reach into the payload is refused: stage 0 would copy it
+// over its own source.
+func TestBuildNativeImage(t *testing.T) {
+	const file, bss, stage0Size = 84_000_000, 0x2076618, 3_600_000
+	stage0 := makeELF(elf.EM_ARM, 0x9d010010,
+		seg{addr: 0x9d010000, data: make([]byte, stage0Size), flags: elf.PF_R | elf.PF_X},
+		seg{addr: 0x9d010000 + 0x380000, data: fill(0x800, 0xda), bss: 0x2045f58, flags: elf.PF_R | elf.PF_W})
+	stickELF := func(bss uint32) []byte {
+		return makeELF(elf.EM_ARM, 0x80010000,
+			seg{addr: 0x80010000, data: make([]byte, file), flags: elf.PF_R | elf.PF_X},
+			seg{addr: 0x80010000 + (file+0xfff)&^0xfff, data: fill(0x1000, 0xda), bss: bss, flags: elf.PF_R | elf.PF_W})
+	}
+	p, err := Build(Mk2, stage0, bootimg.Wrap(stickELF(bss)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.StickEnd > p.Load || p.Dir.ContainerBase+p.Dir.ContainerLen > Mk2.DirAddr() || p.Load < Mk2.StickLoadStart {
+		t.Errorf("stick to %#x, payload from %#x, container [%#x, +%d)", p.StickEnd, p.Load, p.Dir.ContainerBase, p.Dir.ContainerLen)
+	}
+	t.Logf("stick in memory to %#x, payload [%#x, %#x), %d bytes free between them", p.StickEnd, p.Load, p.Load+uint64(len(p.Bytes)), p.Load-p.StickEnd)
+	// the gap between them, and one page more of .bss
+	over := uint32(p.Load-p.StickEnd) + bss + 0x1000
+	if _, err := Build(Mk2, stage0, bootimg.Wrap(stickELF(over))); !errors.Is(err, ErrStick) {
+		t.Fatalf("a stick reaching into the payload: %v, want ErrStick", err)
 	}
 }
 

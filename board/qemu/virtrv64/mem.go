@@ -52,14 +52,21 @@ const (
 	// The measured-boot hand-off block, outside both runtimes' RAM.
 	HANDOFF_BASE = 0xa4000000
 	HANDOFF_SIZE = 0x00100000
-	// Under QEMU: the stick image container (-device loader,...,
-	// addr=0xa8000000,force-raw=on).
-	STICK_IMAGE_BASE = 0xa8000000
-	STICK_IMAGE_MAX  = 0x04000000
 	// Under QEMU: a copy of stage 0's own ELF file, which stage 0
 	// measures itself by.
 	STAGE0_IMAGE_BASE = 0xac000000
 	STAGE0_IMAGE_MAX  = 0x01000000
+	// Under QEMU: the stick image container (-device loader,...,
+	// addr=0xb0000000,force-raw=on), up to QEMU's devicetree. QEMU 7.2
+	// puts the devicetree at the 2 MiB boundary below min(end of RAM,
+	// 3 GiB) (hw/riscv/boot.c, riscv_load_fdt): at 0xbfe00000 for any
+	// -m from 1G up ("info roms": fdt at 0xbfe00000, 1 MiB). The slot
+	// was 64 MiB at 0xa8000000: an image with the four example actors
+	// translated in (65.2 MB, about 13.5 MB an actor: README, "Native
+	// actors") filled all but 1.9 MB of it.
+	STICK_IMAGE_BASE = 0xb0000000
+	STICK_IMAGE_MAX  = FDT_BASE - STICK_IMAGE_BASE
+	FDT_BASE         = 0xbfe00000
 )
 
 //go:linkname ramStackOffset runtime/goos.RamStackOffset

@@ -12,19 +12,23 @@ import (
 
 // Memory map of the USB armory Mk II as teastick uses it: one 512 MiB DDR3
 // module at 0x80000000 (i.MX 6ULL Applications Processor Reference Manual,
-// Rev. 1, 2.2 Table 2-1: MMDC, 0x80000000), split between the stick, the
-// hand-off, the images the boot ROM loads with stage 0, and stage 0. The
-// numbers live in image/imx, which lays out the boot payload to match.
+// Rev. 1, 2.2 Table 2-1: MMDC, 0x80000000), split between the stick,
+// stage 0 and the hand-off; the images the boot ROM loads with stage 0
+// lie at the top of the stick's RAM until the stick runs. The numbers
+// live in image/imx, which lays out the boot payload to match.
 //
-//	0x80000000  stick runtime RAM, 384 MiB: vectors and page tables
-//	            (64 KiB), then the stick's image (TEXT_START 0x80010000)
-//	0x98000000  hand-off (1 MiB): stage 0's event log for the stick
-//	0x98100000  images region: stage 0's own ELF file and the stick image
-//	            container, packed against its end, where the directory
-//	            (64 bytes at 0x9cffffc0) says where they are
-//	0x9d000000  stage 0 runtime RAM, 48 MiB: vectors (64 KiB), stage 0's
+//	0x80000000  stick runtime RAM, 464 MiB: vectors and page tables
+//	            (64 KiB), then the stick's image (TEXT_START 0x80010000),
+//	            its .bss, heap and, at the top, its stack
+//	  ...       until the stick runs: stage 0's own ELF file and the
+//	            stick image container, packed against 0x9d000000, where
+//	            the directory (64 bytes at 0x9cffffc0) says where they
+//	            are; stage 0 loads the stick only below them
+//	            (board.Memory.LoadEnd), and the stick's heap reuses them
+//	0x9d000000  stage 0 runtime RAM, 47 MiB: vectors (64 KiB), stage 0's
 //	            image (STAGE0_TEXT_START 0x9d010000), its 32 MiB .bss (the
 //	            32-bit Go runtime's static heap metadata), heap, stack
+//	0x9ff00000  hand-off (1 MiB): stage 0's event log for the stick
 //
 // The boot ROM loads one contiguous payload (image/imx) from below the ELF
 // copy to the end of stage 0's file.
