@@ -83,6 +83,7 @@ var diffCases = []diffCase{
 	{name: "wat-initslow", module: wat("initslow"), calls: []diffCall{{"x", nil}}},
 	{name: "wat-recurse", module: wat("recurse"), calls: []diffCall{{"r", u32le(100)}, {"r", u32le(5000)}, {"r", u32le(7)}}},
 	{name: "wat-traps", module: wat("traps"), calls: []diffCall{{"unreachable", nil}, {"div0", nil}, {"table-oob", nil}, {"y-type", nil}, {"ok", nil}}},
+	{name: "wat-tables", module: wat("tables"), calls: tableDiffCalls()},
 	{name: "wat-spin", module: wat("spin"), limits: runtime.Limits{Timeout: 50 * time.Millisecond}, calls: []diffCall{{"ping", nil}, {"spinning", nil}, {"ping", nil}}},
 	{name: "go-echo", module: goActor("echo"), grants: []string{"log"}, calls: []diffCall{
 		{"echo", []byte("hello")}, {"echo", bytes.Repeat([]byte{0xa5}, 300_000)}, {"print", []byte("a line")}, {"nope", nil},
@@ -99,6 +100,54 @@ var diffCases = []diffCase{
 	{name: "ascript", module: func(t testing.TB) []byte { return actortest.AssemblyScript(t) }, grants: []string{"crypto.sha256"}, calls: []diffCall{
 		{"echo", []byte("hello from AssemblyScript")}, {"hash", bytes.Repeat([]byte("teastick"), 4096)}, {"kv", []byte("key")}, {"fail", nil}, {"nope", nil},
 	}},
+}
+
+// abc is tables.wat's payload: its operands a, b and c.
+func abc(a, b, c uint32) []byte { return append(append(u32le(a), u32le(b)...), u32le(c)...) }
+
+// tableCalls are tables.wat's operations in order, each in bounds (trap
+// false) or out of bounds (wazero's "invalid table access"). A trap
+// replaces the instance, so each call after one starts from the
+// fixture's tables: $t of 4 entries (maximum 8) holding $f1 at 0, $u of
+// 2 (maximum 16), the passive segment $p of 3 entries.
+var tableCalls = []struct {
+	diffCall
+	trap bool
+}{
+	{diffCall{"g", abc(0, 0, 0)}, false}, {diffCall{"g", abc(3, 0, 0)}, false},
+	{diffCall{"g", abc(4, 0, 0)}, true}, {diffCall{"g", abc(0xffffffff, 0, 0)}, true},
+	{diffCall{"s", abc(3, 0, 0)}, false}, {diffCall{"s", abc(4, 0, 0)}, true}, {diffCall{"s", abc(0x80000000, 0, 0)}, true},
+	{diffCall{"n", abc(0, 0, 0)}, false}, {diffCall{"n", abc(4, 0, 0)}, true},
+	{diffCall{"f", abc(1, 0, 3)}, false}, {diffCall{"f", abc(4, 0, 0)}, false},
+	{diffCall{"f", abc(5, 0, 0)}, true}, {diffCall{"f", abc(2, 0, 3)}, true}, {diffCall{"f", abc(1, 0, 0xffffffff)}, true},
+	{diffCall{"c", abc(0, 1, 3)}, false}, {diffCall{"c", abc(1, 0, 3)}, false}, {diffCall{"c", abc(4, 4, 0)}, false},
+	{diffCall{"c", abc(2, 0, 3)}, true}, {diffCall{"c", abc(0, 2, 3)}, true}, {diffCall{"c", abc(5, 0, 0)}, true},
+	{diffCall{"c", abc(0, 0xfffffffe, 2)}, true}, {diffCall{"c", abc(0x80000000, 0, 0x80000000)}, true},
+	{diffCall{"C", abc(0, 0, 2)}, false}, {diffCall{"C", abc(0, 1, 2)}, true},
+	{diffCall{"U", abc(1, 0, 1)}, false}, {diffCall{"U", abc(1, 0, 2)}, true},
+	{diffCall{"i", abc(0, 0, 3)}, false}, {diffCall{"i", abc(1, 1, 2)}, false}, {diffCall{"i", abc(0, 3, 0)}, false},
+	{diffCall{"i", abc(4, 0, 0)}, false}, {diffCall{"i", abc(0, 4, 0)}, true}, {diffCall{"i", abc(2, 0, 3)}, true},
+	{diffCall{"i", abc(0, 1, 3)}, true}, {diffCall{"i", abc(0xffffffff, 0, 1)}, true},
+	{diffCall{"a", abc(0, 0, 0)}, false}, {diffCall{"a", abc(0, 0, 1)}, true},
+	// d drops $p: the instance's next table.init from it traps, the
+	// next instance's (after that trap) does not.
+	{diffCall{"d", abc(0, 0, 0)}, false}, {diffCall{"i", abc(0, 0, 1)}, true}, {diffCall{"i", abc(0, 0, 1)}, false},
+	{diffCall{"d", abc(0, 0, 1)}, true},
+	// table.grow answers -1 past a maximum, without a trap; the grown
+	// entries are then in bounds.
+	{diffCall{"w", abc(0, 0, 2)}, false}, {diffCall{"w", abc(0, 0, 3)}, false}, {diffCall{"w", abc(0, 0, 0)}, false},
+	{diffCall{"x", abc(0, 0, 14)}, false}, {diffCall{"x", abc(0, 0, 1)}, false}, {diffCall{"x", abc(0, 0, 0xffffffff)}, false},
+	{diffCall{"g", abc(5, 0, 0)}, false}, {diffCall{"f", abc(4, 0, 2)}, false}, {diffCall{"U", abc(15, 5, 1)}, false},
+	{diffCall{"g", abc(6, 0, 0)}, true}, {diffCall{"U", abc(16, 0, 1)}, true},
+	{diffCall{"?", nil}, false},
+}
+
+func tableDiffCalls() []diffCall {
+	var calls []diffCall
+	for _, c := range tableCalls {
+		calls = append(calls, c.diffCall)
+	}
+	return calls
 }
 
 // outcome is what a call gave, in a form both engines must match.
@@ -323,9 +372,34 @@ func TestNativeTraps(t *testing.T) {
 	}
 }
 
+// Each table instruction natively answers or traps as in the interpreter,
+// out of bounds with wazero's "invalid table access" (tables.wat).
+func TestNativeTables(t *testing.T) {
+	p := newPair(t, runtime.Config{Engine: runtime.EngineInterpreter})
+	if errI, errN := p.loadBoth(actortest.Wat(t, "tables"), nil, runtime.Limits{}); errI != nil || errN != nil {
+		t.Fatal(errI, errN)
+	}
+	if _, en := p.engines(); en != "native" {
+		t.Fatalf("engine %q, want native", en)
+	}
+	for _, c := range tableCalls {
+		oi, on := p.both(c.op, c.payload)
+		if oi != on {
+			t.Errorf("%s %x: interpreter %s\n  native %s", c.op, c.payload, oi, on)
+		}
+		if got := strings.Contains(oi, "wasm error: invalid table access"); got != c.trap || !got && !strings.HasPrefix(oi, "ok: ") {
+			t.Errorf("%s %x: interpreter %s, want a trap: %t", c.op, c.payload, oi, c.trap)
+		}
+	}
+	si, sn := p.stats()
+	if si.Faults != sn.Faults || si.Instances != sn.Instances {
+		t.Errorf("stats: interpreter %+v, native %+v", si, sn)
+	}
+}
+
 // FuzzNative compares the engines on random operations and payloads sent
-// to the translated edge, compute and crunch fixtures and the
-// AssemblyScript guest.
+// to the translated edge, compute, crunch, recurse, traps and tables
+// fixtures and the AssemblyScript guest.
 func FuzzNative(f *testing.F) {
 	f.Add(uint8(0), "echo", []byte("x"))
 	f.Add(uint8(0), "call", hostCall("crypto", "sha256", []byte("data")))
@@ -334,7 +408,9 @@ func FuzzNative(f *testing.F) {
 	f.Add(uint8(3), "hash", []byte("abc"))
 	f.Add(uint8(4), "r", u32le(3000))
 	f.Add(uint8(5), "div0", []byte{})
-	fixtures := []func(testing.TB) []byte{wat("edge"), wat("compute"), wat("crunch"), func(t testing.TB) []byte { return actortest.AssemblyScript(t) }, wat("recurse"), wat("traps")}
+	f.Add(uint8(6), "copy", abc(0, 2, 3))
+	f.Add(uint8(6), "init", abc(1, 1, 2))
+	fixtures := []func(testing.TB) []byte{wat("edge"), wat("compute"), wat("crunch"), func(t testing.TB) []byte { return actortest.AssemblyScript(t) }, wat("recurse"), wat("traps"), wat("tables")}
 	var pairs []pair
 	var modules [][]byte
 	lim := runtime.Limits{Timeout: 20 * time.Millisecond, MaxRequest: 1 << 16}

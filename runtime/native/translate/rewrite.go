@@ -30,8 +30,9 @@ const (
 // every method of Module (a WebAssembly function, defined or imported)
 // counts itself in a field of the instance on entry and uncounts itself
 // on each return, and panics with "stack overflow" (wazero's trap) past
-// runtime.NativeMaxDepth. call_indirect's table lookup traps as wazero's
-// does ("invalid table access") instead of with Go's index error.
+// runtime.NativeMaxDepth. call_indirect's table lookup, and the other
+// table instructions (tableTraps), trap as wazero's do ("invalid table
+// access") instead of with Go's index error.
 func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register []byte, err error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "module.go", src, parser.ParseComments)
@@ -85,6 +86,9 @@ func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register
 			return nil, nil, err
 		}
 		f.Decls = append(f.Decls, helper.Decls...)
+	}
+	if err := tableTraps(fset, f); err != nil {
+		return nil, nil, err
 	}
 	var out bytes.Buffer
 	if err := format.Node(&out, fset, f); err != nil {
