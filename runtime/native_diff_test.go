@@ -57,6 +57,8 @@ var diffCases = []diffCase{
 	{name: "wat-badimport", module: wat("badimport")},
 	{name: "wat-badsig", module: wat("badsig")},
 	{name: "wat-bigmem", module: wat("bigmem")},
+	{name: "wat-bigtable", module: wat("bigtable")},
+	{name: "wat-tablegrow", module: wat("tablegrow")},
 	{name: "wat-datasign1", module: wat("datasign1")},
 	{name: "wat-datasign2", module: wat("datasign2")},
 	{name: "wat-datasign3", module: wat("datasign3")},

@@ -15,6 +15,14 @@ const MaxModuleSize = 16 << 20
 // same figure).
 const maxLocals = 50000
 
+// MaxTableElements bounds each table of an actor: its initial size, and
+// the maximum table.grow can reach (RATIONALE.md, "Tables are bounded
+// like memory"). A table of that many function references is 512 KiB in
+// wazero's interpreter on the stick (a word each) and 1 MiB natively (an
+// interface each); Go's wasm port puts every function of a program in its
+// one table, 5,876 for the echo example.
+const MaxTableElements = 1 << 17
+
 // precheck walks the structure of a WebAssembly binary before wazero
 // decodes it and returns the module without its custom sections.
 //
@@ -26,6 +34,11 @@ const maxLocals = 50000
 // is checked here against the bytes that could hold it, so no module makes
 // the runtime allocate more than a small multiple of its own size.
 // Instruction bodies are left to wazero's validator.
+//
+// Tables are bounded like linear memory (MaxTableElements): a larger
+// initial size is refused, and a table's maximum is lowered to the bound
+// (or set, when it declares none), so that table.grow fails past it in
+// every engine instead of allocating what the stick does not have.
 //
 // Custom sections carry only names and debug data; they are dropped so
 // their contents never reach a decoder (and the stick does not keep the
@@ -64,6 +77,16 @@ func precheck(module []byte) ([]byte, error) {
 			}
 		}
 		sawDataCount = sawDataCount || id == 12
+		if id == 4 {
+			tables, err := boundTables(body.b)
+			if err != nil {
+				return nil, fmt.Errorf("section 4 at offset %d: %w", start, err)
+			}
+			out = append(out, 4)
+			out = binary.AppendUvarint(out, uint64(len(tables)))
+			out = append(out, tables...)
+			continue
+		}
 		out = append(out, module[start:r.off]...)
 	}
 	return out, nil
@@ -421,4 +444,41 @@ func appendSLEB(b []byte, v int64) []byte {
 		}
 		b = append(b, c|0x80)
 	}
+}
+
+// boundTables returns the table section body with every table's maximum
+// at most MaxTableElements, or an error for a table whose initial size is
+// above it (WebAssembly 2.0 §5.5.6: reftype, then limits §5.3.7: 0x00 min
+// or 0x01 min max).
+func boundTables(body []byte) ([]byte, error) {
+	r := &wreader{b: body}
+	n := r.u32()
+	out := binary.AppendUvarint(nil, uint64(n))
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		ref := r.byte()
+		flags := r.byte()
+		var lo, hi uint64
+		switch flags {
+		case 0:
+			lo, hi = r.leb(32), MaxTableElements
+		case 1:
+			lo, hi = r.leb(32), r.leb(32)
+		default:
+			r.fail("table %d: limits flags %#x", i, flags)
+		}
+		if r.err != nil {
+			break
+		}
+		if lo > MaxTableElements {
+			return nil, fmt.Errorf("table %d: %d initial elements, at most %d", i, lo, MaxTableElements)
+		}
+		hi = min(hi, MaxTableElements)
+		out = append(out, ref, 1)
+		out = binary.AppendUvarint(out, lo)
+		out = binary.AppendUvarint(out, hi)
+	}
+	if err := r.done(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -135,6 +135,17 @@ func TestCIDMismatchRefusedBeforeCompiling(t *testing.T) {
 	}
 }
 
+// A table bounds table.grow as the memory limit bounds memory.grow: a
+// table that declares no maximum gets runtime.MaxTableElements
+// (tablegrow's initializer traps if a grow past it succeeds).
+func TestTableBound(t *testing.T) {
+	r, _ := newRuntime(t, runtime.Config{})
+	m := actortest.Wat(t, "tablegrow")
+	if err := r.Load(context.Background(), runtime.Spec{Name: "tablegrow", CID: runtime.RawCID(m), Module: m}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestBadModules(t *testing.T) {
 	r, _ := newRuntime(t, runtime.Config{})
 	for _, tc := range []struct {
@@ -146,6 +157,7 @@ func TestBadModules(t *testing.T) {
 		{fixture: "badsig", want: "__guest_call must be (i32, i32) -> i32"},
 		{fixture: "badimport", want: "imports env.open_socket"},
 		{fixture: "bigmem", want: "1000"},
+		{fixture: "bigtable", want: "200000 initial elements"},
 		{fixture: "inittrap", want: "wapc_init"},
 		{fixture: "garbage", module: []byte("\x00asm\x01\x00\x00\x00\xff\xff"), want: "invalid actor module"},
 		{fixture: "empty", module: []byte{}, want: "invalid actor module"},
