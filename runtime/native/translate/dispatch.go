@@ -31,6 +31,8 @@ import (
 //				case K: ...; v0 = i32(J); goto lH   // every state transition
 //				...
 //
+// (or `lM: switch v0 {` with no blocks between, when wasm2go unnested
+// them)
 // so that every transition pays the check, then the switch: a binary
 // search on 32-bit ARM, where Go has no jump tables. directDispatch
 // flattens the switch and makes each constant transition a direct jump
