@@ -86,6 +86,11 @@ var diffCases = []diffCase{
 	{name: "wat-recurse", module: wat("recurse"), calls: []diffCall{{"r", u32le(100)}, {"r", u32le(5000)}, {"r", u32le(7)}}},
 	{name: "wat-traps", module: wat("traps"), calls: []diffCall{{"unreachable", nil}, {"div0", nil}, {"table-oob", nil}, {"y-type", nil}, {"ok", nil}}},
 	{name: "wat-tables", module: wat("tables"), calls: tableDiffCalls()},
+	// The state machine whose constant jumps translate's rewrite makes
+	// direct (spin: forever, to the deadline).
+	{name: "wat-dispatch", module: wat("dispatch"), limits: runtime.Limits{Timeout: 50 * time.Millisecond}, calls: []diffCall{
+		{"run", u32le(0)}, {"run", u32le(1)}, {"run", u32le(2)}, {"run", u32le(1000)}, {"spin", nil}, {"ping", nil}, {"run", u32le(77)},
+	}},
 	{name: "wat-spin", module: wat("spin"), limits: runtime.Limits{Timeout: 50 * time.Millisecond}, calls: []diffCall{{"ping", nil}, {"spinning", nil}, {"ping", nil}}},
 	{name: "go-echo", module: goActor("echo"), grants: []string{"log"}, calls: []diffCall{
 		{"echo", []byte("hello")}, {"echo", bytes.Repeat([]byte{0xa5}, 300_000)}, {"print", []byte("a line")}, {"nope", nil},
@@ -302,6 +307,7 @@ func TestNativeMemoryLimit(t *testing.T) {
 // A native infinite loop ends at its deadline through the meter's yield,
 // and the runtime keeps serving (spin answers ping after).
 func TestNativeDeadline(t *testing.T) {
+	t.Run("dispatch", nativeDispatchDeadline)
 	r, _ := newRuntime(t, runtime.Config{Engine: runtime.EngineInterpreter})
 	nativeOnly(t, r, "spin", actortest.Wat(t, "spin"), nil, runtime.Limits{Timeout: 50 * time.Millisecond, MaxConcurrent: 1})
 	for range 3 {
@@ -321,6 +327,25 @@ func TestNativeDeadline(t *testing.T) {
 	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
 	if _, err := r.Invoke(ctx, "spin", "spinning", nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled spin: %v", err)
+	}
+}
+
+// nativeDispatchDeadline: dispatch.wat's state 4 jumps to itself forever,
+// a direct jump once translated (translate's directDispatch), and the
+// copy of the meter's check on that jump still ends it at the deadline.
+func nativeDispatchDeadline(t *testing.T) {
+	r, _ := newRuntime(t, runtime.Config{Engine: runtime.EngineInterpreter})
+	nativeOnly(t, r, "dispatch", actortest.Wat(t, "dispatch"), nil, runtime.Limits{Timeout: 50 * time.Millisecond, MaxConcurrent: 1})
+	for range 3 {
+		if _, err := invoke(r, "dispatch", "spin", nil); !errors.Is(err, runtime.ErrDeadline) {
+			t.Fatalf("spin: %v, want ErrDeadline", err)
+		}
+		if out, err := invoke(r, "dispatch", "run", u32le(5)); err != nil || len(out) != 4 {
+			t.Fatalf("run after the deadline: %x %v", out, err)
+		}
+	}
+	if in, _ := r.Actor("dispatch"); in.Stats.Faults != 3 || in.Stats.Yields == 0 {
+		t.Fatalf("stats %+v: want 3 faults and yields", in.Stats)
 	}
 }
 

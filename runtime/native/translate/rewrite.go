@@ -32,7 +32,9 @@ const (
 // on each return, and panics with "stack overflow" (wazero's trap) past
 // runtime.NativeMaxDepth. call_indirect's table lookup, and the other
 // table instructions (tableTraps), trap as wazero's do ("invalid table
-// access") instead of with Go's index error.
+// access") instead of with Go's index error. The state-machine loops of
+// Go-compiled actors jump directly between their states, each jump still
+// paying the meter's check (directDispatch).
 func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register []byte, err error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "module.go", src, parser.ParseComments)
@@ -53,6 +55,7 @@ func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register
 	if err != nil {
 		return nil, nil, err
 	}
+	yield := yieldMethod(nm.Actor.Imports)
 	for _, d := range f.Decls {
 		fd, ok := d.(*ast.FuncDecl)
 		if !ok || fd.Recv == nil || !isModuleRecv(fd.Recv) {
@@ -61,6 +64,7 @@ func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register
 		if returnsMemory(fd) {
 			continue
 		}
+		directDispatch(fset, fd, yield)
 		if err := instrument(fd, nm.Actor.MaxDepth); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", fd.Name.Name, err)
 		}
@@ -95,6 +99,17 @@ func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register
 		return nil, nil, fmt.Errorf("format: %w", err)
 	}
 	return out.Bytes(), reg, nil
+}
+
+// yieldMethod names wasm2go's method for the meter's yield import
+// (runtime/meter.go's teastick:meter.yield), "" if the module has none.
+func yieldMethod(imports []native.Import) string {
+	for i, im := range imports {
+		if im.Module == "teastick:meter" && im.Name == "yield" {
+			return fmt.Sprintf("fn%d", i)
+		}
+	}
+	return ""
 }
 
 const tableHelper = `

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -180,6 +181,48 @@ func TestWriteStaticElements(t *testing.T) {
 		}
 	}
 	cmd := exec.Command("go", "vet", ip+"/a_traps")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go vet: %v\n%s", err, out)
+	}
+}
+
+// TestWriteDirectDispatch: the state machine of dispatch.wat (the shape
+// Go's WebAssembly backend gives every function) is translated with its
+// constant transitions as direct jumps, each after a copy of the loop
+// header's meter check, and the package still passes go vet.
+func TestWriteDirectDispatch(t *testing.T) {
+	d := actortest.Wat(t, "dispatch")
+	dir, ip := outDir(t)
+	if err := translate.Write(dir, ip, []translate.Actor{{Name: "dispatch", CID: actortest.CID(d), Module: d}}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(dir, "a_dispatch", "module.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// v0 = i32(K), then the check (its skip to tsJ), then goto tsJ.
+	jump := regexp.MustCompile(`v0 = i32\(([0-9]+)\)\n\s*\{\n` +
+		`\s*(t[0-9]+) := m\.(g[0-9]+)\n\s*m\.g[0-9]+ = t[0-9]+ - i32\([0-9]+\)\n\s*\{\n` +
+		`\s*t[0-9]+ := m\.g[0-9]+\n\s*if int32\(bits\.LeadingZeros32\(uint32\(t[0-9]+\)\)\) != 0 \{\n\s*goto (ts[A-Za-z0-9]+)\n\s*\}\n` +
+		`\s*t[0-9]+ := m\.fn[0-9]+\(\)\n\s*m\.g[0-9]+ = t[0-9]+\n\s*\}\n\s*\}\n\s*goto (ts[A-Za-z0-9]+)\n`)
+	// States 0 (from 3), 1 (from 0), 4 (from 4) and 5, in no case: the
+	// default. State 1's computed jump goes through the loop header.
+	want := map[string]string{"0": "ts0", "1": "ts1", "4": "ts4", "5": "tsDefault"}
+	got := jump.FindAllStringSubmatch(string(src), -1)
+	if len(got) != len(want) {
+		t.Fatalf("%d direct jumps, want %d\n%s", len(got), len(want), src)
+	}
+	for _, g := range got {
+		if g[4] != want[g[1]] || g[5] != want[g[1]] {
+			t.Errorf("state %s: the check skips to %s, the jump goes to %s, want %s", g[1], g[4], g[5], want[g[1]])
+		}
+	}
+	// No jump to a state without the check: the switch's six, two each.
+	if c := bytes.Count(src, []byte("goto ts")); c != 6+2*len(want) {
+		t.Errorf("%d gotos to states, want %d", c, 6+2*len(want))
+	}
+	cmd := exec.Command("go", "vet", ip+"/a_dispatch")
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go vet: %v\n%s", err, out)
