@@ -13,7 +13,6 @@ import (
 
 	_ "github.com/teastick/teastick/build/_native/rt"
 	"github.com/teastick/teastick/runtime"
-	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/runtime/benchmode"
 )
 
@@ -25,12 +24,7 @@ func TestRunNative(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds four Go actors")
 	}
-	mods := benchmode.Modules{
-		Echo:      benchmode.Module{Code: actortest.GoActor(t, "echo")},
-		Kernel:    benchmode.Module{Code: actortest.GoActor(t, "kernel")},
-		Notary:    benchmode.Module{Code: actortest.GoActor(t, "notary")},
-		Wordcount: benchmode.Module{Code: actortest.GoActor(t, "wordcount")},
-	}
+	mods := examples(t)
 	rt := runtime.New(runtime.Config{Engine: runtime.EngineInterpreter, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer rt.Close()
 	var out bytes.Buffer

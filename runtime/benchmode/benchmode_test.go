@@ -15,20 +15,25 @@ import (
 	"github.com/teastick/teastick/runtime/benchmode"
 )
 
+// examples are the four Go examples bench mode measures.
+func examples(t *testing.T) benchmode.Modules {
+	return benchmode.Modules{
+		Echo:      benchmode.Module{Code: actortest.GoActor(t, "echo")},
+		Kernel:    benchmode.Module{Code: actortest.GoActor(t, "kernel")},
+		Notary:    benchmode.Module{Code: actortest.GoActor(t, "notary")},
+		Wordcount: benchmode.Module{Code: actortest.GoActor(t, "wordcount")},
+	}
+}
+
 // TestRun runs bench mode on the host with wazero's interpreter (the
 // stick's engine) and checks that every figure is printed, sane.
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds four Go actors and runs them for seconds")
 	}
-	mods := benchmode.Modules{
-		Echo:      benchmode.Module{Code: actortest.GoActor(t, "echo")},
-		Kernel:    benchmode.Module{Code: actortest.GoActor(t, "kernel")},
-		Notary:    benchmode.Module{Code: actortest.GoActor(t, "notary")},
-		Wordcount: benchmode.Module{Code: actortest.GoActor(t, "wordcount")},
-		// A CID given, as the stick's command gives it.
-		Edge: benchmode.Module{CID: actortest.CID(actortest.Wat(t, "edge")), Code: actortest.Wat(t, "edge")},
-	}
+	mods := examples(t)
+	// A CID given, as the stick's command gives it.
+	mods.Edge = benchmode.Module{CID: actortest.CID(actortest.Wat(t, "edge")), Code: actortest.Wat(t, "edge")}
 	rt := runtime.New(runtime.Config{Engine: runtime.EngineInterpreter, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer rt.Close()
 	var out bytes.Buffer

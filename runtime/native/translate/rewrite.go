@@ -123,6 +123,19 @@ func teastickTable[T any](t []T, i uint) T {
 `
 
 func addDepthField(f *ast.File) error {
+	st, err := moduleStruct(f)
+	if err != nil {
+		return err
+	}
+	st.Fields.List = append(st.Fields.List, &ast.Field{
+		Names: []*ast.Ident{ast.NewIdent(depthField)},
+		Type:  ast.NewIdent("uint32"),
+	})
+	return nil
+}
+
+// moduleStruct returns wasm2go's `type Module struct`.
+func moduleStruct(f *ast.File) (*ast.StructType, error) {
 	for _, d := range f.Decls {
 		gd, ok := d.(*ast.GenDecl)
 		if !ok || gd.Tok != token.TYPE {
@@ -135,16 +148,12 @@ func addDepthField(f *ast.File) error {
 			}
 			st, ok := ts.Type.(*ast.StructType)
 			if !ok {
-				return errors.New("Module is not a struct")
+				return nil, errors.New("Module is not a struct")
 			}
-			st.Fields.List = append(st.Fields.List, &ast.Field{
-				Names: []*ast.Ident{ast.NewIdent(depthField)},
-				Type:  ast.NewIdent("uint32"),
-			})
-			return nil
+			return st, nil
 		}
 	}
-	return errors.New("no type Module in wasm2go output")
+	return nil, errors.New("no type Module in wasm2go output")
 }
 
 func isModuleRecv(fl *ast.FieldList) bool {

@@ -79,29 +79,20 @@ func teastickTableIndex[I int | int32 | int64](i I) uint64 {
 // parameters are not the ones it checks.
 func tableTraps(fset *token.FileSet, f *ast.File) error {
 	tables := map[string]bool{}
-	for _, d := range f.Decls {
-		gd, ok := d.(*ast.GenDecl)
-		if !ok || gd.Tok != token.TYPE {
-			continue
+	st, err := moduleStruct(f)
+	if err != nil {
+		return err
+	}
+	// Tables are []any, or *[]any when imported (wasm2go's
+	// createModuleStruct); elements is [][]any.
+	for _, fl := range st.Fields.List {
+		t := fl.Type
+		if p, ok := t.(*ast.StarExpr); ok {
+			t = p.X
 		}
-		for _, s := range gd.Specs {
-			ts := s.(*ast.TypeSpec)
-			st, ok := ts.Type.(*ast.StructType)
-			if ts.Name.Name != "Module" || !ok {
-				continue
-			}
-			// Tables are []any, or *[]any when imported (wasm2go's
-			// createModuleStruct); elements is [][]any.
-			for _, fl := range st.Fields.List {
-				t := fl.Type
-				if p, ok := t.(*ast.StarExpr); ok {
-					t = p.X
-				}
-				if at, ok := t.(*ast.ArrayType); ok && at.Len == nil && isIdent(at.Elt, "any") {
-					for _, n := range fl.Names {
-						tables[n.Name] = true
-					}
-				}
+		if at, ok := t.(*ast.ArrayType); ok && at.Len == nil && isIdent(at.Elt, "any") {
+			for _, n := range fl.Names {
+				tables[n.Name] = true
 			}
 		}
 	}
