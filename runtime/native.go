@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	goruntime "runtime"
 	"strings"
 
@@ -158,6 +159,7 @@ func (v *version) newNativeInstanceRun(ctx context.Context, cs *callState, in *i
 	if err := n.run(ctx, cs, func(native.Instance) { n.inst = v.nat.New(n) }); err != nil {
 		return nil, fmt.Errorf("%w: instantiate: %v", ErrInvalidModule, err)
 	}
+	reserveMemory(n.inst.Memory(), v.limits.MemoryPages)
 	n.mem = nativeMem{n.inst.Memory()}
 	for _, name := range v.inits {
 		if err := n.run(ctx, cs, func(i native.Instance) { i.Init(name) }); err != nil {
@@ -174,6 +176,28 @@ func (v *version) newNativeInstanceRun(ctx context.Context, cs *callState, in *i
 	in.wasi.flush()
 	v.instances.Add(1)
 	return in, nil
+}
+
+// reserveMemory gives a new instance's linear memory room to double
+// (at most to its limit of limitPages) without being moved (RATIONALE.md,
+// "Native actors", memory growth). wasm2go's memory.grow appends to the
+// memory's slice, which reallocates and copies all of it whenever the
+// capacity runs out (by a quarter more each time for large slices); a Go
+// guest's heap grows its memory a few pages at a time as it works, and
+// each move copied megabytes. The room is capacity only: every access
+// the generated code and the host functions make is bounded by the
+// slice's length, the memory's size, and a grow within the capacity
+// extends the length over bytes nothing has written (append clears
+// them), so the guest sees exactly the memory it would have.
+func reserveMemory(p *[]byte, limitPages uint32) {
+	b := *p
+	want := min(2*uint64(len(b)), uint64(limitPages)<<16)
+	if want <= uint64(cap(b)) || want > math.MaxInt {
+		return
+	}
+	nb := make([]byte, len(b), int(want))
+	copy(nb, b)
+	*p = nb
 }
 
 // run runs f on the instance for the call cs under ctx, and turns a trap
