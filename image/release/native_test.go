@@ -3,8 +3,6 @@ package release
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -29,14 +27,7 @@ func rawCID(s string) string {
 // the image holds no translation of is refused; and reference.json's
 // table cannot be edited apart from the image.
 func TestNativeTable(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage0, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stage0 := testStage0(t)
 	// The table is made at run time: a literal one would be in this test
 	// binary, which is stage 0 here.
 	table, err := nativetable.Encode([]nativetable.Entry{{Name: "echo", CID: rawCID("echo")}})
@@ -46,13 +37,7 @@ func TestNativeTable(t *testing.T) {
 	withTable := append(append(bytes.Clone(stage0), 0), table...)
 	gov := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	sign := func(stick []byte, actors ...manifest.Actor) []byte {
-		s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
-		b, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: 1,
-			Firmware: manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}, Actors: actors}, gov)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		return signFor(t, gov, 1, stage0, stick, actors...)
 	}
 	echo := manifest.Actor{Name: "echo", CID: rawCID("echo"), Native: true, Grants: []string{"log"}}
 	kv := manifest.Actor{Name: "kv", CID: rawCID("kv"), Native: true}

@@ -17,26 +17,43 @@ import (
 	"github.com/teastick/teastick/tpm/eventlog"
 )
 
+// testStage0 is this test binary, a Go binary with build information,
+// standing in for boot.elf.
+func testStage0(t *testing.T) []byte {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// signFor signs with gov a manifest of version naming stage0's and
+// stick's digests and actors.
+func signFor(t *testing.T, gov ed25519.PrivateKey, version uint64, stage0, stick []byte, actors ...manifest.Actor) []byte {
+	t.Helper()
+	s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
+	b, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: version,
+		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}, Actors: actors}, gov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestReferenceStage0 makes a bundle and checks its reference begins PCR 0
 // with stage 0's measurement of itself, the digest of boot.elf, and that
 // the PCR 0 value it publishes is that event then the separator.
 func TestReferenceStage0(t *testing.T) {
-	exe, err := os.Executable() // a Go binary with build information
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage0, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stage0 := testStage0(t)
 	stick := append(bytes.Clone(stage0), 0) // another file, with build information
-	s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
+	s0 := sha256.Sum256(stage0)
 	gov := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-	signed, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: 1,
-		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}}, gov)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signed := signFor(t, gov, 1, stage0, stick)
 	r, err := Make(stage0, stick, signed, "release-test", "linux-hosted")
 	if err != nil {
 		t.Fatal(err)
@@ -94,21 +111,9 @@ func TestBoardFromTags(t *testing.T) {
 	if board != "qemu-virt-riscv64" {
 		t.Fatalf("BoardOf = %q, want qemu-virt-riscv64", board)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage0, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
+	stage0 := testStage0(t)
 	gov := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-	signed, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: 1,
-		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}}, gov)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signed := signFor(t, gov, 1, stage0, stick)
 	r, err := Make(stage0, stick, signed, "v", board)
 	if err != nil {
 		t.Fatal(err)
@@ -125,23 +130,11 @@ func TestBoardFromTags(t *testing.T) {
 // their SHA-256 in reference.json, exactly as netstack/boxlink makes them;
 // a changed, missing or unlisted file is refused.
 func TestBoxFiles(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stage0, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stage0 := testStage0(t)
 	stick := append(bytes.Clone(stage0), 0)
-	s0, st := sha256.Sum256(stage0), sha256.Sum256(stick)
 	gov := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
 	pub := gov.Public().(ed25519.PublicKey)
-	signed, err := manifest.Sign(&manifest.Manifest{Schema: manifest.Schema, Version: 1,
-		Firmware: manifest.Firmware{Stage0: hex.EncodeToString(s0[:]), Stick: hex.EncodeToString(st[:])}}, gov)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signed := signFor(t, gov, 1, stage0, stick)
 	r, err := Make(stage0, stick, signed, "release-test", "linux-hosted")
 	if err != nil {
 		t.Fatal(err)
