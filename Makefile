@@ -146,7 +146,7 @@ TAMAGO_PKGS := ./board/... ./firmware/... ./image/bootimg ./image/manifest \
 	./tpm/tis ./tpm/eventlog ./tpm/measure ./tpm/attest ./tpm/nvcounter ./runtime ./runtime/actor \
 	./netstack/ecm ./netstack/ecm/imxusb
 
-DEB_PACKAGES := qemu-system-arm qemu-system-misc swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat u-boot-tools
+DEB_PACKAGES := qemu-system-arm qemu-system-misc qemu-user swtpm swtpm-tools tpm2-tools wabt iproute2 iputils-ping socat u-boot-tools
 
 .PHONY: all image qemu release native-examples test test-host test-tamago tamago-packages check deps tamago-present FORCE
 

@@ -23,6 +23,8 @@ import (
 const (
 	depthField = "teastickDepth"
 	tableGet   = "teastickTable"
+	// memoryField is wasm2go's Module field for the linear memory.
+	memoryField = "memory"
 )
 
 // rewrite bounds the call depth of the generated module and returns it
@@ -34,7 +36,8 @@ const (
 // table instructions (tableTraps), trap as wazero's do ("invalid table
 // access") instead of with Go's index error. The state-machine loops of
 // Go-compiled actors jump directly between their states, each jump still
-// paying the meter's check (directDispatch).
+// paying the meter's check (directDispatch). Memory addresses are
+// computed in the host's word (wordAddresses).
 func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register []byte, err error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "module.go", src, parser.ParseComments)
@@ -92,6 +95,9 @@ func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register
 		f.Decls = append(f.Decls, helper.Decls...)
 	}
 	if err := tableTraps(fset, f); err != nil {
+		return nil, nil, err
+	}
+	if err := wordAddresses(fset, f, memoryField); err != nil {
 		return nil, nil, err
 	}
 	var out bytes.Buffer

@@ -1,0 +1,146 @@
+package translate
+
+import (
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+
+	"golang.org/x/tools/go/ast/astutil"
+)
+
+// Linear memory addresses in the host's word (RATIONALE.md, "Native
+// actors", addresses on 32-bit boards). A WebAssembly access reads or
+// writes at base + offset, an unsigned i32 plus a constant, so up to
+// 2^33 (WebAssembly 2.0 §4.4.7). wasm2go passes the address to its load
+// and store helpers as a uint32 when the offset is 0 and as a uint64
+// otherwise, indexes byte accesses with the same expressions, and the
+// helpers compute the accessed range in uint64. On a 32-bit board (the
+// Mk II's Cortex-A7, GOARCH=arm) every access then paid 64-bit additions
+// and comparisons, and held register pairs in functions already short of
+// registers. wordAddresses turns each address into a uint first
+// (teastickAddr): the address itself on a 64-bit host; on a 32-bit host
+// the address, or the largest uint for one of 2^32 and more, which no
+// slice of linear memory (at most 2^31-1 bytes there) holds. Every access
+// keeps Go's bounds check, against the same memory, and traps where it
+// trapped: the helpers' range [a, a+n) is a slice expression, which Go
+// refuses when a+n wraps (low above high) as when it passes the length.
+
+// addrFunc is the helper wordAddresses adds.
+const addrFunc = "teastickAddr"
+
+const addrHelper = `
+// teastickAddr is a linear memory address as an index in the host's
+// word: on a 32-bit host, an address of 2^32 or more becomes the largest
+// uint, which every access refuses as it refused the address.
+//
+//go:nosplit
+func teastickAddr[T uint32 | uint64](addr T) uint {
+	a := uint64(addr)
+	if ^uint(0)>>32 == 0 && a>>32 != 0 {
+		return ^uint(0)
+	}
+	return uint(a)
+}
+`
+
+// addrHelpers are wasm2go v0.4.21's helpers for loads and stores wider
+// than a byte, each beginning `a := uint64(addr)`.
+var addrHelpers = map[string]bool{
+	"load16": true, "load32": true, "load64": true,
+	"store16": true, "store32": true, "store64": true,
+}
+
+// wordAddresses makes every access to the module's linear memory (the
+// Module field mem, wasm2go's "memory") compute its address in the
+// host's word: in the helpers of addrHelpers, and in each byte access
+// indexed by a uint64 expression. It fails on a helper of another shape
+// than the one it rewrites, so that a new wasm2go is read before it is
+// trusted.
+func wordAddresses(fset *token.FileSet, f *ast.File, mem string) error {
+	used := false
+	for _, d := range f.Decls {
+		fd, ok := d.(*ast.FuncDecl)
+		if !ok || fd.Recv != nil || !addrHelpers[fd.Name.Name] {
+			continue
+		}
+		if !isAddrDecl(fd.Body) {
+			return fmt.Errorf("wasm2go's %s does not begin with a := uint64(addr)", fd.Name.Name)
+		}
+		fd.Body.List[0].(*ast.AssignStmt).Rhs[0].(*ast.CallExpr).Fun = ast.NewIdent(addrFunc)
+		used = true
+	}
+	astutil.Apply(f, nil, func(c *astutil.Cursor) bool {
+		ix, ok := c.Node().(*ast.IndexExpr)
+		if !ok || !isMemory(ix.X, mem) || !isUint64Expr(ix.Index) {
+			return true
+		}
+		ix.Index = &ast.CallExpr{Fun: ast.NewIdent(addrFunc), Args: []ast.Expr{ix.Index}}
+		used = true
+		return true
+	})
+	if !used {
+		return nil
+	}
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.Name == addrFunc {
+			return errors.New("wasm2go output already defines " + addrFunc)
+		}
+	}
+	helper, err := parser.ParseFile(fset, "teastick_memory.go", "package p\n"+addrHelper, parser.ParseComments)
+	if err != nil {
+		return err
+	}
+	f.Decls = append(f.Decls, helper.Decls...)
+	return nil
+}
+
+// isAddrDecl: body begins with `a := uint64(addr)`.
+func isAddrDecl(body *ast.BlockStmt) bool {
+	if body == nil || len(body.List) == 0 {
+		return false
+	}
+	as, ok := body.List[0].(*ast.AssignStmt)
+	if !ok || as.Tok != token.DEFINE || len(as.Lhs) != 1 || len(as.Rhs) != 1 || !isIdent(as.Lhs[0], "a") {
+		return false
+	}
+	call, ok := as.Rhs[0].(*ast.CallExpr)
+	return ok && isIdent(call.Fun, "uint64") && len(call.Args) == 1 && isIdent(call.Args[0], "addr")
+}
+
+// isMemory: e is m.<mem>, or *m.<mem> (an imported memory).
+func isMemory(e ast.Expr, mem string) bool {
+	if p, ok := e.(*ast.StarExpr); ok {
+		e = p.X
+	}
+	if p, ok := e.(*ast.ParenExpr); ok {
+		return isMemory(p.X, mem)
+	}
+	sel, ok := e.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != mem {
+		return false
+	}
+	_, recv := sel.X.(*ast.Ident)
+	return recv
+}
+
+// isUint64Expr: e is a uint64 conversion, or a sum beginning with one
+// (wasm2go's base + offset): its type is uint64.
+func isUint64Expr(e ast.Expr) bool {
+	for {
+		switch x := e.(type) {
+		case *ast.ParenExpr:
+			e = x.X
+		case *ast.BinaryExpr:
+			if x.Op != token.ADD {
+				return false
+			}
+			e = x.X
+		case *ast.CallExpr:
+			return isIdent(x.Fun, "uint64") && len(x.Args) == 1
+		default:
+			return false
+		}
+	}
+}
