@@ -88,6 +88,8 @@ func benchOnStick(b *testing.B, target Target, stick string, native bool) {
 		{`^bench: empty-invoke echo ` + f + ` us/op `, []string{"echo-empty-us/op"}},
 		{`^bench: kernel native ` + f + ` ms actor ` + f + ` ms ratio ` + f + `x `,
 			[]string{"kernel-native-ms", "kernel-actor-ms", "kernel-x-native"}},
+		{`^bench: meter yields every ` + f + ` ms of the kernel \(` + f + ` yields a run, ` + f + ` ms a run given to the rest of the stick: ratio ` + f + `x without it`,
+			[]string{"kernel-yield-every-ms", "kernel-yields/run", "kernel-given-ms", "kernel-x-native-own"}},
 		{`^bench: sha256-1MiB native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x `,
 			[]string{"sha256-native-ms", "sha256-capability-ms", "sha256-x-native"}},
 		{`^bench: sha256-1MiB edge native ` + f + ` ms capability ` + f + ` ms ratio ` + f + `x `,

@@ -807,6 +807,9 @@ func nextSlice(slice int64, elapsed time.Duration) int64 {
 type meterState struct {
 	slice  atomic.Int64
 	yields atomic.Uint64
+	// given is the time calls spent in their yields' Gosched: what ran
+	// meanwhile (other actors, the network, the console), not the call.
+	given atomic.Int64
 	// fixed, when non-zero, is the slice every yield grants (tests).
 	fixed int64
 }
@@ -840,7 +843,9 @@ func (v *version) yield(ctx context.Context, _ api.Module, stack []uint64) {
 	if v.meter.fixed != 0 {
 		slice = v.meter.fixed
 	}
+	before := time.Now()
 	goruntime.Gosched()
+	v.meter.given.Add(int64(time.Since(before)))
 	stack[0] = uint64(slice)
 }
 

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,6 +185,53 @@ func TestMeterYieldsAtBoundedInterval(t *testing.T) {
 			if lo, hi := uint64(7*n/slice), uint64(7*n/slice+3); got < lo || got > hi {
 				t.Fatalf("%d yields for %d iterations of 7 instructions with a slice of %d, want %d..%d", got, n, slice, lo, hi)
 			}
+		})
+	}
+}
+
+// What runs during a call's yields is counted as given, not as the
+// call's own: on one P (the stick's one core) a goroutine that works 300
+// us each time it gets the core runs only while the metered call yields,
+// and Stats.Given holds at least that work.
+func TestMeterCountsTimeGiven(t *testing.T) {
+	const n, slice, turn = 1_000_000, 7000, 300 * time.Microsecond
+	defer goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(1))
+	for _, e := range meterEngines {
+		t.Run(e.String(), func(t *testing.T) {
+			v := loadVersion(t, e, actortest.Wat(t, "compute"), Limits{Timeout: time.Minute})
+			v.meter.fixed = slice
+			var stop atomic.Bool
+			var turns atomic.Int64
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for !stop.Load() {
+					for t0 := time.Now(); time.Since(t0) < turn; {
+					}
+					turns.Add(1)
+					goruntime.Gosched()
+				}
+			}()
+			before := v.stats().Given
+			start := time.Now()
+			_, err := v.invoke(context.Background(), "count", binary.LittleEndian.AppendUint32(nil, n))
+			wall := time.Since(start)
+			stop.Store(true)
+			<-done
+			if err != nil {
+				t.Fatal(err)
+			}
+			given := v.stats().Given - before
+			// The goroutine may take one turn after the call returned,
+			// and one may straddle its end.
+			k := turns.Load()
+			if k < 10 {
+				t.Fatalf("the other goroutine ran %d times during %d yields", k, v.meter.yields.Load())
+			}
+			if min := time.Duration(k-2) * turn; given < min || given > wall {
+				t.Fatalf("given %v for %d turns of %v in a call of %v, want %v..%v", given, k, turn, wall, min, wall)
+			}
+			t.Logf("%d turns of %v, given %v of %v", k, turn, given, wall)
 		})
 	}
 }

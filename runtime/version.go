@@ -40,8 +40,11 @@ type Stats struct {
 	Busy      uint64 // refused with ErrBusy
 	Instances uint64 // instances created
 	Yields    uint64 // times the meter gave the core to others (meter.go)
-	Idle      int    // instances idle in the pool now
-	Denied    map[string]uint64
+	// Given is the wall time calls spent in those yields, while whatever
+	// else was runnable ran: part of a call's time that was not its own.
+	Given  time.Duration
+	Idle   int // instances idle in the pool now
+	Denied map[string]uint64
 }
 
 // version is one loaded module of an actor.
@@ -368,6 +371,7 @@ func (v *version) stats() Stats {
 		Busy:      v.busy.Load(),
 		Instances: v.instances.Load(),
 		Yields:    v.meter.yields.Load(),
+		Given:     time.Duration(v.meter.given.Load()),
 		Idle:      len(v.idle),
 		Denied:    d,
 	}
