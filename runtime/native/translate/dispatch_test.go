@@ -229,18 +229,10 @@ func main() {
 }
 `,
 	}
-	for name, s := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeModule(t, dir, files)
 	cmd := exec.Command("go", "run", ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	cmd.Env = append(os.Environ(), moduleEnv...)
 	res, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, res)
@@ -307,5 +299,24 @@ func TestDirectDispatchNoDefault(t *testing.T) {
 	typeCheck(t, out)
 	if n != 3 || strings.Count(out, "goto l9") != 3 || !strings.Contains(out, "goto tsEnd") {
 		t.Fatalf("%d jumps made direct, want 3, with 3 to l9 left and a way past the switch\n%s", n, out)
+	}
+}
+
+// moduleEnv builds a writeModule tree on its own: its go.mod, no
+// workspace.
+var moduleEnv = []string{"GOFLAGS=-mod=mod", "GOWORK=off"}
+
+// writeModule writes files (path: content) under dir: a Go module the
+// tests build and run to compare generated code with what it rewrote.
+func writeModule(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, s := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -2,8 +2,7 @@ package translate
 
 import (
 	"bytes"
-	"go/format"
-	"go/parser"
+	"go/ast"
 	"go/token"
 	"os"
 	"os/exec"
@@ -83,19 +82,7 @@ func store64[T uint32 | uint64](mem []byte, addr T, val uint64) {
 
 func wordAddressesOn(t *testing.T, src string) (string, error) {
 	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "module.go", src, parser.ParseComments)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wordAddresses(fset, f, "memory"); err != nil {
-		return "", err
-	}
-	var out bytes.Buffer
-	if err := format.Node(&out, fset, f); err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), nil
+	return passOn(t, src, func(fset *token.FileSet, f *ast.File) error { return wordAddresses(fset, f, "memory") })
 }
 
 // Every helper and every byte access with an offset computes its
@@ -152,16 +139,8 @@ func TestWordAddressesRuns(t *testing.T) {
 		"b/m.go":  out,
 		"main.go": memoryMain,
 	}
-	for name, s := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	writeModule(t, dir, files)
+	env := append(os.Environ(), moduleEnv...)
 	run := func(t *testing.T, goarch string, prefix ...string) {
 		bin := filepath.Join(dir, "m-"+goarch)
 		build := exec.Command("go", "build", "-o", bin, ".")

@@ -37,12 +37,19 @@ func table_fill[T int32 | int64](tab []any, dest T, val any, n T) {
 
 func tableTrapsOn(t *testing.T, src string) (string, error) {
 	t.Helper()
+	return passOn(t, src, tableTraps)
+}
+
+// passOn runs one of rewrite's passes on the file src and prints the
+// result.
+func passOn(t *testing.T, src string, pass func(*token.FileSet, *ast.File) error) (string, error) {
+	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "module.go", src, 0)
+	f, err := parser.ParseFile(fset, "module.go", src, parser.ParseComments)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tableTraps(fset, f); err != nil {
+	if err := pass(fset, f); err != nil {
 		return "", err
 	}
 	var out bytes.Buffer
