@@ -7,14 +7,16 @@
 // the stick under QEMU (the kernel's two lines from a later run, with the
 // meter, on a host loaded by other work, which stretches every time; the
 // cold start's from a later format, which times it twice, and "bench
-// native", whose built-in actors load without bytes):
+// native", whose built-in actors load without bytes; the second meter line
+// from "bench native" at a later format, which adds the time the yields
+// gave to the rest of the stick):
 //
 //	bench: runtime interpreter on tamago/arm
 //	bench: empty-invoke edge 112 us/op (n=200)
 //	bench: empty-invoke echo 335 us/op (n=200)
 //	bench: kernel native 1.12 ms actor 2167 ms ratio 1940x unmetered 1915 ms ratio 1714x meter 13.2% (n=32 rounds=2 runs=3)
 //	bench: meter yields every 3.23 ms of the kernel (672 yields a run)
-//	bench: meter yields every 0.934 ms of the kernel (9.50 yields a run, 1.2 ms a run given to the rest of the stick: ratio 13.2x without it)
+//	bench: meter yields every 0.888 ms of the kernel (11.0 yields a run, 0.595 ms a run given to the rest of the stick: ratio 15.6x without it)
 //	bench: sha256-1MiB native 32.7 ms capability 34.9 ms ratio 1.07x (runs=3)
 //	bench: sha256-1MiB edge native 31.2 ms capability 34.1 ms ratio 1.09x (runs=3)
 //	bench: cold-start echo 33 ms, again 20 ms (built in, native)
