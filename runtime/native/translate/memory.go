@@ -11,7 +11,7 @@ import (
 )
 
 // Linear memory addresses in the host's word (RATIONALE.md, "Native
-// actors", addresses on 32-bit boards). A WebAssembly access reads or
+// actors", addresses in the host's word). A WebAssembly access reads or
 // writes at base + offset, an unsigned i32 plus a constant, so up to
 // 2^33 (WebAssembly 2.0 §4.4.7). wasm2go passes the address to its load
 // and store helpers as a uint32 when the offset is 0 and as a uint64
