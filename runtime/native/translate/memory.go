@@ -71,9 +71,10 @@ func wordAddresses(fset *token.FileSet, f *ast.File, mem string) error {
 		fd.Body.List[0].(*ast.AssignStmt).Rhs[0].(*ast.CallExpr).Fun = ast.NewIdent(addrFunc)
 		used = true
 	}
+	mems := map[string]bool{mem: true}
 	astutil.Apply(f, nil, func(c *astutil.Cursor) bool {
 		ix, ok := c.Node().(*ast.IndexExpr)
-		if !ok || !isMemory(ix.X, mem) || !isUint64Expr(ix.Index) {
+		if !ok || !isField(ix.X, mems) || !isUint64Expr(ix.Index) {
 			return true
 		}
 		ix.Index = &ast.CallExpr{Fun: ast.NewIdent(addrFunc), Args: []ast.Expr{ix.Index}}
@@ -107,22 +108,6 @@ func isAddrDecl(body *ast.BlockStmt) bool {
 	}
 	call, ok := as.Rhs[0].(*ast.CallExpr)
 	return ok && isIdent(call.Fun, "uint64") && len(call.Args) == 1 && isIdent(call.Args[0], "addr")
-}
-
-// isMemory: e is m.<mem>, or *m.<mem> (an imported memory).
-func isMemory(e ast.Expr, mem string) bool {
-	if p, ok := e.(*ast.StarExpr); ok {
-		e = p.X
-	}
-	if p, ok := e.(*ast.ParenExpr); ok {
-		return isMemory(p.X, mem)
-	}
-	sel, ok := e.(*ast.SelectorExpr)
-	if !ok || sel.Sel.Name != mem {
-		return false
-	}
-	_, recv := sel.X.(*ast.Ident)
-	return recv
 }
 
 // isUint64Expr: e is a uint64 conversion, or a sum beginning with one

@@ -99,7 +99,7 @@ func tableTraps(fset *token.FileSet, f *ast.File) error {
 	used := false
 	astutil.Apply(f, nil, func(c *astutil.Cursor) bool {
 		ix, ok := c.Node().(*ast.IndexExpr)
-		if !ok || !isTable(ix.X, tables) {
+		if !ok || !isField(ix.X, tables) {
 			return true
 		}
 		c.Replace(&ast.StarExpr{X: &ast.CallExpr{Fun: ast.NewIdent(tableElem), Args: []ast.Expr{ix.X, ix.Index}}})
@@ -150,20 +150,21 @@ func tableTraps(fset *token.FileSet, f *ast.File) error {
 	return nil
 }
 
-// isTable: e is m.<table> or *m.<table>.
-func isTable(e ast.Expr, tables map[string]bool) bool {
+// isField: e is m.<field> or *m.<field> (an imported table or memory),
+// for a field in names.
+func isField(e ast.Expr, names map[string]bool) bool {
 	if p, ok := e.(*ast.StarExpr); ok {
 		e = p.X
 	}
 	if p, ok := e.(*ast.ParenExpr); ok {
-		return isTable(p.X, tables)
+		return isField(p.X, names)
 	}
 	sel, ok := e.(*ast.SelectorExpr)
 	if !ok {
 		return false
 	}
 	_, recv := sel.X.(*ast.Ident)
-	return recv && tables[sel.Sel.Name]
+	return recv && names[sel.Sel.Name]
 }
 
 func isIdent(e ast.Expr, name string) bool {

@@ -83,7 +83,7 @@ func TestTableTraps(t *testing.T) {
 		t.Fatalf("output does not parse: %v\n%s", err, out)
 	}
 	ast.Inspect(f, func(n ast.Node) bool {
-		if ix, ok := n.(*ast.IndexExpr); ok && isTable(ix.X, map[string]bool{"t0": true, "t1": true}) {
+		if ix, ok := n.(*ast.IndexExpr); ok && isField(ix.X, map[string]bool{"t0": true, "t1": true}) {
 			t.Errorf("a table indexed unchecked at %v", ix.Pos())
 		}
 		return true
