@@ -349,17 +349,26 @@ func nativeDispatchDeadline(t *testing.T) {
 	}
 }
 
-// Runaway recursion traps with wazero's "stack overflow" natively too
-// (compute's fib recurses once per level: a depth past the bound), and a
-// recursion within the bound runs as in the interpreter.
-func TestNativeCallDepth(t *testing.T) {
+// nativeFixture loads the WAT fixture name into a pair with no grants
+// and the default limits, and fails unless its second side runs it
+// natively.
+func nativeFixture(t *testing.T, name string) pair {
+	t.Helper()
 	p := newPair(t, runtime.Config{Engine: runtime.EngineInterpreter})
-	if errI, errN := p.loadBoth(actortest.Wat(t, "recurse"), nil, runtime.Limits{}); errI != nil || errN != nil {
+	if errI, errN := p.loadBoth(actortest.Wat(t, name), nil, runtime.Limits{}); errI != nil || errN != nil {
 		t.Fatal(errI, errN)
 	}
 	if _, en := p.engines(); en != "native" {
 		t.Fatalf("engine %q, want native", en)
 	}
+	return p
+}
+
+// Runaway recursion traps with wazero's "stack overflow" natively too
+// (compute's fib recurses once per level: a depth past the bound), and a
+// recursion within the bound runs as in the interpreter.
+func TestNativeCallDepth(t *testing.T) {
+	p := nativeFixture(t, "recurse")
 	for _, depth := range []uint32{10, 1000, 1990, 2100, 100000, 1 << 30} {
 		oi, on := p.both("r", u32le(depth))
 		if oi != on {
@@ -376,13 +385,7 @@ func TestNativeCallDepth(t *testing.T) {
 
 // Each trap kind natively is the interpreter's (traps.wat).
 func TestNativeTraps(t *testing.T) {
-	p := newPair(t, runtime.Config{Engine: runtime.EngineInterpreter})
-	if errI, errN := p.loadBoth(actortest.Wat(t, "traps"), nil, runtime.Limits{}); errI != nil || errN != nil {
-		t.Fatal(errI, errN)
-	}
-	if _, en := p.engines(); en != "native" {
-		t.Fatalf("engine %q, want native", en)
-	}
+	p := nativeFixture(t, "traps")
 	for _, op := range []string{"unreachable", "load", "store", "div0", "rem0", "overflow", "nan", "big",
 		"table-oob", "empty-entry", "y-type", "fill", "copy", "ok"} {
 		oi, on := p.both(op, nil)
@@ -402,13 +405,7 @@ func TestNativeTraps(t *testing.T) {
 // Each table instruction natively answers or traps as in the interpreter,
 // out of bounds with wazero's "invalid table access" (tables.wat).
 func TestNativeTables(t *testing.T) {
-	p := newPair(t, runtime.Config{Engine: runtime.EngineInterpreter})
-	if errI, errN := p.loadBoth(actortest.Wat(t, "tables"), nil, runtime.Limits{}); errI != nil || errN != nil {
-		t.Fatal(errI, errN)
-	}
-	if _, en := p.engines(); en != "native" {
-		t.Fatalf("engine %q, want native", en)
-	}
+	p := nativeFixture(t, "tables")
 	for _, c := range tableCalls {
 		oi, on := p.both(c.op, c.payload)
 		if oi != on {
