@@ -831,21 +831,23 @@ func (v *version) yield(ctx context.Context, _ api.Module, stack []uint64) {
 		panic(sys.NewExitError(sys.ExitCodeContextCanceled))
 	}
 	slice := v.meter.slice.Load()
-	if cs, _ := ctx.Value(callKey{}).(*callState); cs != nil {
-		// Calibrate on a slice this call ran entirely: from the end of
-		// its last yield to now.
-		if !cs.lastYield.IsZero() {
-			slice = nextSlice(cs.lastSlice, now.Sub(cs.lastYield))
-			v.meter.slice.Store(slice)
-		}
-		defer func() { cs.lastYield, cs.lastSlice = time.Now(), slice }()
+	cs, _ := ctx.Value(callKey{}).(*callState)
+	// Calibrate on a slice this call ran entirely: from the end of its
+	// last yield to now.
+	if cs != nil && !cs.lastYield.IsZero() {
+		slice = nextSlice(cs.lastSlice, now.Sub(cs.lastYield))
+		v.meter.slice.Store(slice)
 	}
 	if v.meter.fixed != 0 {
 		slice = v.meter.fixed
 	}
 	before := time.Now()
 	goruntime.Gosched()
-	v.meter.given.Add(int64(time.Since(before)))
+	after := time.Now()
+	v.meter.given.Add(int64(after.Sub(before)))
+	if cs != nil {
+		cs.lastYield, cs.lastSlice = after, slice
+	}
 	stack[0] = uint64(slice)
 }
 
