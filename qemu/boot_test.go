@@ -55,6 +55,18 @@ type imageBuild struct {
 
 var imageBuilds = map[string]*imageBuild{"": {}, RISCV64.Name: {}, USBArmory.Name: {}}
 
+// TestMain removes the test images after the tests: tens of megabytes
+// each, built once per test binary.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, ib := range imageBuilds {
+		if ib.img.dir != "" {
+			os.RemoveAll(ib.img.dir)
+		}
+	}
+	os.Exit(code)
+}
+
 // testImages are the test builds for TARGET=qemu.
 func testImages(t testing.TB) images { return testImagesFor(t, "", 10*time.Minute) }
 
@@ -73,10 +85,10 @@ func testImagesFor(t testing.TB, target string, timeout time.Duration) images {
 			ib.err = err
 			return
 		}
+		ib.img.dir = dir
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		b := Build{Root: root, Dir: dir, Target: target, Version: "boot-test", ExitAfter: 2}
-		ib.img.dir = dir
 		if ib.img.stick, ib.err = b.Image(ctx); ib.err != nil {
 			return
 		}

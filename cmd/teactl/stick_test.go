@@ -17,6 +17,9 @@ import (
 	"github.com/teastick/teastick/tpm/swtpmtest"
 )
 
+// TestMain removes the hosted sticks the tests built.
+func TestMain(m *testing.M) { hostedtest.Main(m) }
+
 // hostedStick builds the hosted stick once, as a developer does.
 func hostedStick(t testing.TB) string { return hostedtest.Build(t, "teactl-test") }
 

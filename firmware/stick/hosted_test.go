@@ -24,6 +24,9 @@ import (
 	"github.com/teastick/teastick/tpm/verify"
 )
 
+// TestMain removes the hosted sticks the tests built.
+func TestMain(m *testing.M) { hostedtest.Main(m) }
+
 // hostedStick builds the hosted stick once, as `go build` does for users.
 func hostedStick(t *testing.T) string { return hostedtest.Build(t, "hosted-test") }
 

@@ -29,7 +29,6 @@ func Dir() string {
 var (
 	mu    sync.Mutex
 	cache = map[string][]byte{}
-	tmp   string
 )
 
 func build(t testing.TB, key string, f func(out string) *exec.Cmd) []byte {
@@ -39,13 +38,12 @@ func build(t testing.TB, key string, f func(out string) *exec.Cmd) []byte {
 	if b, ok := cache[key]; ok {
 		return b
 	}
-	if tmp == "" {
-		d, err := os.MkdirTemp("", "actortest-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmp = d
+	// The bytes are cached, not the file: nothing outlives the build.
+	tmp, err := os.MkdirTemp("", "actortest-")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, filepath.Base(key)+".wasm")
 	cmd := f(out)
 	var stderr bytes.Buffer

@@ -19,8 +19,21 @@ var (
 	built = map[string]string{}
 )
 
+// Main runs a package's tests (call it from TestMain) and then removes
+// the binaries Build made for them.
+func Main(m *testing.M) {
+	code := m.Run()
+	mu.Lock()
+	for _, bin := range built {
+		os.RemoveAll(filepath.Dir(bin))
+	}
+	mu.Unlock()
+	os.Exit(code)
+}
+
 // Build builds the hosted stick with main.Version set to version, once
-// per version and test binary, and returns the executable's path.
+// per version and test binary, and returns the executable's path (in a
+// directory Main removes after the tests).
 func Build(t testing.TB, version string) string {
 	t.Helper()
 	mu.Lock()
@@ -36,6 +49,7 @@ func Build(t testing.TB, version string) string {
 	out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.Version="+version, "-o", bin,
 		"github.com/teastick/teastick/firmware/stick").CombinedOutput()
 	if err != nil {
+		os.RemoveAll(dir)
 		t.Fatalf("go build of the hosted stick: %v\n%s", err, out)
 	}
 	built[version] = bin
