@@ -75,6 +75,19 @@ type meterShape struct {
 	importFuncs uint32 // imported functions: the yield import takes this index
 	globals     uint32 // imported and defined globals: the fuel takes this index
 	yieldType   uint32
+
+	// What a snapshot of an instance after its initializers needs
+	// (preinit.go): the mutable globals' indices, and the first thing
+	// found that a snapshot of memory and globals would not hold.
+	mutable  []uint32
+	stateful string
+}
+
+// keepsState records the first reason a snapshot would be incomplete.
+func (s *meterShape) keepsState(why string) {
+	if s.stateful == "" {
+		s.stateful = why
+	}
 }
 
 func (s *meterShape) fn(i uint32) uint32 {
@@ -88,11 +101,17 @@ func (s *meterShape) fn(i uint32) uint32 {
 // checks added. module has been through precheck (no custom sections, every
 // count bounded); the result is a deterministic function of it.
 func meter(module []byte) ([]byte, error) {
-	out, err := meterModuleBytes(module)
+	out, _, err := meterShaped(module)
+	return out, err
+}
+
+// meterShaped is meter, also returning what the rewrite learnt.
+func meterShaped(module []byte) ([]byte, *meterShape, error) {
+	out, sh, err := meterModuleBytes(module)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errMeter, err)
+		return nil, nil, fmt.Errorf("%w: %w", errMeter, err)
 	}
-	return out, nil
+	return out, sh, nil
 }
 
 // sectionRank orders sections as WebAssembly 2.0 §5.5.2 requires (the
@@ -111,9 +130,9 @@ func sectionRank(id byte) int {
 	return -1
 }
 
-func meterModuleBytes(module []byte) ([]byte, error) {
+func meterModuleBytes(module []byte) ([]byte, *meterShape, error) {
 	if len(module) < 8 {
-		return nil, errors.New("short module")
+		return nil, nil, errors.New("short module")
 	}
 	type section struct {
 		id   byte
@@ -126,17 +145,17 @@ func meterModuleBytes(module []byte) ([]byte, error) {
 		id := r.byte()
 		body := r.sub(r.u32())
 		if r.err != nil {
-			return nil, r.err
+			return nil, nil, r.err
 		}
 		if id == 0 {
 			continue
 		}
 		rank := sectionRank(id)
 		if rank < 0 {
-			return nil, fmt.Errorf("section id %d not in WebAssembly 2.0", id)
+			return nil, nil, fmt.Errorf("section id %d not in WebAssembly 2.0", id)
 		}
 		if rank <= last {
-			return nil, fmt.Errorf("section %d out of order or repeated", id)
+			return nil, nil, fmt.Errorf("section %d out of order or repeated", id)
 		}
 		last = rank
 		secs = append(secs, section{id, body.b})
@@ -166,7 +185,7 @@ func meterModuleBytes(module []byte) ([]byte, error) {
 		r := &wreader{b: find(1)}
 		sh.types = r.count()
 		if r.err != nil {
-			return nil, r.err
+			return nil, nil, r.err
 		}
 		sh.yieldType = sh.types
 	}
@@ -178,7 +197,7 @@ func meterModuleBytes(module []byte) ([]byte, error) {
 			switch r.byte() {
 			case 0:
 				if t := r.u32(); t >= sh.types {
-					return nil, fmt.Errorf("import %d: type index %d out of range", i, t)
+					return nil, nil, fmt.Errorf("import %d: type index %d out of range", i, t)
 				}
 				sh.importFuncs++
 			case 1:
@@ -190,26 +209,27 @@ func meterModuleBytes(module []byte) ([]byte, error) {
 				r.byte()
 				r.byte()
 				sh.globals++
+				sh.keepsState("it imports a global")
 			default:
-				return nil, fmt.Errorf("import %d: kind not in WebAssembly 2.0", i)
+				return nil, nil, fmt.Errorf("import %d: kind not in WebAssembly 2.0", i)
 			}
 			if mod == meterModule {
-				return nil, fmt.Errorf("imports the reserved module %q", meterModule)
+				return nil, nil, fmt.Errorf("imports the reserved module %q", meterModule)
 			}
 		}
 		if err := r.done(); err != nil {
-			return nil, fmt.Errorf("import section: %w", err)
+			return nil, nil, fmt.Errorf("import section: %w", err)
 		}
 	}
 	{
 		r := &wreader{b: find(6)}
 		sh.globals += r.count()
 		if r.err != nil {
-			return nil, r.err
+			return nil, nil, r.err
 		}
 	}
 	if sh.importFuncs >= 1<<31 || sh.types >= 1<<31 || sh.globals >= 1<<31 {
-		return nil, errors.New("index space too large")
+		return nil, nil, errors.New("index space too large")
 	}
 
 	out := make([]byte, 0, len(module)+len(module)/8+64)
@@ -217,13 +237,13 @@ func meterModuleBytes(module []byte) ([]byte, error) {
 	for _, s := range secs {
 		body, err := sh.section(s.id, s.body)
 		if err != nil {
-			return nil, fmt.Errorf("section %d: %w", s.id, err)
+			return nil, nil, fmt.Errorf("section %d: %w", s.id, err)
 		}
 		out = append(out, s.id)
 		out = binary.AppendUvarint(out, uint64(len(body)))
 		out = append(out, body...)
 	}
-	return out, nil
+	return out, &sh, nil
 }
 
 // section returns the rewritten body of one section.
@@ -261,7 +281,16 @@ func (sh *meterShape) section(id byte, body []byte) ([]byte, error) {
 		n := r.count()
 		out = binary.AppendUvarint(nil, uint64(n)+1)
 		for i := uint32(0); i < n && r.err == nil; i++ {
-			out = append(out, r.byte(), r.byte())
+			t, mut := r.byte(), r.byte()
+			if mut == 1 {
+				switch t {
+				case 0x7f, 0x7e, 0x7d, 0x7c:
+					sh.mutable = append(sh.mutable, sh.globals-n+i)
+				default:
+					sh.keepsState(fmt.Sprintf("global %d is a mutable %#x", sh.globals-n+i, t))
+				}
+			}
+			out = append(out, t, mut)
 			out = sh.expr(r, out)
 		}
 		// (global (mut i32) (i32.const 0)): the first check yields.
@@ -291,6 +320,7 @@ func (sh *meterShape) section(id byte, body []byte) ([]byte, error) {
 		}
 	case 8: // start
 		out = binary.AppendUvarint(nil, uint64(sh.fn(r.u32())))
+		sh.keepsState("it has a start function")
 	case 9: // element
 		n := r.count()
 		out = binary.AppendUvarint(nil, uint64(n))
@@ -488,6 +518,9 @@ func (sh *meterShape) insn(r *wreader) (kind int, immStart int, fn uint32) {
 		}
 	case op == 0x25 || op == 0x26: // table.get, table.set
 		r.u32()
+		if op == 0x26 {
+			sh.keepsState("it writes a table")
+		}
 	case op >= 0x28 && op <= 0x3e: // loads and stores
 		r.u32()
 		r.u32()
@@ -522,6 +555,7 @@ func (sh *meterShape) insn(r *wreader) (kind int, immStart int, fn uint32) {
 			r.zeroByte()
 		case sub == 9: // data.drop
 			r.u32()
+			sh.keepsState("it drops a data segment")
 		case sub == 10: // memory.copy
 			r.zeroByte()
 			r.zeroByte()
@@ -530,8 +564,12 @@ func (sh *meterShape) insn(r *wreader) (kind int, immStart int, fn uint32) {
 		case sub == 12 || sub == 14: // table.init, table.copy
 			r.u32()
 			r.u32()
+			sh.keepsState("it writes a table")
 		case sub == 13 || sub == 15 || sub == 16 || sub == 17: // elem.drop, table.grow/size/fill
 			r.u32()
+			if sub != 16 {
+				sh.keepsState("it writes a table")
+			}
 		default:
 			r.fail("opcode 0xfc %d not in WebAssembly 2.0", sub)
 		}

@@ -138,6 +138,8 @@ type nativeInstance struct {
 	v    *version
 	inst native.Instance
 	mem  nativeMem
+	// restored: the instance started from its actor's Snapshot.
+	restored bool
 	// ctx and cs are the call running on the instance (one at a time).
 	ctx context.Context
 	cs  *callState
@@ -149,7 +151,8 @@ func (n *nativeInstance) Call(i int, stack []uint64) {
 }
 
 // newNativeInstanceRun makes a native instance and runs its
-// initializers under ctx, as newInstance does in wazero.
+// initializers under ctx, as newInstance does in wazero, or starts it
+// from the state they leave (preinit.go).
 func (v *version) newNativeInstanceRun(ctx context.Context, cs *callState, in *instance) (*instance, error) {
 	n := &nativeInstance{v: v}
 	in.nat = n
@@ -158,6 +161,15 @@ func (v *version) newNativeInstanceRun(ctx context.Context, cs *callState, in *i
 	// alike.
 	if err := n.run(ctx, cs, func(native.Instance) { n.inst = v.nat.New(n) }); err != nil {
 		return nil, fmt.Errorf("%w: instantiate: %v", ErrInvalidModule, err)
+	}
+	if s := v.snapshotFor(); s != nil {
+		var err error
+		if rerr := n.run(ctx, cs, func(native.Instance) { err = n.restore(s, in) }); rerr != nil || err != nil {
+			return nil, fmt.Errorf("%w: restore: %v", ErrInvalidModule, errors.Join(rerr, err))
+		}
+		n.mem = nativeMem{n.inst.Memory()}
+		v.instances.Add(1)
+		return in, nil
 	}
 	reserveMemory(n.inst.Memory(), v.limits.MemoryPages)
 	n.mem = nativeMem{n.inst.Memory()}

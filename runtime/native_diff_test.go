@@ -83,6 +83,13 @@ var diffCases = []diffCase{
 	}},
 	{name: "wat-initcaps", module: wat("initcaps"), grants: []string{"kv"}, calls: []diffCall{{"i", nil}, {"c", nil}}},
 	{name: "wat-initslow", module: wat("initslow"), calls: []diffCall{{"x", nil}}},
+	// Pre-initialized natively (RATIONALE.md, "Pre-initialized
+	// instances"), but for the grant random, under which the native
+	// instance runs its initializers as the interpreter does; initprint's
+	// output keeps it from being pre-initialized.
+	{name: "wat-preinit", module: wat("preinit"), calls: []diffCall{{"x", nil}, {"x", nil}}},
+	{name: "wat-preinit", module: wat("preinit"), grants: []string{"random"}, calls: []diffCall{{"x", nil}}},
+	{name: "wat-initprint", module: wat("initprint"), grants: []string{"log"}, calls: []diffCall{{"x", nil}}},
 	{name: "wat-recurse", module: wat("recurse"), calls: []diffCall{{"r", u32le(100)}, {"r", u32le(5000)}, {"r", u32le(7)}}},
 	{name: "wat-traps", module: wat("traps"), calls: []diffCall{{"unreachable", nil}, {"div0", nil}, {"table-oob", nil}, {"y-type", nil}, {"ok", nil}}},
 	{name: "wat-tables", module: wat("tables"), calls: tableDiffCalls()},
@@ -95,6 +102,7 @@ var diffCases = []diffCase{
 	{name: "go-echo", module: goActor("echo"), grants: []string{"log"}, calls: []diffCall{
 		{"echo", []byte("hello")}, {"echo", bytes.Repeat([]byte{0xa5}, 300_000)}, {"print", []byte("a line")}, {"nope", nil},
 	}},
+	{name: "go-echo", module: goActor("echo"), grants: []string{"log", "random"}, calls: []diffCall{{"echo", []byte("seeded")}}},
 	{name: "go-kernel", module: goActor("kernel"), limits: runtime.Limits{Timeout: time.Minute}, calls: []diffCall{
 		{"run", append(u32be(16), u32be(1)...)}, {"run", nil}, {"nope", nil},
 	}},

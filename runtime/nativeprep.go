@@ -27,8 +27,11 @@ type NativeModule struct {
 	// Wasm is the module metered (meter.go) with its memory maximum set
 	// to the actor's memory limit (or kept, if lower).
 	Wasm []byte
-	// Actor describes it as the table of native actors will (New unset).
+	// Actor describes it as the table of native actors will (New unset),
+	// with the Snapshot its instances start from, if any.
 	Actor native.Actor
+	// NoSnapshot says why Actor has no Snapshot.
+	NoSnapshot string
 }
 
 // PrepareNative checks module as Load does, with the interpreter (the CID,
@@ -36,15 +39,32 @@ type NativeModule struct {
 // shape, the links and one instance with its initializers), and returns
 // what translation needs. It is the only way modules reach the translator
 // (runtime/native/translate): a module the runtime would refuse is never
-// translated.
+// translated. The instance's state after its initializers becomes the
+// Snapshot native instances start from, when it is all of their state
+// (preinit.go).
 func PrepareNative(ctx context.Context, name string, c cid.Cid, module []byte, lim Limits) (*NativeModule, error) {
 	lim, err := lim.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	// The same bytes newVersion compiles (the rewrites are functions of
+	// the module), with the memory maximum wasm2go bakes in.
+	wasm, err := precheck(module)
+	var sh *meterShape
+	if err == nil {
+		wasm, sh, err = meterShaped(wasm)
+	}
+	var minPages uint32
+	if err == nil {
+		wasm, minPages, err = setMemoryMax(wasm, lim.MemoryPages)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s (%s): %w: %v", name, c, ErrInvalidModule, err)
+	}
 	r := New(Config{Engine: EngineInterpreter, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer r.Close()
-	v, err := r.newVersion(ctx, Spec{Name: name, CID: c, Module: module, Limits: lim})
+	rec := &initRecord{globals: sh.mutable}
+	v, err := r.newVersion(ctx, Spec{Name: name, CID: c, Module: module, Limits: lim, preinit: rec})
 	if err != nil {
 		return nil, fmt.Errorf("prepare %s (%s): %w", name, c, err)
 	}
@@ -53,6 +73,7 @@ func PrepareNative(ctx context.Context, name string, c cid.Cid, module []byte, l
 		Name:        name,
 		CID:         c,
 		MemoryPages: lim.MemoryPages,
+		MinPages:    minPages,
 		MaxDepth:    NativeMaxDepth,
 		Metered:     v.metered,
 		Inits:       append([]string(nil), v.inits...),
@@ -68,19 +89,11 @@ func PrepareNative(ctx context.Context, name string, c cid.Cid, module []byte, l
 		}
 		a.Imports = append(a.Imports, im)
 	}
-	// The same bytes newVersion compiled: the rewrites are functions of
-	// the module.
-	wasm, err := precheck(module)
-	if err == nil {
-		wasm, err = meter(wasm)
+	nm := &NativeModule{Wasm: wasm, Actor: a}
+	if nm.Actor.Snapshot, nm.NoSnapshot, err = v.snapshot(ctx, sh, rec); err != nil {
+		return nil, fmt.Errorf("prepare %s (%s): snapshot: %w", name, c, err)
 	}
-	if err == nil {
-		wasm, a.MinPages, err = setMemoryMax(wasm, lim.MemoryPages)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("prepare %s (%s): %w: %v", name, c, ErrInvalidModule, err)
-	}
-	return &NativeModule{Wasm: wasm, Actor: a}, nil
+	return nm, nil
 }
 
 // setMemoryMax sets the maximum of the module's one memory (WebAssembly

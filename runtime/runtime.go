@@ -144,6 +144,10 @@ type Spec struct {
 	// version runs (Served): the stick puts there the version of the
 	// manifest whose entry this is.
 	Tag uint64
+
+	// preinit marks PrepareNative's run: the initializers' imports are
+	// recorded and the mutable globals exported (preinit.go).
+	preinit *initRecord
 }
 
 // Config configures a Runtime. Zero values are usable: no box (the ipfs

@@ -73,6 +73,8 @@ type version struct {
 	module []byte
 	tag    uint64
 	inits  []string // initializer exports to run on each new instance
+	// rec watches the initializers in PrepareNative's run (preinit.go).
+	rec *initRecord
 
 	slots chan struct{}  // one token per allowed concurrent call
 	idle  chan *instance // warm instances
@@ -128,6 +130,11 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
 		}
 	}
+	if spec.preinit != nil {
+		if module, err = exportGlobals(module, spec.preinit.globals); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+		}
+	}
 	rc, err := r.runtimeConfig()
 	if err != nil {
 		return nil, err
@@ -144,6 +151,7 @@ func (r *Runtime) newVersion(ctx context.Context, spec Spec) (*version, error) {
 		WithDebugInfoEnabled(false).
 		WithCoreFeatures(api.CoreFeaturesV2)
 	v := r.versionShell(spec, lim, engine, metered)
+	v.rec = spec.preinit
 	v.wr = wazero.NewRuntimeWithConfig(ctx, rc)
 	fail := func(err error) (*version, error) {
 		v.wr.Close(context.Background())

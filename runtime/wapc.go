@@ -125,6 +125,7 @@ func (v *version) instantiateHost(ctx context.Context) error {
 			if cs == nil {
 				panic(fmt.Errorf("%w: host function called outside a call", errABI))
 			}
+			v.noteInit(cs, wapcModule, name)
 			f.fn(ctx, cs, m.Memory(), stack)
 		}), f.params, f.results).Export(name)
 	}

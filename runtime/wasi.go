@@ -163,6 +163,7 @@ func (v *version) instantiateWASI(ctx context.Context) error {
 			if cs == nil {
 				panic(fmt.Errorf("%w: WASI called outside a call", errABI))
 			}
+			v.noteInit(cs, wasiModule, name)
 			fn(ctx, cs, m.Memory(), stack)
 		}), f.params, f.results).Export(name)
 	}

@@ -89,17 +89,30 @@ func releaseTranslate(e *env, args []string) error {
 	}
 	start := time.Now()
 	e.progress("translating %d actors into %s (wasm2go, then the table)", len(actors), *out)
-	if err := translate.WriteContext(context.Background(), *out, *importPath, actors); err != nil {
+	done, err := translate.WriteContext(context.Background(), *out, *importPath, actors)
+	if err != nil {
 		return checkErr(err)
 	}
 	if err := writeTable(*out, table); err != nil {
 		return ioErr(err)
 	}
 	var lines []string
-	for _, t := range table {
-		lines = append(lines, fmt.Sprintf("  %s %s\n", t.Name, t.CID))
+	starts := map[string]string{} // by the CID as the manifest spells it
+	for i, d := range done {
+		s := "pre-initialized (initializers ran at translation)"
+		if d.NoSnapshot != "" {
+			s = "runs its initializers on the stick: " + d.NoSnapshot
+		}
+		for j, a := range actors {
+			if a.CID.Equals(done[i].CID) {
+				starts[table[j].CID] = s
+			}
+		}
 	}
-	e.result(map[string]any{"dir": *out, "import": *importPath, "native": table, "seconds": time.Since(start).Seconds()},
+	for _, t := range table {
+		lines = append(lines, fmt.Sprintf("  %s %s, %s\n", t.Name, t.CID, starts[t.CID]))
+	}
+	e.result(map[string]any{"dir": *out, "import": *importPath, "native": table, "starts": starts, "seconds": time.Since(start).Seconds()},
 		fmt.Sprintf("translated %d actors into %s in %v (build the stick with BUILD_TAGS=native):\n%s", len(actors), *out, time.Since(start).Round(time.Millisecond), strings.Join(lines, "")))
 	return nil
 }

@@ -57,6 +57,43 @@ type Instance interface {
 	GuestCall(operationLen, payloadLen int32) int32
 	// Init runs the initializer export name (one of Actor.Inits).
 	Init(name string)
+	// SetGlobal sets the module's global of that index (a mutable i32,
+	// i64, f32 or f64 global, the value as wazero's api.Global.Get gives
+	// it) when restoring a Snapshot.
+	SetGlobal(index uint32, value uint64)
+}
+
+// Snapshot is an instance's state after its initializers ran at release
+// time (runtime.PrepareNative), for instances that start from it instead
+// of running them (RATIONALE.md, "Pre-initialized instances"): its linear
+// memory as the bytes that differ from a new instance's, its mutable
+// globals, the WASI virtual clock and the capabilities the initializers
+// were refused.
+type Snapshot struct {
+	// Pages is the linear memory's size, in 64 KiB pages.
+	Pages uint32
+	// Runs are the bytes of memory that differ from those New leaves
+	// (zero above the initial memory), in increasing offsets.
+	Runs []Run
+	// Globals are the module's mutable globals (the meter's fuel aside).
+	Globals []Global
+	// Clock is the instance's WASI virtual clock, in ns.
+	Clock uint64
+	// Denied are the capabilities refused to the initializers, one entry
+	// per refusal, in order.
+	Denied []string
+}
+
+// Run is a stretch of bytes of a Snapshot's memory.
+type Run struct {
+	Off  uint32
+	Data string
+}
+
+// Global is one global's value in a Snapshot.
+type Global struct {
+	Index uint32
+	Value uint64
 }
 
 // Actor is one translated module.
@@ -83,6 +120,11 @@ type Actor struct {
 	// Inits are the initializer exports present, in the order the
 	// runtime runs them (_initialize, _start, wapc_init).
 	Inits []string
+	// Snapshot, when set, is the state of an instance whose initializers
+	// ran under no grants at release time: the runtime starts instances
+	// from it rather than run Inits, unless the actor is granted what
+	// would have made them see something else (random bytes).
+	Snapshot *Snapshot
 	// New makes an instance; data segments are copied in, no code runs.
 	New func(Host) Instance
 }

@@ -109,8 +109,20 @@ func main() {
 	add("ascript", cmd, o)
 
 	t0 := time.Now()
-	if err := translate.WriteContext(ctx, *out, ImportPath, actors); err != nil {
+	done, err := translate.WriteContext(ctx, *out, ImportPath, actors)
+	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("nativegen: translated %d actors into %s in %v\n", len(actors), *out, time.Since(t0).Round(time.Millisecond))
+	for _, d := range done {
+		fmt.Printf("nativegen: %s %s\n", d.Name, snapshotNote(d))
+	}
+}
+
+// snapshotNote says how d's instances start on the stick.
+func snapshotNote(d translate.Translated) string {
+	if d.NoSnapshot != "" {
+		return "runs its initializers: " + d.NoSnapshot
+	}
+	return "pre-initialized"
 }

@@ -351,7 +351,11 @@ func registration(f *ast.File, methods map[string]*ast.FuncDecl, pkg string, nm 
 		}
 		fmt.Fprintf(&b, "%q", s)
 	}
-	b.WriteString("},\n\t\tNew: newInstance,\n\t})\n}\n\n")
+	b.WriteString("},\n")
+	if a.Snapshot != nil {
+		b.WriteString("\t\tSnapshot: &snapshot,\n")
+	}
+	b.WriteString("\t\tNew: newInstance,\n\t})\n}\n\n")
 	fmt.Fprintf(&b, "// host is one instance's side of its imports.\ntype host struct {\n\th native.Host\n\ts [%d]uint64\n}\n\n", slots)
 
 	// One adapter type per New parameter (an import module).
@@ -402,6 +406,9 @@ func registration(f *ast.File, methods map[string]*ast.FuncDecl, pkg string, nm 
 		fmt.Fprintf(&b, "\tcase %q:\n\t\ti.m.%s()\n", s, meth)
 	}
 	b.WriteString("\tdefault:\n\t\tpanic(\"native: no initializer \" + name)\n\t}\n}\n")
+	if err := snapshotCode(&b, f, a.Snapshot); err != nil {
+		return nil, err
+	}
 	out, err := format.Source([]byte(b.String()))
 	if err != nil {
 		return nil, fmt.Errorf("format register.go: %w\n%s", err, b.String())
@@ -635,4 +642,59 @@ func isMethodValue(n ast.Node, methods map[string]*ast.FuncDecl) bool {
 	}
 	_, ok = methods[sel.Sel.Name]
 	return ok
+}
+
+// globalField is wasm2go's Module field for global n.
+var globalField = regexp.MustCompile(`^g([0-9]+)$`)
+
+// setGlobal converts SetGlobal's value to each Go type of a field g<n>.
+var setGlobal = map[string]string{
+	"int32":   "int32(v)",
+	"int64":   "int64(v)",
+	"float32": "math.Float32frombits(uint32(v))",
+	"float64": "math.Float64frombits(v)",
+}
+
+// snapshotCode writes native.Instance's SetGlobal over the fields of s's
+// globals, and s as the variable snapshot (the package's data: nothing
+// runs to make it).
+func snapshotCode(b *strings.Builder, f *ast.File, s *native.Snapshot) error {
+	b.WriteString("\nfunc (i instance) SetGlobal(index uint32, v uint64) {\n\tswitch index {\n")
+	if s != nil {
+		st, err := moduleStruct(f)
+		if err != nil {
+			return err
+		}
+		fields := map[string]string{}
+		for _, fl := range st.Fields.List {
+			for _, n := range fl.Names {
+				if id, ok := fl.Type.(*ast.Ident); ok && globalField.MatchString(n.Name) {
+					fields[n.Name] = id.Name
+				}
+			}
+		}
+		for _, g := range s.Globals {
+			name := fmt.Sprintf("g%d", g.Index)
+			conv, ok := setGlobal[fields[name]]
+			if !ok {
+				return fmt.Errorf("snapshot: global %d: no Module field %s of type int32, int64, float32 or float64", g.Index, name)
+			}
+			fmt.Fprintf(b, "\tcase %d:\n\t\ti.m.%s = %s\n", g.Index, name, conv)
+		}
+	}
+	b.WriteString("\tdefault:\n\t\tpanic(\"native: no global to set\")\n\t}\n}\n")
+	if s == nil {
+		return nil
+	}
+	b.WriteString("\n// snapshot is an instance after its initializers ran at release time.\n")
+	fmt.Fprintf(b, "var snapshot = native.Snapshot{\n\tPages: %d,\n\tClock: %d,\n\tDenied: %#v,\n\tGlobals: []native.Global{\n", s.Pages, s.Clock, s.Denied)
+	for _, g := range s.Globals {
+		fmt.Fprintf(b, "\t\t{Index: %d, Value: %#x},\n", g.Index, g.Value)
+	}
+	b.WriteString("\t},\n\tRuns: []native.Run{\n")
+	for _, r := range s.Runs {
+		fmt.Fprintf(b, "\t\t{Off: %#x, Data: %s},\n", r.Off, strconv.Quote(r.Data))
+	}
+	b.WriteString("\t},\n}\n")
+	return nil
 }

@@ -47,16 +47,27 @@ var (
 // imports importPath gets the table. outDir's earlier contents are
 // replaced. Output is a deterministic function of the input.
 func Write(outDir, importPath string, actors []Actor) error {
-	return WriteContext(context.Background(), outDir, importPath, actors)
+	_, err := WriteContext(context.Background(), outDir, importPath, actors)
+	return err
 }
 
-// WriteContext is Write under ctx.
-func WriteContext(ctx context.Context, outDir, importPath string, actors []Actor) error {
+// Translated is what Write made of one actor.
+type Translated struct {
+	Name string
+	CID  cid.Cid
+	// NoSnapshot says why its instances run their initializers on the
+	// stick; empty, they start from the state the initializers left at
+	// translation (native.Snapshot).
+	NoSnapshot string
+}
+
+// WriteContext is Write under ctx, reporting each actor translated.
+func WriteContext(ctx context.Context, outDir, importPath string, actors []Actor) ([]Translated, error) {
 	dir := Dir
 	if dir == "" {
 		var err error
 		if dir, err = moduleRoot(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	type job struct {
@@ -69,48 +80,50 @@ func WriteContext(ctx context.Context, outDir, importPath string, actors []Actor
 	for _, a := range actors {
 		if prev, ok := seen[a.CID.KeyString()]; ok {
 			if prev.Limits.MemoryPages != a.Limits.MemoryPages {
-				return fmt.Errorf("translate: %s and %s share CID %s under different memory limits", prev.Name, a.Name, a.CID)
+				return nil, fmt.Errorf("translate: %s and %s share CID %s under different memory limits", prev.Name, a.Name, a.CID)
 			}
 			continue
 		}
 		seen[a.CID.KeyString()] = a
 		pkg := "a_" + strings.ReplaceAll(a.Name, "-", "_")
 		if a.Name == "" || pkgs[pkg] {
-			return fmt.Errorf("translate: actor name %q empty or repeated", a.Name)
+			return nil, fmt.Errorf("translate: actor name %q empty or repeated", a.Name)
 		}
 		pkgs[pkg] = true
 		jobs = append(jobs, job{a, pkg})
 	}
 	slices.SortFunc(jobs, func(x, y job) int { return strings.Compare(x.pkg, y.pkg) })
 	if err := clean(outDir); err != nil {
-		return fmt.Errorf("translate: %w", err)
+		return nil, fmt.Errorf("translate: %w", err)
 	}
 	var imports []string
+	var done []Translated
 	for _, j := range jobs {
-		src, reg, err := translate(ctx, dir, j.pkg, j.a)
+		src, reg, nm, err := translate(ctx, dir, j.pkg, j.a)
 		if err != nil {
-			return fmt.Errorf("translate %s (%s): %w", j.a.Name, j.a.CID, err)
+			return nil, fmt.Errorf("translate %s (%s): %w", j.a.Name, j.a.CID, err)
 		}
 		d := filepath.Join(outDir, j.pkg)
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("translate: %w", err)
+			return nil, fmt.Errorf("translate: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(d, "module.go"), src, 0o644); err != nil {
-			return fmt.Errorf("translate: %w", err)
+			return nil, fmt.Errorf("translate: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(d, "register.go"), reg, 0o644); err != nil {
-			return fmt.Errorf("translate: %w", err)
+			return nil, fmt.Errorf("translate: %w", err)
 		}
 		imports = append(imports, importPath+"/"+j.pkg)
+		done = append(done, Translated{Name: j.a.Name, CID: j.a.CID, NoSnapshot: nm.NoSnapshot})
 	}
 	root, err := rootPackage(importPath, imports)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(outDir, "actors.go"), root, 0o644); err != nil {
-		return fmt.Errorf("translate: %w", err)
+		return nil, fmt.Errorf("translate: %w", err)
 	}
-	return nil
+	return done, nil
 }
 
 // clean removes what an earlier Write left in outDir (the actors'
@@ -133,10 +146,10 @@ func clean(outDir string) error {
 }
 
 // translate returns the generated module and its registration.
-func translate(ctx context.Context, dir, pkg string, a Actor) (module, register []byte, err error) {
-	nm, err := runtime.PrepareNative(ctx, a.Name, a.CID, a.Module, a.Limits)
+func translate(ctx context.Context, dir, pkg string, a Actor) (module, register []byte, nm *runtime.NativeModule, err error) {
+	nm, err = runtime.PrepareNative(ctx, a.Name, a.CID, a.Module, a.Limits)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cmd := exec.CommandContext(ctx, Go, "tool", "wasm2go", "-pkg", pkg)
 	cmd.Dir = dir
@@ -144,9 +157,10 @@ func translate(ctx context.Context, dir, pkg string, a Actor) (module, register 
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, nil, fmt.Errorf("wasm2go: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, nil, nil, fmt.Errorf("wasm2go: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	return rewrite(stdout.Bytes(), pkg, nm)
+	module, register, err = rewrite(stdout.Bytes(), pkg, nm)
+	return module, register, nm, err
 }
 
 // moduleRoot finds the teastick module's root above the working
