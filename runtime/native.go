@@ -203,13 +203,18 @@ func (v *version) newNativeInstanceRun(ctx context.Context, cs *callState, in *i
 // them), so the guest sees exactly the memory it would have.
 func reserveMemory(p *[]byte, limitPages uint32) {
 	b := *p
-	want := min(2*uint64(len(b)), uint64(limitPages)<<16)
+	want := room(len(b), limitPages)
 	if want <= uint64(cap(b)) || want > math.MaxInt {
 		return
 	}
 	nb := make([]byte, len(b), int(want))
 	copy(nb, b)
 	*p = nb
+}
+
+// room is the capacity reserveMemory gives a new memory of n bytes.
+func room(n int, limitPages uint32) uint64 {
+	return min(2*uint64(n), uint64(limitPages)<<16)
 }
 
 // run runs f on the instance for the call cs under ctx, and turns a trap

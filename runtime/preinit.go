@@ -210,14 +210,15 @@ func (v *version) snapshotFor() *native.Snapshot {
 }
 
 // restore puts a new native instance (New ran, no initializer) in the
-// state of s, its memory with reserveMemory's room to grow in place.
+// state of s, its memory with the capacity reserveMemory gives New's (the
+// initializers grow it within that room when they run).
 func (n *nativeInstance) restore(s *native.Snapshot, in *instance) error {
 	v, p := n.v, n.inst.Memory()
 	size := uint64(s.Pages) << 16
 	if size < uint64(len(*p)) || s.Pages > v.limits.MemoryPages {
 		return fmt.Errorf("snapshot of %d pages for a memory of %d bytes under a limit of %d pages", s.Pages, len(*p), v.limits.MemoryPages)
 	}
-	mem := make([]byte, size, max(size, min(2*size, uint64(v.limits.MemoryPages)<<16)))
+	mem := make([]byte, size, max(size, room(len(*p), v.limits.MemoryPages)))
 	copy(mem, *p)
 	for _, r := range s.Runs {
 		if uint64(r.Off)+uint64(len(r.Data)) > size {

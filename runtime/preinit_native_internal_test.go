@@ -18,7 +18,9 @@ import (
 )
 
 // restored loads module natively under grants and reports whether its
-// first instance started from the translation's snapshot.
+// first instance started from the translation's snapshot, checking that
+// such an instance's memory has the capacity one whose initializers ran
+// would have (reserveMemory's room for New's memory).
 func restored(t *testing.T, module []byte, grants []string) bool {
 	t.Helper()
 	r := New(Config{Engine: EngineInterpreter, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -37,6 +39,13 @@ func restored(t *testing.T, module []byte, grants []string) bool {
 	}
 	in := <-v.idle
 	v.idle <- in
+	if in.nat.restored {
+		s, mem := v.nat.Snapshot, *in.nat.inst.Memory()
+		want := max(uint64(s.Pages)<<16, room(int(v.nat.MinPages)<<16, v.limits.MemoryPages))
+		if len(mem) != int(s.Pages)<<16 || uint64(cap(mem)) != want {
+			t.Errorf("restored memory: len %d cap %d, want %d and %d", len(mem), cap(mem), s.Pages<<16, want)
+		}
+	}
 	return in.nat.restored
 }
 
