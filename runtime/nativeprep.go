@@ -32,6 +32,10 @@ type NativeModule struct {
 	Actor native.Actor
 	// NoSnapshot says why Actor has no Snapshot.
 	NoSnapshot string
+	// MemoryCap is the capacity, in bytes, New gives the linear memory:
+	// the room an instance gets to grow in place (reserveMemory), at
+	// least the size a Snapshot restores.
+	MemoryCap uint64
 }
 
 // PrepareNative checks module as Load does, with the interpreter (the CID,
@@ -92,6 +96,10 @@ func PrepareNative(ctx context.Context, name string, c cid.Cid, module []byte, l
 	nm := &NativeModule{Wasm: wasm, Actor: a}
 	if nm.Actor.Snapshot, nm.NoSnapshot, err = v.snapshot(ctx, sh, rec); err != nil {
 		return nil, fmt.Errorf("prepare %s (%s): snapshot: %w", name, c, err)
+	}
+	nm.MemoryCap = room(int(minPages)<<16, lim.MemoryPages)
+	if s := nm.Actor.Snapshot; s != nil {
+		nm.MemoryCap = max(nm.MemoryCap, uint64(s.Pages)<<16)
 	}
 	return nm, nil
 }

@@ -210,16 +210,24 @@ func (v *version) snapshotFor() *native.Snapshot {
 }
 
 // restore puts a new native instance (New ran, no initializer) in the
-// state of s, its memory with the capacity reserveMemory gives New's (the
-// initializers grow it within that room when they run).
+// state of s. Its memory is extended in place: translate has New
+// allocate it with room for the snapshot and for what reserveMemory
+// gives a memory whose initializers run (they grow it within that room).
 func (n *nativeInstance) restore(s *native.Snapshot, in *instance) error {
 	v, p := n.v, n.inst.Memory()
 	size := uint64(s.Pages) << 16
 	if size < uint64(len(*p)) || s.Pages > v.limits.MemoryPages {
 		return fmt.Errorf("snapshot of %d pages for a memory of %d bytes under a limit of %d pages", s.Pages, len(*p), v.limits.MemoryPages)
 	}
-	mem := make([]byte, size, max(size, room(len(*p), v.limits.MemoryPages)))
-	copy(mem, *p)
+	mem := *p
+	if uint64(cap(mem)) >= size {
+		// In place: New made the capacity (translate's memoryCapacity),
+		// zeroed, and nothing has run.
+		mem = mem[:size]
+	} else {
+		mem = make([]byte, size, max(size, room(len(mem), v.limits.MemoryPages)))
+		copy(mem, *p)
+	}
 	for _, r := range s.Runs {
 		if uint64(r.Off)+uint64(len(r.Data)) > size {
 			return fmt.Errorf("snapshot run of %d bytes at %#x outside its memory", len(r.Data), r.Off)

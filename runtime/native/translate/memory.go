@@ -129,3 +129,40 @@ func isUint64Expr(e ast.Expr) bool {
 		}
 	}
 }
+
+// memoryCapacity makes New allocate the linear memory with capBytes of
+// capacity (RATIONALE.md, "Native actors", memory growth): the room the
+// runtime gives every instance (reserveMemory) and the size a snapshot
+// restores (runtime/preinit.go), so neither allocates and copies the
+// memory again. The capacity is zeroed by make and nothing runs before
+// the runtime extends or grows into it. New must assign the memory once,
+// as wasm2go v0.4.21 does: `m.memory = make([]byte, N)`.
+func memoryCapacity(f *ast.File, mem string, capBytes uint64) error {
+	var newFn *ast.FuncDecl
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.Name == "New" {
+			newFn = fd
+		}
+	}
+	if newFn == nil {
+		return errors.New("memory capacity: no New in wasm2go output")
+	}
+	var makes []*ast.CallExpr
+	ast.Inspect(newFn.Body, func(n ast.Node) bool {
+		as, ok := n.(*ast.AssignStmt)
+		if !ok || len(as.Lhs) != 1 || len(as.Rhs) != 1 || !isField(as.Lhs[0], map[string]bool{mem: true}) {
+			return true
+		}
+		if call, ok := as.Rhs[0].(*ast.CallExpr); ok && isIdent(call.Fun, "make") && len(call.Args) == 2 {
+			makes = append(makes, call)
+		} else {
+			makes = append(makes, nil)
+		}
+		return true
+	})
+	if len(makes) != 1 || makes[0] == nil {
+		return fmt.Errorf("memory capacity: New assigns m.%s %d times, not once with make([]byte, n)", mem, len(makes))
+	}
+	makes[0].Args = append(makes[0].Args, &ast.BasicLit{Kind: token.INT, Value: fmt.Sprintf("%#x", capBytes)})
+	return nil
+}

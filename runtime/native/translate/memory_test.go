@@ -257,3 +257,23 @@ func main() {
 	fmt.Printf("%s/%s: %d same, %d in bounds, %d traps\n", runtime.GOOS, runtime.GOARCH, same, in, traps)
 }
 `
+
+// New allocates the memory with the capacity given, and the pass refuses
+// a New that does not assign it once with make.
+func TestMemoryCapacity(t *testing.T) {
+	capacity := func(_ *token.FileSet, f *ast.File) error { return memoryCapacity(f, "memory", 0x40000) }
+	const head = "package p\n\ntype Module struct{ memory []byte }\n\n"
+	out, err := passOn(t, head+"func New() *Module {\n\tm := new(Module)\n\tm.memory = make([]byte, 0x20000)\n\treturn m\n}\n", capacity)
+	if err != nil || !strings.Contains(out, "m.memory = make([]byte, 0x20000, 0x40000)") {
+		t.Errorf("%v\n%s", err, out)
+	}
+	for _, body := range []string{
+		"m := new(Module)\n\treturn m",
+		"m := new(Module)\n\tm.memory = make([]byte, 1)\n\tm.memory = make([]byte, 2)\n\treturn m",
+		"m := new(Module)\n\tm.memory = nil\n\treturn m",
+	} {
+		if _, err := passOn(t, head+"func New() *Module {\n\t"+body+"\n}\n", capacity); err == nil {
+			t.Errorf("accepted New {%s}", body)
+		}
+	}
+}

@@ -100,6 +100,9 @@ func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register
 	if err := wordAddresses(fset, f, memoryField); err != nil {
 		return nil, nil, err
 	}
+	if err := memoryCapacity(f, memoryField, nm.MemoryCap); err != nil {
+		return nil, nil, err
+	}
 	var out bytes.Buffer
 	if err := format.Node(&out, fset, f); err != nil {
 		return nil, nil, fmt.Errorf("format: %w", err)
