@@ -51,6 +51,9 @@ func PrepareNative(ctx context.Context, name string, c cid.Cid, module []byte, l
 	if err != nil {
 		return nil, err
 	}
+	if err := verifyModule(c, module); err != nil {
+		return nil, fmt.Errorf("prepare %s (%s): %w", name, c, err)
+	}
 	// The same bytes newVersion compiles (the rewrites are functions of
 	// the module), with the memory maximum wasm2go bakes in.
 	wasm, err := precheck(module)

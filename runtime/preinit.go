@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"sync"
 
 	"github.com/tetratelabs/wazero"
 
@@ -41,12 +40,10 @@ import (
 const preinitGlobal = "teastick.preinit.global."
 
 // initRecord watches the imports the initializers call in PrepareNative's
-// run.
+// run (one instance, its initializers in one goroutine).
 type initRecord struct {
 	globals []uint32 // the mutable globals to export
-
-	mu     sync.Mutex
-	impure string // the first import whose effect a snapshot would lose
+	impure  string   // the first import whose effect a snapshot would lose
 }
 
 // pureInit are the WASI functions whose effect in an initializer is on
@@ -69,11 +66,9 @@ func (v *version) noteInit(cs *callState, module, name string) {
 	_, provided := wasiFuncs[name]
 	pure := module == wasiModule && (pureInit[name] || !provided ||
 		name == "random_get" && !v.granted("random", "bytes"))
-	rec.mu.Lock()
 	if !pure && rec.impure == "" {
 		rec.impure = module + "." + name
 	}
-	rec.mu.Unlock()
 }
 
 // snapshot returns the state v's first instance is in after its

@@ -98,13 +98,13 @@ func releaseTranslate(e *env, args []string) error {
 	}
 	var lines []string
 	starts := map[string]string{} // by the CID as the manifest spells it
-	for i, d := range done {
+	for _, d := range done {
 		s := "pre-initialized (initializers ran at translation)"
 		if d.NoSnapshot != "" {
 			s = "runs its initializers on the stick: " + d.NoSnapshot
 		}
 		for j, a := range actors {
-			if a.CID.Equals(done[i].CID) {
+			if a.CID.Equals(d.CID) {
 				starts[table[j].CID] = s
 			}
 		}
