@@ -138,14 +138,9 @@ func isUint64Expr(e ast.Expr) bool {
 // the runtime extends or grows into it. New must assign the memory once,
 // as wasm2go v0.4.21 does: `m.memory = make([]byte, N)`.
 func memoryCapacity(f *ast.File, mem string, capBytes uint64) error {
-	var newFn *ast.FuncDecl
-	for _, d := range f.Decls {
-		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.Name == "New" {
-			newFn = fd
-		}
-	}
-	if newFn == nil {
-		return errors.New("memory capacity: no New in wasm2go output")
+	newFn, err := newFunc(f)
+	if err != nil {
+		return fmt.Errorf("memory capacity: %w", err)
 	}
 	var makes []*ast.CallExpr
 	ast.Inspect(newFn.Body, func(n ast.Node) bool {

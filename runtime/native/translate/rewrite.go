@@ -143,6 +143,16 @@ func addDepthField(f *ast.File) error {
 	return nil
 }
 
+// newFunc returns wasm2go's constructor, func New.
+func newFunc(f *ast.File) (*ast.FuncDecl, error) {
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.Name == "New" {
+			return fd, nil
+		}
+	}
+	return nil, errors.New("no New in wasm2go output")
+}
+
 // moduleStruct returns wasm2go's `type Module struct`.
 func moduleStruct(f *ast.File) (*ast.StructType, error) {
 	for _, d := range f.Decls {
@@ -305,14 +315,9 @@ var newAssign = regexp.MustCompile(`^v([0-9]+)$`)
 func registration(f *ast.File, methods map[string]*ast.FuncDecl, pkg string, nm *runtime.NativeModule) ([]byte, error) {
 	a := nm.Actor
 	// New's parameters, by the field each is stored in.
-	var newFn *ast.FuncDecl
-	for _, d := range f.Decls {
-		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.Name == "New" {
-			newFn = fd
-		}
-	}
-	if newFn == nil {
-		return nil, errors.New("no New in wasm2go output")
+	newFn, err := newFunc(f)
+	if err != nil {
+		return nil, err
 	}
 	nparams := 0
 	for _, p := range newFn.Type.Params.List {
@@ -512,14 +517,9 @@ func rootPackage(importPath string, imports []string) ([]byte, error) {
 // (the asserted type differs exactly when the WebAssembly signature
 // does). Anything else is left as wasm2go wrote it.
 func staticElements(f *ast.File, methods map[string]*ast.FuncDecl) error {
-	var newFn *ast.FuncDecl
-	for _, d := range f.Decls {
-		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.Name == "New" {
-			newFn = fd
-		}
-	}
-	if newFn == nil {
-		return errors.New("no New in wasm2go output")
+	newFn, err := newFunc(f)
+	if err != nil {
+		return err
 	}
 	// New's `m.elements = [][]any{{m.fnA, ...}, nil, ...}`.
 	var assign *ast.AssignStmt
