@@ -567,7 +567,10 @@ func (sh *meterShape) insn(r *wreader) (kind int, immStart int, fn uint32) {
 			sh.keepsState("it writes a table")
 		case sub == 13 || sub == 15 || sub == 16 || sub == 17: // elem.drop, table.grow/size/fill
 			r.u32()
-			if sub != 16 {
+			switch sub {
+			case 13:
+				sh.keepsState("it drops an element segment")
+			case 15, 17:
 				sh.keepsState("it writes a table")
 			}
 		default:
