@@ -32,8 +32,9 @@ import (
 // its instances run their initializers as before (snapshotFor). A
 // snapshot is not taken when an initializer calls anything else (output,
 // waPC, poll_oneoff, exit) or when the module could keep state a
-// snapshot does not hold (meterShape.stateful: tables written, data
-// segments dropped, imported globals, a start function).
+// snapshot does not hold (meterShape.stateful: tables written, data or
+// element segments dropped, imported globals, a start function, mutable
+// globals of reference or vector type).
 
 // preinitGlobal prefixes the exports PrepareNative's run adds to read the
 // module's mutable globals (wazero reads only exported ones).
