@@ -1,9 +1,9 @@
 //go:build tamago && arm
 
 // Package armv7 is what every ARMv7-A board does the same way below the
-// Go runtime: stage 0's jump into the stick (MMU off, caches cleaned) and
-// the Arm semihosting exit QEMU takes. One copy for the QEMU arm virt
-// board and the USB armory Mk II.
+// Go runtime: stage 0's jump into the stick (MMU off, caches cleaned),
+// the alignment check turned off, and the Arm semihosting exit QEMU
+// takes. One copy for the QEMU arm virt board and the USB armory Mk II.
 package armv7
 
 import (
@@ -14,6 +14,14 @@ import (
 
 func svc()
 func exec()
+
+// AllowUnalignedAccess turns off the processor's alignment check, as it
+// is at reset: the stick's boards call it at boot so that translated
+// actors (runtime/native/translate, wordAccesses) read and write linear
+// memory's words in one access at any address, whatever a boot loader
+// left set.
+func AllowUnalignedAccess()
+
 func semihosting(op uint32, arg uint32) uint32
 func halt()
 

@@ -33,3 +33,17 @@ TEXT ·exec(SB),NOSPLIT|NOFRAME,$0
 
 	MOVW	R4, R0
 	B	(R3)
+
+// func AllowUnalignedAccess()
+//
+// Clears SCTLR.A (bit 1), the alignment check: with it clear, ARMv7-A
+// performs LDR, STR, LDRH and STRH at any address in normal memory
+// (ARM Architecture Reference Manual ARMv7-A and ARMv7-R edition,
+// A3.2.1, B4.1.130). LDRD, STRD, LDM, STM and VFP accesses still need
+// word alignment.
+TEXT ·AllowUnalignedAccess(SB),NOSPLIT,$0
+	MRC	15, 0, R0, C1, C0, 0
+	BIC	$2, R0
+	MCR	15, 0, R0, C1, C0, 0
+	WORD	$0xf57ff06f // isb sy
+	RET

@@ -21,6 +21,7 @@ import (
 	"github.com/usbarmory/tamago/arm"
 
 	"github.com/teastick/teastick/board"
+	"github.com/teastick/teastick/board/armv7"
 	"github.com/teastick/teastick/board/fdt"
 	"github.com/teastick/teastick/board/mmio"
 	"github.com/teastick/teastick/board/qemu/vmmio"
@@ -52,6 +53,7 @@ func Init() {
 	loadDeviceTree()
 
 	ARM.Init(vectorBase)
+	armv7.AllowUnalignedAccess()
 	goos.Exit = Exit
 
 	ARM.EnableSMP()

@@ -28,7 +28,12 @@ import (
 	"github.com/usbarmory/tamago/soc/nxp/imx6ul"
 
 	"github.com/teastick/teastick/board"
+	"github.com/teastick/teastick/board/armv7"
 )
+
+// The alignment check stays off whatever ran before (the boot ROM, stage
+// 0): translated actors access words at any address (armv7).
+func init() { armv7.AllowUnalignedAccess() }
 
 // Name identifies the board in the banner and in the stick's status.
 const Name = "usbarmory-mk2"

@@ -97,6 +97,172 @@ func wordAddresses(fset *token.FileSet, f *ast.File, mem string) error {
 	return nil
 }
 
+// Linear memory words in one access (RATIONALE.md, "Native actors",
+// word accesses). wasm2go's helpers read and write a wider value with
+// encoding/binary's little-endian functions. Go's compilers for 64-bit
+// hosts turn those into one load or store; its compiler for 32-bit arm
+// does not (it cannot assume the processor takes an unaligned word), and
+// reads a 64-bit value as eight byte loads joined by shifts: on the
+// stick's Cortex-A7 that made load64 and store64 too large to inline, a
+// call on every i64 access of a Go guest, which keeps its stack and its
+// pointers in 64-bit words. wordAccesses has the helpers call
+// teastickLoadN and teastickStoreN instead: on arm one word access each
+// (two for 64 bits) through the slice Go's bounds check has just cut,
+// which holds exactly the bytes accessed; on every other host the same
+// encoding/binary call as before. The stick clears the processor's
+// alignment check at boot (board/armv7), so ARMv7-A performs single
+// word and halfword accesses at any address in normal memory (ARM
+// Architecture Reference Manual ARMv7-A, A3.2.1); Linux runs arm
+// programs the same way, as qemu-arm does in the tests.
+
+// wordHelpers maps each helper of addrHelpers to the encoding/binary
+// function wasm2go v0.4.21 calls in it and the function replacing it.
+var wordHelpers = map[string][2]string{
+	"load16": {"Uint16", "teastickLoad16"}, "load32": {"Uint32", "teastickLoad32"}, "load64": {"Uint64", "teastickLoad64"},
+	"store16": {"PutUint16", "teastickStore16"}, "store32": {"PutUint32", "teastickStore32"}, "store64": {"PutUint64", "teastickStore64"},
+}
+
+const wordHelper = `
+// teastickWordAccess: this host reads and writes a little-endian word of
+// linear memory with one access, at any address, where Go's compiler
+// would read it a byte at a time: 32-bit arm, whose alignment check the
+// stick clears at boot.
+const teastickWordAccess = runtime.GOARCH == "arm"
+
+//go:nosplit
+func teastickLoad16(b []byte) uint16 {
+	_ = b[1]
+	if teastickWordAccess {
+		return *(*uint16)(unsafe.Pointer(&b[0]))
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+//go:nosplit
+func teastickLoad32(b []byte) uint32 {
+	_ = b[3]
+	if teastickWordAccess {
+		return *(*uint32)(unsafe.Pointer(&b[0]))
+	}
+	return binary.LittleEndian.Uint32(b)
+}
+
+//go:nosplit
+func teastickLoad64(b []byte) uint64 {
+	_ = b[7]
+	if teastickWordAccess {
+		return *(*uint64)(unsafe.Pointer(&b[0]))
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+//go:nosplit
+func teastickStore16(b []byte, v uint16) {
+	_ = b[1]
+	if teastickWordAccess {
+		*(*uint16)(unsafe.Pointer(&b[0])) = v
+		return
+	}
+	binary.LittleEndian.PutUint16(b, v)
+}
+
+//go:nosplit
+func teastickStore32(b []byte, v uint32) {
+	_ = b[3]
+	if teastickWordAccess {
+		*(*uint32)(unsafe.Pointer(&b[0])) = v
+		return
+	}
+	binary.LittleEndian.PutUint32(b, v)
+}
+
+//go:nosplit
+func teastickStore64(b []byte, v uint64) {
+	_ = b[7]
+	if teastickWordAccess {
+		*(*uint64)(unsafe.Pointer(&b[0])) = v
+		return
+	}
+	binary.LittleEndian.PutUint64(b, v)
+}
+`
+
+// wordAccesses makes wasm2go's load and store helpers (those a module
+// uses: wasm2go writes no others) access linear memory through the
+// helpers of wordHelper. Each must call its encoding/binary function
+// exactly once; any other shape, or a module already declaring a name
+// the word helpers use, is refused.
+func wordAccesses(fset *token.FileSet, f *ast.File) error {
+	taken := map[string]bool{"teastickWordAccess": true, "runtime": true, "unsafe": true}
+	for _, h := range wordHelpers {
+		taken[h[1]] = true
+	}
+	found := 0
+	for _, d := range f.Decls {
+		switch d := d.(type) {
+		case *ast.FuncDecl:
+			if d.Recv != nil {
+				continue
+			}
+			if taken[d.Name.Name] {
+				return errors.New("wasm2go output already declares " + d.Name.Name)
+			}
+			h, ok := wordHelpers[d.Name.Name]
+			if !ok {
+				continue
+			}
+			var calls []*ast.CallExpr
+			ast.Inspect(d.Body, func(n ast.Node) bool {
+				if c, ok := n.(*ast.CallExpr); ok && isBinaryLE(c.Fun, h[0]) {
+					calls = append(calls, c)
+				}
+				return true
+			})
+			if len(calls) != 1 {
+				return fmt.Errorf("wasm2go's %s calls binary.LittleEndian.%s %d times, not once", d.Name.Name, h[0], len(calls))
+			}
+			calls[0].Fun = ast.NewIdent(h[1])
+			found++
+		case *ast.GenDecl:
+			for _, sp := range d.Specs {
+				var names []*ast.Ident
+				switch sp := sp.(type) {
+				case *ast.ValueSpec:
+					names = sp.Names
+				case *ast.TypeSpec:
+					names = []*ast.Ident{sp.Name}
+				}
+				for _, n := range names {
+					if taken[n.Name] {
+						return errors.New("wasm2go output already declares " + n.Name)
+					}
+				}
+			}
+		}
+	}
+	if found == 0 {
+		return nil
+	}
+	helper, err := parser.ParseFile(fset, "teastick_words.go", "package p\n"+wordHelper, parser.ParseComments)
+	if err != nil {
+		return err
+	}
+	f.Decls = append(f.Decls, helper.Decls...)
+	astutil.AddImport(fset, f, "runtime")
+	astutil.AddImport(fset, f, "unsafe")
+	return nil
+}
+
+// isBinaryLE: e is binary.LittleEndian.<name>.
+func isBinaryLE(e ast.Expr, name string) bool {
+	sel, ok := e.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != name {
+		return false
+	}
+	inner, ok := sel.X.(*ast.SelectorExpr)
+	return ok && inner.Sel.Name == "LittleEndian" && isIdent(inner.X, "binary")
+}
+
 // isAddrDecl: body begins with `a := uint64(addr)`.
 func isAddrDecl(body *ast.BlockStmt) bool {
 	if body == nil || len(body.List) == 0 {

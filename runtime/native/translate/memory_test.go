@@ -123,12 +123,96 @@ func TestWordAddressesRefusesOtherHelper(t *testing.T) {
 	}
 }
 
+// memoryPassesOn runs wordAddresses and wordAccesses, as rewrite does.
+func memoryPassesOn(t *testing.T, src string) (string, error) {
+	t.Helper()
+	return passOn(t, src, func(fset *token.FileSet, f *ast.File) error {
+		if err := wordAddresses(fset, f, "memory"); err != nil {
+			return err
+		}
+		return wordAccesses(fset, f)
+	})
+}
+
+// Each of the six helpers calls its word helper in place of
+// encoding/binary's function, and the file imports what those use.
+func TestWordAccesses(t *testing.T) {
+	out, err := memoryPassesOn(t, memorySrc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	typeCheck(t, out)
+	for _, call := range []string{
+		"return teastickLoad16(mem[:0:len(mem)][a : a+2 : a+2])",
+		"return teastickLoad32(mem[:0:len(mem)][a : a+4 : a+4])",
+		"return teastickLoad64(mem[:0:len(mem)][a : a+8 : a+8])",
+		"teastickStore16(mem[:0:len(mem)][a:a+2:a+2], val)",
+		"teastickStore32(mem[:0:len(mem)][a:a+4:a+4], val)",
+		"teastickStore64(mem[:0:len(mem)][a:a+8:a+8], val)",
+	} {
+		if strings.Count(out, call) != 1 {
+			t.Errorf("want one %q:\n%s", call, out)
+		}
+	}
+	if n := strings.Count(out, "binary.LittleEndian."); n != 6 {
+		t.Errorf("%d encoding/binary calls, want the word helpers' 6:\n%s", n, out)
+	}
+	for _, imp := range []string{`"runtime"`, `"unsafe"`} {
+		if !strings.Contains(out, imp) {
+			t.Errorf("no import %s:\n%s", imp, out)
+		}
+	}
+	// wasm2go writes only the helpers a module uses.
+	some := "package p\n\nimport \"encoding/binary\"\n\nfunc f(m []byte) uint32 { return load32(m, uint32(0)) }\n\n" +
+		"func load32[T uint32 | uint64](mem []byte, addr T) uint32 {\n\ta := uint64(addr)\n\treturn binary.LittleEndian.Uint32(mem[:0:len(mem)][a : a+4 : a+4])\n}\n"
+	if out, err := memoryPassesOn(t, some); err != nil || !strings.Contains(out, "return teastickLoad32(") {
+		t.Errorf("module with load32 only: %v\n%s", err, out)
+	} else {
+		typeCheck(t, out)
+	}
+	// A module without the helpers is left alone.
+	plain := "package p\n\nfunc f() {}\n"
+	if out, err := memoryPassesOn(t, plain); err != nil || strings.Contains(out, "teastick") {
+		t.Errorf("module without helpers: %v\n%s", err, out)
+	}
+}
+
+// A helper of another shape, or a module already declaring a name the
+// word helpers use, is refused.
+func TestWordAccessesRefuses(t *testing.T) {
+	accesses := func(src string) error {
+		_, err := passOn(t, src, func(fset *token.FileSet, f *ast.File) error { return wordAccesses(fset, f) })
+		return err
+	}
+	twice := strings.Replace(memorySrc, "return binary.LittleEndian.Uint32(mem[:0:len(mem)][a : a+4 : a+4])",
+		"_ = binary.LittleEndian.Uint32(mem)\n\treturn binary.LittleEndian.Uint32(mem[:0:len(mem)][a : a+4 : a+4])", 1)
+	none := strings.Replace(memorySrc, "binary.LittleEndian.PutUint64(mem[:0:len(mem)][a:a+8:a+8], val)",
+		"binary.BigEndian.PutUint64(mem[:0:len(mem)][a:a+8:a+8], val)", 1)
+	for name, src := range map[string]string{
+		"calls twice":      twice,
+		"other byte order": none,
+		"declares helper":  memorySrc + "\nfunc teastickLoad32() {}\n",
+		"declares runtime": memorySrc + "\nvar runtime int\n",
+		"declares const":   memorySrc + "\nconst teastickWordAccess = 1\n",
+	} {
+		if src == memorySrc {
+			t.Fatalf("%s: fixture did not change", name)
+		}
+		if err := accesses(src); err == nil {
+			t.Errorf("%s: rewritten", name)
+		}
+	}
+}
+
 // The rewritten accesses read, write and trap exactly where wasm2go's
 // do, at addresses around the memory's end, 2^31 and 2^32, with and
-// without offsets, on the host and as a 32-bit arm program (qemu-arm),
-// where teastickAddr's 32-bit branch runs.
+// without offsets and at every alignment, on the host and as a 32-bit
+// arm program (qemu-arm), where teastickAddr's 32-bit branch runs and
+// the word helpers access memory a word at a time. On arm every helper
+// must also be small enough for Go to inline: wasm2go's load64 and
+// store64 were not, a call on each 64-bit access.
 func TestWordAddressesRuns(t *testing.T) {
-	out, err := wordAddressesOn(t, memorySrc)
+	out, err := memoryPassesOn(t, memorySrc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +254,20 @@ func TestWordAddressesRuns(t *testing.T) {
 			t.Fatalf("qemu-arm not found (Debian package qemu-user; `make deps` installs it): %v", err)
 		}
 		run(t, "arm", "qemu-arm", "-cpu", "cortex-a7")
+	})
+	t.Run("arm inlines", func(t *testing.T) {
+		build := exec.Command("go", "build", "-gcflags=-m", "./b")
+		build.Dir = dir
+		build.Env = append(env, "GOARCH=arm", "GOARM=7")
+		res, err := build.CombinedOutput()
+		if err != nil {
+			t.Fatalf("build: %v\n%s", err, res)
+		}
+		for _, h := range []string{"load16", "load32", "load64", "store16", "store32", "store64"} {
+			if !bytes.Contains(res, []byte("can inline "+h+"[go.shape.uint64]")) {
+				t.Errorf("arm does not inline %s:\n%s", h, res)
+			}
+		}
 	})
 }
 

@@ -37,7 +37,9 @@ const (
 // access") instead of with Go's index error. The state-machine loops of
 // Go-compiled actors jump directly between their states, each jump still
 // paying the meter's check (directDispatch). Memory addresses are
-// computed in the host's word (wordAddresses).
+// computed in the host's word (wordAddresses), and wider values read
+// and written with one access each where the compiler would not
+// (wordAccesses).
 func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register []byte, err error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "module.go", src, parser.ParseComments)
@@ -98,6 +100,9 @@ func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register
 		return nil, nil, err
 	}
 	if err := wordAddresses(fset, f, memoryField); err != nil {
+		return nil, nil, err
+	}
+	if err := wordAccesses(fset, f); err != nil {
 		return nil, nil, err
 	}
 	if err := memoryCapacity(f, memoryField, nm.MemoryCap); err != nil {
