@@ -39,7 +39,8 @@ const (
 // paying the meter's check (directDispatch). Memory addresses are
 // computed in the host's word (wordAddresses), and wider values read
 // and written with one access each where the compiler would not
-// (wordAccesses).
+// (wordAccesses); 64-bit comparisons compare words with branches on a
+// 32-bit host (wordCompares).
 func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register []byte, err error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "module.go", src, parser.ParseComments)
@@ -106,6 +107,9 @@ func rewrite(src []byte, pkg string, nm *runtime.NativeModule) (module, register
 		return nil, nil, err
 	}
 	if err := memoryCapacity(f, memoryField, nm.MemoryCap); err != nil {
+		return nil, nil, err
+	}
+	if _, err := wordCompares(fset, f); err != nil {
 		return nil, nil, err
 	}
 	var out bytes.Buffer
