@@ -4,10 +4,6 @@ import (
 	"bytes"
 	"go/ast"
 	"go/token"
-	"os"
-	"os/exec"
-	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"testing"
 )
@@ -108,34 +104,10 @@ func TestWordComparesRuns(t *testing.T) {
 		"go.mod":  "module x\n\ngo 1.24\n",
 		"main.go": compareMain + helpers,
 	})
-	env := append(os.Environ(), moduleEnv...)
-	run := func(t *testing.T, goarch string, prefix ...string) {
-		bin := filepath.Join(dir, "c-"+goarch)
-		build := exec.Command("go", "build", "-o", bin, ".")
-		build.Dir = dir
-		build.Env = append(env, "GOARCH="+goarch, "GOARM=7")
-		if res, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build: %v\n%s", err, res)
-		}
-		cmd := exec.Command(bin)
-		if len(prefix) > 0 {
-			cmd = exec.Command(prefix[0], append(prefix[1:], bin)...)
-		}
-		res, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v\n%s", err, res)
-		}
-		t.Logf("%s", bytes.TrimSpace(res))
+	onHostAndArm(t, dir, func(t *testing.T, res []byte) {
 		if !bytes.Contains(res, []byte(" same (")) {
 			t.Fatalf("output %q", res)
 		}
-	}
-	t.Run("host", func(t *testing.T) { run(t, goruntime.GOARCH) })
-	t.Run("arm", func(t *testing.T) {
-		if _, err := exec.LookPath("qemu-arm"); err != nil {
-			t.Fatalf("qemu-arm not found (Debian package qemu-user; `make deps` installs it): %v", err)
-		}
-		run(t, "arm", "qemu-arm", "-cpu", "cortex-a7")
 	})
 }
 

@@ -225,8 +225,37 @@ func TestWordAddressesRuns(t *testing.T) {
 	}
 	writeModule(t, dir, files)
 	env := append(os.Environ(), moduleEnv...)
+	onHostAndArm(t, dir, func(t *testing.T, res []byte) {
+		// Both sides must have both read and trapped: a grid that only
+		// trapped (or never did) would compare nothing.
+		if !bytes.Contains(res, []byte(" same,")) || bytes.Contains(res, []byte(" 0 in bounds")) || bytes.Contains(res, []byte(" 0 traps")) {
+			t.Fatalf("output %q: want accesses in bounds and traps", res)
+		}
+	})
+	t.Run("arm inlines", func(t *testing.T) {
+		build := exec.Command("go", "build", "-gcflags=-m", "./b")
+		build.Dir = dir
+		build.Env = append(env, "GOARCH=arm", "GOARM=7")
+		res, err := build.CombinedOutput()
+		if err != nil {
+			t.Fatalf("build: %v\n%s", err, res)
+		}
+		for _, h := range []string{"load16", "load32", "load64", "store16", "store32", "store64"} {
+			if !bytes.Contains(res, []byte("can inline "+h+"[go.shape.uint64]")) {
+				t.Errorf("arm does not inline %s:\n%s", h, res)
+			}
+		}
+	})
+}
+
+// onHostAndArm builds the program of the module in dir (writeModule)
+// for the host and as a 32-bit arm program, runs each (the arm one under
+// qemu-arm, as a Cortex-A7), and has check judge its output.
+func onHostAndArm(t *testing.T, dir string, check func(t *testing.T, out []byte)) {
+	t.Helper()
+	env := append(os.Environ(), moduleEnv...)
 	run := func(t *testing.T, goarch string, prefix ...string) {
-		bin := filepath.Join(dir, "m-"+goarch)
+		bin := filepath.Join(dir, "prog-"+goarch)
 		build := exec.Command("go", "build", "-o", bin, ".")
 		build.Dir = dir
 		build.Env = append(env, "GOARCH="+goarch, "GOARM=7")
@@ -242,11 +271,7 @@ func TestWordAddressesRuns(t *testing.T) {
 			t.Fatalf("%v\n%s", err, res)
 		}
 		t.Logf("%s", bytes.TrimSpace(res))
-		// Both sides must have both read and trapped: a grid that only
-		// trapped (or never did) would compare nothing.
-		if !bytes.Contains(res, []byte(" same,")) || bytes.Contains(res, []byte(" 0 in bounds")) || bytes.Contains(res, []byte(" 0 traps")) {
-			t.Fatalf("output %q: want accesses in bounds and traps", res)
-		}
+		check(t, res)
 	}
 	t.Run("host", func(t *testing.T) { run(t, goruntime.GOARCH) })
 	t.Run("arm", func(t *testing.T) {
@@ -254,20 +279,6 @@ func TestWordAddressesRuns(t *testing.T) {
 			t.Fatalf("qemu-arm not found (Debian package qemu-user; `make deps` installs it): %v", err)
 		}
 		run(t, "arm", "qemu-arm", "-cpu", "cortex-a7")
-	})
-	t.Run("arm inlines", func(t *testing.T) {
-		build := exec.Command("go", "build", "-gcflags=-m", "./b")
-		build.Dir = dir
-		build.Env = append(env, "GOARCH=arm", "GOARM=7")
-		res, err := build.CombinedOutput()
-		if err != nil {
-			t.Fatalf("build: %v\n%s", err, res)
-		}
-		for _, h := range []string{"load16", "load32", "load64", "store16", "store32", "store64"} {
-			if !bytes.Contains(res, []byte("can inline "+h+"[go.shape.uint64]")) {
-				t.Errorf("arm does not inline %s:\n%s", h, res)
-			}
-		}
 	})
 }
 
