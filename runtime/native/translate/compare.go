@@ -109,18 +109,13 @@ func wordCompares(fset *token.FileSet, f *ast.File) (int, error) {
 	for _, h := range compareHelpers {
 		names[h[0]], names[h[1]] = true, true
 	}
-	for _, d := range f.Decls {
-		if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && names[fd.Name.Name] {
-			return 0, errors.New("wasm2go output already declares " + fd.Name.Name)
-		}
-	}
 	info := &types.Info{Types: map[ast.Expr]types.TypeAndValue{}}
 	conf := types.Config{Importer: importer.Default()}
 	pkg, err := conf.Check(f.Name.Name, fset, []*ast.File{f}, info)
 	if err != nil {
 		return 0, fmt.Errorf("compares: type-check: %w", err)
 	}
-	for n := range names {
+	for n := range names { // any package-level declaration
 		if pkg.Scope().Lookup(n) != nil {
 			return 0, errors.New("wasm2go output already declares " + n)
 		}
