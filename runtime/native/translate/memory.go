@@ -45,16 +45,18 @@ func teastickAddr[T uint32 | uint64](addr T) uint {
 }
 `
 
-// addrHelpers are wasm2go v0.4.21's helpers for loads and stores wider
-// than a byte, each beginning `a := uint64(addr)`.
-var addrHelpers = map[string]bool{
-	"load16": true, "load32": true, "load64": true,
-	"store16": true, "store32": true, "store64": true,
+// wideHelpers are wasm2go v0.4.21's helpers for loads and stores wider
+// than a byte, each beginning `a := uint64(addr)`: for each, the
+// encoding/binary function it calls and the one wordAccesses puts in its
+// place.
+var wideHelpers = map[string][2]string{
+	"load16": {"Uint16", "teastickLoad16"}, "load32": {"Uint32", "teastickLoad32"}, "load64": {"Uint64", "teastickLoad64"},
+	"store16": {"PutUint16", "teastickStore16"}, "store32": {"PutUint32", "teastickStore32"}, "store64": {"PutUint64", "teastickStore64"},
 }
 
 // wordAddresses makes every access to the module's linear memory (the
 // Module field mem, wasm2go's "memory") compute its address in the
-// host's word: in the helpers of addrHelpers, and in each byte access
+// host's word: in the helpers of wideHelpers, and in each byte access
 // indexed by a uint64 expression. It fails on a helper of another shape
 // than the one it rewrites, so that a new wasm2go is read before it is
 // trusted.
@@ -62,7 +64,10 @@ func wordAddresses(fset *token.FileSet, f *ast.File, mem string) error {
 	used := false
 	for _, d := range f.Decls {
 		fd, ok := d.(*ast.FuncDecl)
-		if !ok || fd.Recv != nil || !addrHelpers[fd.Name.Name] {
+		if !ok || fd.Recv != nil {
+			continue
+		}
+		if _, wide := wideHelpers[fd.Name.Name]; !wide {
 			continue
 		}
 		if !isAddrDecl(fd.Body) {
@@ -114,13 +119,6 @@ func wordAddresses(fset *token.FileSet, f *ast.File, mem string) error {
 // word and halfword accesses at any address in normal memory (ARM
 // Architecture Reference Manual ARMv7-A, A3.2.1); Linux runs arm
 // programs the same way, as qemu-arm does in the tests.
-
-// wordHelpers maps each helper of addrHelpers to the encoding/binary
-// function wasm2go v0.4.21 calls in it and the function replacing it.
-var wordHelpers = map[string][2]string{
-	"load16": {"Uint16", "teastickLoad16"}, "load32": {"Uint32", "teastickLoad32"}, "load64": {"Uint64", "teastickLoad64"},
-	"store16": {"PutUint16", "teastickStore16"}, "store32": {"PutUint32", "teastickStore32"}, "store64": {"PutUint64", "teastickStore64"},
-}
 
 const wordHelper = `
 // teastickWordAccess: this host reads and writes a little-endian word of
@@ -194,7 +192,7 @@ func teastickStore64(b []byte, v uint64) {
 // the word helpers use, is refused.
 func wordAccesses(fset *token.FileSet, f *ast.File) error {
 	taken := map[string]bool{"teastickWordAccess": true, "runtime": true, "unsafe": true}
-	for _, h := range wordHelpers {
+	for _, h := range wideHelpers {
 		taken[h[1]] = true
 	}
 	found := 0
@@ -207,7 +205,7 @@ func wordAccesses(fset *token.FileSet, f *ast.File) error {
 			if taken[d.Name.Name] {
 				return errors.New("wasm2go output already declares " + d.Name.Name)
 			}
-			h, ok := wordHelpers[d.Name.Name]
+			h, ok := wideHelpers[d.Name.Name]
 			if !ok {
 				continue
 			}
