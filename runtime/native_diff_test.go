@@ -9,9 +9,7 @@ package runtime_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -19,159 +17,24 @@ import (
 	"github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/runtime/native"
+	"github.com/teastick/teastick/runtime/nativediff"
 
 	_ "github.com/teastick/teastick/build/_native/rt"
 )
 
-type diffCall struct {
-	op      string
-	payload []byte
-}
-
-type diffCase struct {
-	name   string // as nativegen names it
-	module func(testing.TB) []byte
-	grants []string
-	limits runtime.Limits
-	calls  []diffCall
-	// initTimeout, when set, shortens Config.InitTimeout (initspin's
-	// initializer never returns).
-	initTimeout time.Duration
-}
-
-func u32le(n uint32) []byte { return binary.LittleEndian.AppendUint32(nil, n) }
-func u32be(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
+// Payload builders shared with the suite (runtime/nativediff).
+var (
+	u32le = nativediff.U32LE
+	u32be = nativediff.U32BE
+	abc   = nativediff.ABC
+)
 
 func wat(name string) func(testing.TB) []byte {
 	return func(t testing.TB) []byte { return actortest.Wat(t, name) }
 }
 
-func goActor(name string) func(testing.TB) []byte {
-	return func(t testing.TB) []byte { return actortest.GoActor(t, name) }
-}
-
-// diffCases are every WAT fixture, every example actor and the
-// AssemblyScript guest, each with calls that reach its behaviours: results,
-// actor errors, traps of each kind, deadlines, denied capabilities.
-var diffCases = []diffCase{
-	{name: "wat-badimport", module: wat("badimport")},
-	{name: "wat-badsig", module: wat("badsig")},
-	{name: "wat-bigmem", module: wat("bigmem")},
-	{name: "wat-bigtable", module: wat("bigtable")},
-	{name: "wat-tablegrow", module: wat("tablegrow")},
-	{name: "wat-datasign1", module: wat("datasign1")},
-	{name: "wat-datasign2", module: wat("datasign2")},
-	{name: "wat-datasign3", module: wat("datasign3")},
-	{name: "wat-initspin", module: wat("initspin"), initTimeout: time.Second},
-	{name: "wat-inittrap", module: wat("inittrap")},
-	{name: "wat-meterimport", module: wat("meterimport")},
-	{name: "wat-noexport", module: wat("noexport")},
-	// Calls end well within the deadline or far past it on both engines
-	// (fib 60 and 2^32 loop iterations take minutes even natively).
-	{name: "wat-compute", module: wat("compute"), limits: runtime.Limits{Timeout: 2 * time.Second}, calls: []diffCall{
-		{"fib", []byte{16}}, {"count", u32le(10000)}, {"ping", nil}, {"count", u32le(0xffffffff)}, {"ping", nil}, {"fib", []byte{60}},
-	}},
-	{name: "wat-crunch", module: wat("crunch"), calls: []diffCall{{"x", u32be(0)}, {"x", u32be(100000)}, {"x", nil}}},
-	{name: "wat-edge", module: wat("edge"), grants: []string{"crypto.sha256", "log"}, limits: runtime.Limits{Timeout: 100 * time.Millisecond}, calls: []diffCall{
-		{"echo", []byte("hello")}, {"echo", nil}, {"trap", nil}, {"echo", []byte("again")}, {"loop", nil},
-		{"grow", nil}, {"huge", nil}, {"oob", nil}, {"request", nil}, {"fail", nil},
-		{"call", hostCall("crypto", "sha256", []byte("data"))}, {"call", hostCall("kv", "get", []byte("k"))},
-		{"nothing", nil}, {"print", []byte("line\n")}, {"xrandom", nil}, {"klock", nil}, {"sleep", nil}, {"zopen", nil}, {"?", nil},
-	}},
-	{name: "wat-fdwrite", module: wat("fdwrite"), grants: []string{"log"}, calls: []diffCall{
-		{"w", append(u32le(16), u32le(100)...)}, {"w", append(u32le(7168), u32le(0)...)}, {"w", append(u32le(8000), u32le(1)...)},
-	}},
-	{name: "wat-initcaps", module: wat("initcaps"), grants: []string{"kv"}, calls: []diffCall{{"i", nil}, {"c", nil}}},
-	{name: "wat-initslow", module: wat("initslow"), calls: []diffCall{{"x", nil}}},
-	// Pre-initialized natively (RATIONALE.md, "Pre-initialized
-	// instances"), but for the grant random, under which the native
-	// instance runs its initializers as the interpreter does; initprint's
-	// output keeps it from being pre-initialized.
-	{name: "wat-preinit", module: wat("preinit"), calls: []diffCall{{"x", nil}, {"x", nil}}},
-	{name: "wat-preinit", module: wat("preinit"), grants: []string{"random"}, calls: []diffCall{{"x", nil}}},
-	{name: "wat-initprint", module: wat("initprint"), grants: []string{"log"}, calls: []diffCall{{"x", nil}}},
-	{name: "wat-recurse", module: wat("recurse"), calls: []diffCall{{"r", u32le(100)}, {"r", u32le(5000)}, {"r", u32le(7)}}},
-	{name: "wat-traps", module: wat("traps"), calls: []diffCall{{"unreachable", nil}, {"div0", nil}, {"table-oob", nil}, {"y-type", nil}, {"ok", nil}}},
-	{name: "wat-tables", module: wat("tables"), calls: tableDiffCalls()},
-	// The state machine whose constant jumps translate's rewrite makes
-	// direct (spin: forever, to the deadline).
-	{name: "wat-dispatch", module: wat("dispatch"), limits: runtime.Limits{Timeout: 50 * time.Millisecond}, calls: []diffCall{
-		{"run", u32le(0)}, {"run", u32le(1)}, {"run", u32le(2)}, {"run", u32le(1000)}, {"spin", nil}, {"ping", nil}, {"run", u32le(77)},
-	}},
-	{name: "wat-spin", module: wat("spin"), limits: runtime.Limits{Timeout: 50 * time.Millisecond}, calls: []diffCall{{"ping", nil}, {"spinning", nil}, {"ping", nil}}},
-	{name: "go-echo", module: goActor("echo"), grants: []string{"log"}, calls: []diffCall{
-		{"echo", []byte("hello")}, {"echo", bytes.Repeat([]byte{0xa5}, 300_000)}, {"print", []byte("a line")}, {"nope", nil},
-	}},
-	{name: "go-echo", module: goActor("echo"), grants: []string{"log", "random"}, calls: []diffCall{{"echo", []byte("seeded")}}},
-	{name: "go-kernel", module: goActor("kernel"), limits: runtime.Limits{Timeout: time.Minute}, calls: []diffCall{
-		{"run", append(u32be(16), u32be(1)...)}, {"run", nil}, {"nope", nil},
-	}},
-	{name: "go-notary", module: goActor("notary"), grants: []string{"crypto"}, calls: []diffCall{
-		{"hash", []byte("data")}, {"notarize", []byte("doc")}, {"nope", nil},
-	}},
-	{name: "go-wordcount", module: goActor("wordcount"), calls: []diffCall{
-		{"count", []byte("the quick brown fox jumps over the lazy dog the end")}, {"count", nil}, {"nope", nil},
-	}},
-	{name: "ascript", module: func(t testing.TB) []byte { return actortest.AssemblyScript(t) }, grants: []string{"crypto.sha256"}, calls: []diffCall{
-		{"echo", []byte("hello from AssemblyScript")}, {"hash", bytes.Repeat([]byte("teastick"), 4096)}, {"kv", []byte("key")}, {"fail", nil}, {"nope", nil},
-	}},
-}
-
-// abc is tables.wat's payload: its operands a, b and c.
-func abc(a, b, c uint32) []byte { return append(append(u32le(a), u32le(b)...), u32le(c)...) }
-
-// tableCalls are tables.wat's operations in order, each in bounds (trap
-// false) or out of bounds (wazero's "invalid table access"). A trap
-// replaces the instance, so each call after one starts from the
-// fixture's tables: $t of 4 entries (maximum 8) holding $f1 at 0, $u of
-// 2 (maximum 16), the passive segment $p of 3 entries.
-var tableCalls = []struct {
-	diffCall
-	trap bool
-}{
-	{diffCall{"g", abc(0, 0, 0)}, false}, {diffCall{"g", abc(3, 0, 0)}, false},
-	{diffCall{"g", abc(4, 0, 0)}, true}, {diffCall{"g", abc(0xffffffff, 0, 0)}, true},
-	{diffCall{"s", abc(3, 0, 0)}, false}, {diffCall{"s", abc(4, 0, 0)}, true}, {diffCall{"s", abc(0x80000000, 0, 0)}, true},
-	{diffCall{"n", abc(0, 0, 0)}, false}, {diffCall{"n", abc(4, 0, 0)}, true},
-	{diffCall{"f", abc(1, 0, 3)}, false}, {diffCall{"f", abc(4, 0, 0)}, false},
-	{diffCall{"f", abc(5, 0, 0)}, true}, {diffCall{"f", abc(2, 0, 3)}, true}, {diffCall{"f", abc(1, 0, 0xffffffff)}, true},
-	{diffCall{"c", abc(0, 1, 3)}, false}, {diffCall{"c", abc(1, 0, 3)}, false}, {diffCall{"c", abc(4, 4, 0)}, false},
-	{diffCall{"c", abc(2, 0, 3)}, true}, {diffCall{"c", abc(0, 2, 3)}, true}, {diffCall{"c", abc(5, 0, 0)}, true},
-	{diffCall{"c", abc(0, 0xfffffffe, 2)}, true}, {diffCall{"c", abc(0x80000000, 0, 0x80000000)}, true},
-	{diffCall{"C", abc(0, 0, 2)}, false}, {diffCall{"C", abc(0, 1, 2)}, true},
-	{diffCall{"U", abc(1, 0, 1)}, false}, {diffCall{"U", abc(1, 0, 2)}, true},
-	{diffCall{"i", abc(0, 0, 3)}, false}, {diffCall{"i", abc(1, 1, 2)}, false}, {diffCall{"i", abc(0, 3, 0)}, false},
-	{diffCall{"i", abc(4, 0, 0)}, false}, {diffCall{"i", abc(0, 4, 0)}, true}, {diffCall{"i", abc(2, 0, 3)}, true},
-	{diffCall{"i", abc(0, 1, 3)}, true}, {diffCall{"i", abc(0xffffffff, 0, 1)}, true},
-	{diffCall{"a", abc(0, 0, 0)}, false}, {diffCall{"a", abc(0, 0, 1)}, true},
-	// d drops $p: the instance's next table.init from it traps, the
-	// next instance's (after that trap) does not.
-	{diffCall{"d", abc(0, 0, 0)}, false}, {diffCall{"i", abc(0, 0, 1)}, true}, {diffCall{"i", abc(0, 0, 1)}, false},
-	{diffCall{"d", abc(0, 0, 1)}, true},
-	// table.grow answers -1 past a maximum, without a trap; the grown
-	// entries are then in bounds.
-	{diffCall{"w", abc(0, 0, 2)}, false}, {diffCall{"w", abc(0, 0, 3)}, false}, {diffCall{"w", abc(0, 0, 0)}, false},
-	{diffCall{"x", abc(0, 0, 14)}, false}, {diffCall{"x", abc(0, 0, 1)}, false}, {diffCall{"x", abc(0, 0, 0xffffffff)}, false},
-	{diffCall{"g", abc(5, 0, 0)}, false}, {diffCall{"f", abc(4, 0, 2)}, false}, {diffCall{"U", abc(15, 5, 1)}, false},
-	{diffCall{"g", abc(6, 0, 0)}, true}, {diffCall{"U", abc(16, 0, 1)}, true},
-	{diffCall{"?", nil}, false},
-}
-
-func tableDiffCalls() []diffCall {
-	var calls []diffCall
-	for _, c := range tableCalls {
-		calls = append(calls, c.diffCall)
-	}
-	return calls
-}
-
-// outcome is what a call gave, in a form both engines must match.
-func outcome(out []byte, err error) string {
-	if err != nil {
-		return "error: " + err.Error()
-	}
-	return fmt.Sprintf("ok: %x", out)
-}
+func outcome(out []byte, err error) string { return nativediff.Outcome(out, err) }
+func trunc(b []byte) string                { return nativediff.Trunc(b) }
 
 // pair is the same actor loaded as "a" under the interpreter (i) and
 // natively (n), in two runtimes, so that errors name it alike.
@@ -210,65 +73,25 @@ func (p pair) stats() (runtime.Stats, runtime.Stats) {
 	return ii.Stats, in.Stats
 }
 
-// The differential suite: every fixture loads or is refused alike, and
-// gives the same responses, actor errors and trap kinds, faults and
-// instances natively as in the interpreter.
+// The differential suite (runtime/nativediff, which the stick runs too:
+// qemu's TestStickNativeDifferential): every fixture loads or is refused
+// alike, and gives the same responses, actor errors and trap kinds,
+// faults and instances natively as in the interpreter.
 func TestNativeDifferential(t *testing.T) {
-	for _, tc := range diffCases {
-		t.Run(tc.name, func(t *testing.T) {
-			module := tc.module(t)
-			c := actortest.CID(module)
-			p := newPair(t, runtime.Config{Engine: runtime.EngineInterpreter, InitTimeout: tc.initTimeout})
-			errI, errN := p.loadBoth(module, tc.grants, tc.limits)
-			_, translated := native.Lookup(c)
-			if errI != nil {
-				// Refused by the runtime: nothing to translate.
-				if translated {
-					t.Errorf("refused by the interpreter (%v) but translated", errI)
-				}
-				if errN == nil || !sameKind(errI, errN) {
-					t.Errorf("interpreter refused with %v, native load gave %v", errI, errN)
-				}
-				return
+	for _, tc := range nativediff.Cases {
+		t.Run(tc.Module, func(t *testing.T) {
+			res := nativediff.Run(context.Background(), tc, actortest.Named(t, tc.Module), quiet)
+			for _, m := range res.Mismatches {
+				t.Error(m)
 			}
-			if !translated {
-				t.Fatalf("%s (%s) loads in the interpreter but was not translated: run `make runtime-prep` (runtime/internal/nativegen)", tc.name, c)
+			if len(res.Mismatches) == 0 && res.Refused == nil && res.Calls != len(tc.Calls) {
+				t.Errorf("%d calls agree of %d", res.Calls, len(tc.Calls))
 			}
-			if errN != nil {
-				t.Fatalf("native load: %v", errN)
-			}
-			if ei, en := p.engines(); ei != "interpreter" || en != "native" {
-				t.Fatalf("engines %q and %q, want interpreter and native", ei, en)
-			}
-			for _, call := range tc.calls {
-				if oi, on := p.both(call.op, call.payload); oi != on {
-					t.Errorf("%s %q: interpreter %s\n  native %s", call.op, trunc(call.payload), trunc([]byte(oi)), trunc([]byte(on)))
-				}
-			}
-			si, sn := p.stats()
-			if si.Failures != sn.Failures || si.Faults != sn.Faults ||
-				si.Instances != sn.Instances || fmt.Sprint(si.Denied) != fmt.Sprint(sn.Denied) {
-				t.Errorf("stats differ: interpreter %+v, native %+v", si, sn)
+			if strings.Contains(strings.Join(res.Mismatches, "\n"), "holds no translation") {
+				t.Log("run `make runtime-prep` (runtime/internal/nativegen)")
 			}
 		})
 	}
-}
-
-// sameKind: both errors wrap the same runtime sentinel.
-func sameKind(a, b error) bool {
-	for _, s := range []error{runtime.ErrCIDMismatch, runtime.ErrInvalidModule, runtime.ErrInvalidLimits, runtime.ErrDeadline, runtime.ErrTrap, runtime.ErrActor} {
-		if errors.Is(a, s) != errors.Is(b, s) {
-			return false
-		}
-	}
-	return true
-}
-
-func trunc(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "..."
-	}
-	return string(b)
 }
 
 // nativeOnly loads a translated fixture natively, checking it runs so.
@@ -414,13 +237,13 @@ func TestNativeTraps(t *testing.T) {
 // out of bounds with wazero's "invalid table access" (tables.wat).
 func TestNativeTables(t *testing.T) {
 	p := nativeFixture(t, "tables")
-	for _, c := range tableCalls {
-		oi, on := p.both(c.op, c.payload)
+	for _, c := range nativediff.TableCalls {
+		oi, on := p.both(c.Op, c.Payload)
 		if oi != on {
-			t.Errorf("%s %x: interpreter %s\n  native %s", c.op, c.payload, oi, on)
+			t.Errorf("%s %x: interpreter %s\n  native %s", c.Op, c.Payload, oi, on)
 		}
-		if got := strings.Contains(oi, "wasm error: invalid table access"); got != c.trap || !got && !strings.HasPrefix(oi, "ok: ") {
-			t.Errorf("%s %x: interpreter %s, want a trap: %t", c.op, c.payload, oi, c.trap)
+		if got := strings.Contains(oi, "wasm error: invalid table access"); got != c.Trap || !got && !strings.HasPrefix(oi, "ok: ") {
+			t.Errorf("%s %x: interpreter %s, want a trap: %t", c.Op, c.Payload, oi, c.Trap)
 		}
 	}
 	si, sn := p.stats()
@@ -479,4 +302,30 @@ func FuzzNative(f *testing.F) {
 			t.Fatalf("fixture %d %q %x: interpreter %s\n  native %s", i, op, payload, trunc([]byte(oi)), trunc([]byte(on)))
 		}
 	})
+}
+
+// The suite catches a translation that answers otherwise (fault
+// injection): crunch's translation, registered under the CID of edge
+// with a custom section appended (the same code to the interpreter, a
+// CID no build translated), loads natively and answers edge's calls
+// its own way; Run must report each call and the statistics.
+func TestNativeDifferentialCatches(t *testing.T) {
+	edge := append(actortest.Wat(t, "edge"), 0, 5, 4, 'f', 'a', 'k', 'e')
+	crunch, ok := native.Lookup(actortest.CID(actortest.Wat(t, "crunch")))
+	if !ok {
+		t.Fatal("crunch is not translated: run `make runtime-prep` (runtime/internal/nativegen)")
+	}
+	fake := *crunch
+	fake.Name, fake.CID = "fake-edge", actortest.CID(edge)
+	native.Register(&fake)
+	c := nativediff.Case{Module: "fake-edge", Calls: []nativediff.Call{{Op: "echo", Payload: []byte("hello")}, {Op: "trap"}}}
+	res := nativediff.Run(context.Background(), c, edge, quiet)
+	if res.Refused != nil || res.Calls != 0 || len(res.Mismatches) != 3 {
+		t.Fatalf("%+v: want both calls and the statistics to differ", res)
+	}
+	for i, want := range []string{`echo "hello": interpreter ok: 68656c6c6f, native `, `trap "": interpreter error: `, "stats differ: "} {
+		if !strings.HasPrefix(res.Mismatches[i], want) {
+			t.Errorf("mismatch %d: %q, want it to start %q", i, res.Mismatches[i], want)
+		}
+	}
 }

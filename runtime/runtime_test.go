@@ -23,6 +23,7 @@ import (
 
 	"github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/runtime/actortest"
+	"github.com/teastick/teastick/runtime/nativediff"
 )
 
 // logBuffer captures the runtime's log.
@@ -67,11 +68,7 @@ func invoke(r *runtime.Runtime, name, op string, payload []byte) ([]byte, error)
 }
 
 // hostCall builds the edge actor's "call" payload.
-func hostCall(ns, op string, data []byte) []byte {
-	p := append([]byte{byte(len(ns))}, ns...)
-	p = append(append(p, byte(len(op))), op...)
-	return append(p, data...)
-}
+func hostCall(ns, op string, data []byte) []byte { return nativediff.EdgeCall(ns, op, data) }
 
 var engines = []runtime.Engine{runtime.EngineInterpreter, runtime.EngineAuto}
 

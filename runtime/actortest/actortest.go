@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -100,4 +101,21 @@ func AssemblyScript(t testing.TB) []byte {
 func CID(module []byte) cid.Cid {
 	c, _ := ipfs.Add(module)
 	return c
+}
+
+// Named builds the module runtime/internal/nativegen names name: "wat-X"
+// (Wat), "go-X" (GoActor) or "ascript" (AssemblyScript), the names the
+// native engine's differential suite (runtime/nativediff) uses.
+func Named(t testing.TB, name string) []byte {
+	t.Helper()
+	switch {
+	case name == "ascript":
+		return AssemblyScript(t)
+	case strings.HasPrefix(name, "wat-"):
+		return Wat(t, strings.TrimPrefix(name, "wat-"))
+	case strings.HasPrefix(name, "go-"):
+		return GoActor(t, strings.TrimPrefix(name, "go-"))
+	}
+	t.Fatalf("actortest: no module is named %q (wat-NAME, go-NAME or ascript)", name)
+	return nil
 }
