@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,23 +55,35 @@ func nativeTarget(t testing.TB) Target {
 
 // NativeImage makes a stick image with the named example actors
 // translated and compiled in, the way `make release` does: the actors are
-// built (runtime/actortest, as they are published), `teactl release
-// translate` writes their Go and the native table into build/_native/stick
-// of a clean copy of the tree (the import path is fixed, so the copy keeps
-// parallel builds apart), and the Makefile builds the image with the tag
-// native. It returns the build and the modules by name.
+// built (runtime/actortest, as they are published) and NativeImageOf
+// translates them. It returns the build and the modules by name.
 func NativeImage(t testing.TB, ctx context.Context, b Build, names ...string) (Build, map[string][]byte) {
+	t.Helper()
+	code := map[string][]byte{}
+	for _, n := range names {
+		code[n] = actortest.GoActor(t, n)
+	}
+	return NativeImageOf(t, ctx, b, code), code
+}
+
+// NativeImageOf makes a stick image with the modules code holds (by actor
+// name) translated and compiled in: `teactl release translate` writes
+// their Go and the native table into build/_native/stick of a clean copy
+// of the tree (the import path is fixed, so the copy keeps parallel
+// builds apart), and the Makefile builds the image with the tag native.
+func NativeImageOf(t testing.TB, ctx context.Context, b Build, code map[string][]byte) Build {
 	t.Helper()
 	tree := CleanTree(t, root)
 	mods := filepath.Join(t.TempDir(), "actors")
 	os.MkdirAll(mods, 0o755)
-	code := map[string][]byte{}
-	for _, n := range names {
-		code[n] = actortest.GoActor(t, n)
-		if err := os.WriteFile(filepath.Join(mods, n+".wasm"), code[n], 0o644); err != nil {
+	var names []string
+	for n, m := range code {
+		names = append(names, n)
+		if err := os.WriteFile(filepath.Join(mods, n+".wasm"), m, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	slices.Sort(names)
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, "go", "run", "./cmd/teactl", "release", "translate", "--modules", mods, "-o", "build/_native/stick")
 	cmd.Dir = tree
@@ -80,7 +93,7 @@ func NativeImage(t testing.TB, ctx context.Context, b Build, names ...string) (B
 	}
 	t.Logf("translated %v in %v", names, time.Since(start).Round(time.Second))
 	b.Root, b.Tags = tree, strings.TrimSpace(b.Tags+" native")
-	return b, code
+	return b
 }
 
 // TestStickNative boots a stick whose image holds the example actors'
