@@ -323,6 +323,9 @@ func TestNativeDifferentialCatches(t *testing.T) {
 	if res.Refused != nil || res.Calls != 0 || len(res.Mismatches) != 3 {
 		t.Fatalf("%+v: want both calls and the statistics to differ", res)
 	}
+	if res.Deadline != runtime.DefaultLimits.Timeout || res.Slowest <= 0 || res.Slowest >= res.Deadline {
+		t.Errorf("slowest call %v, deadline %v: want the default deadline and a call timed below it", res.Slowest, res.Deadline)
+	}
 	for i, want := range []string{`echo "hello": interpreter ok: 68656c6c6f, native `, `trap "": interpreter error: `, "stats differ: "} {
 		if !strings.HasPrefix(res.Mismatches[i], want) {
 			t.Errorf("mismatch %d: %q, want it to start %q", i, res.Mismatches[i], want)

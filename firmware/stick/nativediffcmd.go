@@ -89,7 +89,8 @@ func cmdNativeDiff(w io.Writer, args []string) {
 		case res.Refused != nil:
 			fmt.Fprintf(w, "nativediff: %s%s refused alike in %d ms: %v\n", c.Module, grants, d, res.Refused)
 		default:
-			fmt.Fprintf(w, "nativediff: %s%s agrees: %d calls in %d ms\n", c.Module, grants, res.Calls, d)
+			fmt.Fprintf(w, "nativediff: %s%s agrees: %d calls in %d ms (slowest finished call %d ms, deadline %d ms)\n",
+				c.Module, grants, res.Calls, d, res.Slowest.Milliseconds(), res.Deadline.Milliseconds())
 		}
 	}
 	fmt.Fprintf(w, "nativediff: done: %d cases, %d failed, %d skipped (no module given), in %d ms\n",

@@ -229,6 +229,11 @@ type Result struct {
 	// Mismatches says where the engines differed (none: the case
 	// passed). A mismatch that leaves nothing to compare ends the case.
 	Mismatches []string
+	// Slowest is the longest call either engine finished before its
+	// deadline, and Deadline the case's: how near a call came to
+	// turning into a deadline on one engine only (a wall-clock
+	// difference the suite would report).
+	Slowest, Deadline time.Duration
 }
 
 // Run loads module under the case's grants and limits as "a" in two
@@ -276,9 +281,17 @@ func Run(ctx context.Context, c Case, module []byte, log *slog.Logger) Result {
 		fail("engines %q and %q, want interpreter and native", ii.Engine, in.Engine)
 		return res
 	}
+	res.Deadline = ii.Limits.Timeout
+	timed := func(r *runtime.Runtime, call Call) string {
+		start := time.Now()
+		out, err := r.Invoke(ctx, "a", call.Op, call.Payload)
+		if d := time.Since(start); !errors.Is(err, runtime.ErrDeadline) {
+			res.Slowest = max(res.Slowest, d)
+		}
+		return Outcome(out, err)
+	}
 	for _, call := range c.Calls {
-		oi := Outcome(ri.Invoke(ctx, "a", call.Op, call.Payload))
-		on := Outcome(rn.Invoke(ctx, "a", call.Op, call.Payload))
+		oi, on := timed(ri, call), timed(rn, call)
 		if oi != on {
 			fail("%s %q: interpreter %s, native %s", call.Op, Trunc(call.Payload), Trunc([]byte(oi)), Trunc([]byte(on)))
 			continue
