@@ -91,6 +91,11 @@ func TestStickNativeDifferential(t *testing.T) {
 	if len(got) == 0 || !head.MatchString(got[0]) {
 		t.Fatalf("first line %q, want %s; console:\n%s", first(got), head, res.Console)
 	}
+	for _, l := range got {
+		if strings.Contains(l, " FAILED: ") {
+			t.Error(l)
+		}
+	}
 	// One line per case, in the suite's order, each agreeing with every
 	// call or refused alike.
 	cases := got[1:]
@@ -103,7 +108,7 @@ func TestStickNativeDifferential(t *testing.T) {
 			t.Errorf("case %d (%s): %q", i, c.Module, cases[i])
 		}
 		if _, ok := translated[c.Module]; ok != strings.Contains(cases[i], " agrees: ") {
-			t.Errorf("case %d (%s): %q, but it was translated: %t", i, c.Module, cases[i], ok)
+			t.Errorf("case %d (%s): %q, translated into the image: %t (want agrees exactly when it was)", i, c.Module, cases[i], ok)
 		}
 	}
 	done := regexp.MustCompile(fmt.Sprintf(`^nativediff: done: %d cases, 0 failed, 0 skipped \(no module given\), in [0-9]+ ms$`, len(nativediff.Cases)))
