@@ -78,7 +78,7 @@ func (p pair) stats() (runtime.Stats, runtime.Stats) {
 // alike, and gives the same responses, actor errors and trap kinds,
 // faults and instances natively as in the interpreter.
 func TestNativeDifferential(t *testing.T) {
-	for _, tc := range nativediff.Cases {
+	for _, tc := range nativediff.Cases() {
 		t.Run(tc.Module, func(t *testing.T) {
 			res := nativediff.Run(context.Background(), tc, actortest.Named(t, tc.Module), quiet)
 			for _, m := range res.Mismatches {

@@ -66,7 +66,7 @@ func cmdNativeDiff(w io.Writer, args []string) {
 		len(modules), len(native.All()), goruntime.GOOS, goruntime.GOARCH)
 	start := time.Now()
 	var ran, failed, skipped int
-	for _, c := range nativediff.Cases {
+	for _, c := range nativediff.Cases() {
 		m, ok := modules[c.Module]
 		if !ok {
 			skipped++

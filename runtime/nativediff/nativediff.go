@@ -115,83 +115,87 @@ func repeat(b []byte, n int) []byte {
 	return out
 }
 
-// Cases are the suite, in the order it runs.
-var Cases = []Case{
-	{Module: "wat-badimport"},
-	{Module: "wat-badsig"},
-	{Module: "wat-bigmem"},
-	{Module: "wat-bigtable"},
-	{Module: "wat-tablegrow"},
-	{Module: "wat-datasign1"},
-	{Module: "wat-datasign2"},
-	{Module: "wat-datasign3"},
-	{Module: "wat-initspin", InitTimeout: time.Second},
-	{Module: "wat-inittrap"},
-	{Module: "wat-meterimport"},
-	{Module: "wat-noexport"},
-	// Calls end well within the deadline or far past it on both engines
-	// (fib 60 and 2^32 loop iterations take minutes even natively).
-	{Module: "wat-compute", Limits: runtime.Limits{Timeout: 2 * time.Second}, Calls: []Call{
-		{"fib", []byte{16}}, {"count", U32LE(10000)}, {"ping", nil}, {"count", U32LE(0xffffffff)}, {"ping", nil}, {"fib", []byte{60}},
-	}},
-	{Module: "wat-crunch", Calls: []Call{{"x", U32BE(0)}, {"x", U32BE(100000)}, {"x", nil}}},
-	// edge's loop never ends: its case has a short deadline. The rest
-	// run under the default one, which they finish well within even in
-	// the stick's interpreter (grow, page by page to the limit, took
-	// over 100 ms there on riscv64).
-	{Module: "wat-edge", Grants: []string{"log"}, Limits: runtime.Limits{Timeout: 100 * time.Millisecond}, Calls: []Call{
-		{"echo", []byte("hello")}, {"loop", nil}, {"echo", []byte("again")},
-	}},
-	{Module: "wat-edge", Grants: []string{"crypto.sha256", "log"}, Calls: []Call{
-		{"echo", []byte("hello")}, {"echo", nil}, {"trap", nil}, {"echo", []byte("again")},
-		{"grow", nil}, {"huge", nil}, {"oob", nil}, {"request", nil}, {"fail", nil},
-		{"call", EdgeCall("crypto", "sha256", []byte("data"))}, {"call", EdgeCall("kv", "get", []byte("k"))},
-		{"nothing", nil}, {"print", []byte("line\n")}, {"xrandom", nil}, {"klock", nil}, {"sleep", nil}, {"zopen", nil}, {"?", nil},
-	}},
-	{Module: "wat-fdwrite", Grants: []string{"log"}, Calls: []Call{
-		{"w", append(U32LE(16), U32LE(100)...)}, {"w", append(U32LE(7168), U32LE(0)...)}, {"w", append(U32LE(8000), U32LE(1)...)},
-	}},
-	{Module: "wat-initcaps", Grants: []string{"kv"}, Calls: []Call{{"i", nil}, {"c", nil}}},
-	{Module: "wat-initslow", Calls: []Call{{"x", nil}}},
-	// Pre-initialized natively (RATIONALE.md, "Pre-initialized
-	// instances"), but for the grant random, under which the native
-	// instance runs its initializers as the interpreter does; initprint's
-	// output keeps it from being pre-initialized.
-	{Module: "wat-preinit", Calls: []Call{{"x", nil}, {"x", nil}}},
-	{Module: "wat-preinit", Grants: []string{"random"}, Calls: []Call{{"x", nil}}},
-	{Module: "wat-initprint", Grants: []string{"log"}, Calls: []Call{{"x", nil}}},
-	{Module: "wat-recurse", Calls: []Call{{"r", U32LE(100)}, {"r", U32LE(5000)}, {"r", U32LE(7)}}},
-	{Module: "wat-traps", Calls: []Call{{"unreachable", nil}, {"div0", nil}, {"table-oob", nil}, {"y-type", nil}, {"ok", nil}}},
-	{Module: "wat-tables", Calls: tableCalls()},
-	// The state machine whose constant jumps translate's rewrite makes
-	// direct (spin: forever, to the deadline).
-	{Module: "wat-dispatch", Limits: runtime.Limits{Timeout: 50 * time.Millisecond}, Calls: []Call{
-		{"run", U32LE(0)}, {"run", U32LE(1)}, {"run", U32LE(2)}, {"run", U32LE(1000)}, {"spin", nil}, {"ping", nil}, {"run", U32LE(77)},
-	}},
-	{Module: "wat-spin", Limits: runtime.Limits{Timeout: 50 * time.Millisecond}, Calls: []Call{{"ping", nil}, {"spinning", nil}, {"ping", nil}}},
-	{Module: "go-echo", Grants: []string{"log"}, Calls: []Call{
-		{"echo", []byte("hello")}, {"echo", repeat([]byte{0xa5}, 300_000)}, {"print", []byte("a line")}, {"nope", nil},
-	}},
-	{Module: "go-echo", Grants: []string{"log", "random"}, Calls: []Call{{"echo", []byte("seeded")}}},
-	{Module: "go-kernel", Limits: runtime.Limits{Timeout: time.Minute}, Calls: []Call{
-		{"run", append(U32BE(16), U32BE(1)...)}, {"run", nil}, {"nope", nil},
-	}},
-	{Module: "go-notary", Grants: []string{"crypto"}, Calls: []Call{
-		{"hash", []byte("data")}, {"notarize", []byte("doc")}, {"nope", nil},
-	}},
-	{Module: "go-wordcount", Calls: []Call{
-		{"count", []byte("the quick brown fox jumps over the lazy dog the end")}, {"count", nil}, {"nope", nil},
-	}},
-	{Module: "ascript", Grants: []string{"crypto.sha256"}, Calls: []Call{
-		{"echo", []byte("hello from AssemblyScript")}, {"hash", repeat([]byte("teastick"), 4096)}, {"kv", []byte("key")}, {"fail", nil}, {"nope", nil},
-	}},
+// Cases returns the suite, in the order it runs. It is made on each call,
+// not held: the payloads come to a third of a megabyte, which a stick
+// that never runs the suite should not carry on its heap.
+func Cases() []Case {
+	return []Case{
+		{Module: "wat-badimport"},
+		{Module: "wat-badsig"},
+		{Module: "wat-bigmem"},
+		{Module: "wat-bigtable"},
+		{Module: "wat-tablegrow"},
+		{Module: "wat-datasign1"},
+		{Module: "wat-datasign2"},
+		{Module: "wat-datasign3"},
+		{Module: "wat-initspin", InitTimeout: time.Second},
+		{Module: "wat-inittrap"},
+		{Module: "wat-meterimport"},
+		{Module: "wat-noexport"},
+		// Calls end well within the deadline or far past it on both engines
+		// (fib 60 and 2^32 loop iterations take minutes even natively).
+		{Module: "wat-compute", Limits: runtime.Limits{Timeout: 2 * time.Second}, Calls: []Call{
+			{"fib", []byte{16}}, {"count", U32LE(10000)}, {"ping", nil}, {"count", U32LE(0xffffffff)}, {"ping", nil}, {"fib", []byte{60}},
+		}},
+		{Module: "wat-crunch", Calls: []Call{{"x", U32BE(0)}, {"x", U32BE(100000)}, {"x", nil}}},
+		// edge's loop never ends: its case has a short deadline. The rest
+		// run under the default one, which they finish well within even in
+		// the stick's interpreter (grow, page by page to the limit, took
+		// over 100 ms there on riscv64).
+		{Module: "wat-edge", Grants: []string{"log"}, Limits: runtime.Limits{Timeout: 100 * time.Millisecond}, Calls: []Call{
+			{"echo", []byte("hello")}, {"loop", nil}, {"echo", []byte("again")},
+		}},
+		{Module: "wat-edge", Grants: []string{"crypto.sha256", "log"}, Calls: []Call{
+			{"echo", []byte("hello")}, {"echo", nil}, {"trap", nil}, {"echo", []byte("again")},
+			{"grow", nil}, {"huge", nil}, {"oob", nil}, {"request", nil}, {"fail", nil},
+			{"call", EdgeCall("crypto", "sha256", []byte("data"))}, {"call", EdgeCall("kv", "get", []byte("k"))},
+			{"nothing", nil}, {"print", []byte("line\n")}, {"xrandom", nil}, {"klock", nil}, {"sleep", nil}, {"zopen", nil}, {"?", nil},
+		}},
+		{Module: "wat-fdwrite", Grants: []string{"log"}, Calls: []Call{
+			{"w", append(U32LE(16), U32LE(100)...)}, {"w", append(U32LE(7168), U32LE(0)...)}, {"w", append(U32LE(8000), U32LE(1)...)},
+		}},
+		{Module: "wat-initcaps", Grants: []string{"kv"}, Calls: []Call{{"i", nil}, {"c", nil}}},
+		{Module: "wat-initslow", Calls: []Call{{"x", nil}}},
+		// Pre-initialized natively (RATIONALE.md, "Pre-initialized
+		// instances"), but for the grant random, under which the native
+		// instance runs its initializers as the interpreter does; initprint's
+		// output keeps it from being pre-initialized.
+		{Module: "wat-preinit", Calls: []Call{{"x", nil}, {"x", nil}}},
+		{Module: "wat-preinit", Grants: []string{"random"}, Calls: []Call{{"x", nil}}},
+		{Module: "wat-initprint", Grants: []string{"log"}, Calls: []Call{{"x", nil}}},
+		{Module: "wat-recurse", Calls: []Call{{"r", U32LE(100)}, {"r", U32LE(5000)}, {"r", U32LE(7)}}},
+		{Module: "wat-traps", Calls: []Call{{"unreachable", nil}, {"div0", nil}, {"table-oob", nil}, {"y-type", nil}, {"ok", nil}}},
+		{Module: "wat-tables", Calls: tableCalls()},
+		// The state machine whose constant jumps translate's rewrite makes
+		// direct (spin: forever, to the deadline).
+		{Module: "wat-dispatch", Limits: runtime.Limits{Timeout: 50 * time.Millisecond}, Calls: []Call{
+			{"run", U32LE(0)}, {"run", U32LE(1)}, {"run", U32LE(2)}, {"run", U32LE(1000)}, {"spin", nil}, {"ping", nil}, {"run", U32LE(77)},
+		}},
+		{Module: "wat-spin", Limits: runtime.Limits{Timeout: 50 * time.Millisecond}, Calls: []Call{{"ping", nil}, {"spinning", nil}, {"ping", nil}}},
+		{Module: "go-echo", Grants: []string{"log"}, Calls: []Call{
+			{"echo", []byte("hello")}, {"echo", repeat([]byte{0xa5}, 300_000)}, {"print", []byte("a line")}, {"nope", nil},
+		}},
+		{Module: "go-echo", Grants: []string{"log", "random"}, Calls: []Call{{"echo", []byte("seeded")}}},
+		{Module: "go-kernel", Limits: runtime.Limits{Timeout: time.Minute}, Calls: []Call{
+			{"run", append(U32BE(16), U32BE(1)...)}, {"run", nil}, {"nope", nil},
+		}},
+		{Module: "go-notary", Grants: []string{"crypto"}, Calls: []Call{
+			{"hash", []byte("data")}, {"notarize", []byte("doc")}, {"nope", nil},
+		}},
+		{Module: "go-wordcount", Calls: []Call{
+			{"count", []byte("the quick brown fox jumps over the lazy dog the end")}, {"count", nil}, {"nope", nil},
+		}},
+		{Module: "ascript", Grants: []string{"crypto.sha256"}, Calls: []Call{
+			{"echo", []byte("hello from AssemblyScript")}, {"hash", repeat([]byte("teastick"), 4096)}, {"kv", []byte("key")}, {"fail", nil}, {"nope", nil},
+		}},
+	}
 }
 
 // Names are the modules the cases name, each once, in order.
 func Names() []string {
 	var names []string
 	seen := map[string]bool{}
-	for _, c := range Cases {
+	for _, c := range Cases() {
 		if !seen[c.Module] {
 			seen[c.Module] = true
 			names = append(names, c.Module)

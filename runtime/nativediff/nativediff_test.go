@@ -32,7 +32,7 @@ func TestRunWithoutTranslations(t *testing.T) {
 // in the suite's order.
 func TestCases(t *testing.T) {
 	names := nativediff.Names()
-	for i, c := range nativediff.Cases {
+	for i, c := range nativediff.Cases() {
 		if !slices.Contains(names, c.Module) {
 			t.Errorf("case %d: %s not in Names", i, c.Module)
 		}
