@@ -42,7 +42,7 @@ func TestStickNativeDifferential(t *testing.T) {
 		// What the runtime refuses has nothing to translate (as
 		// runtime/internal/nativegen): the suite checks both engines
 		// refuse it alike.
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, nativediff.PrepareTimeout(n))
 		_, err := runtime.PrepareNative(pctx, n, actortest.CID(m), m, runtime.Limits{})
 		cancel()
 		if err == nil {

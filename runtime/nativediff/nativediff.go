@@ -204,6 +204,23 @@ func Names() []string {
 	return names
 }
 
+// PrepareTimeout bounds deciding whether the runtime accepts module for
+// translation (runtime.PrepareNative runs its initializers): the
+// shortest InitTimeout a case gives it, else a minute, past the
+// runtime's own 30 s deadline for initializers, which then decides. A
+// timeout of a host's choosing would refuse a slow initializer on a
+// loaded host (initslow under the race detector) and leave out a module
+// the suite expects translated.
+func PrepareTimeout(module string) time.Duration {
+	d := time.Minute
+	for _, c := range Cases() {
+		if c.Module == module && c.InitTimeout > 0 {
+			d = min(d, c.InitTimeout)
+		}
+	}
+	return d
+}
+
 // Outcome is what a call gave, in a form both engines must match.
 func Outcome(out []byte, err error) string {
 	if err != nil {

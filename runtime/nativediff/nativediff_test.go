@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/teastick/teastick/runtime/actortest"
 	"github.com/teastick/teastick/runtime/nativediff"
@@ -43,6 +44,16 @@ func TestCases(t *testing.T) {
 	for i, n := range names {
 		if slices.Index(names, n) != i {
 			t.Errorf("%s listed twice", n)
+		}
+	}
+}
+
+// PrepareTimeout is a case's own init deadline where it sets one, else
+// one past the runtime's, never a host's guess.
+func TestPrepareTimeout(t *testing.T) {
+	for m, want := range map[string]time.Duration{"wat-initspin": time.Second, "wat-initslow": time.Minute, "go-echo": time.Minute} {
+		if got := nativediff.PrepareTimeout(m); got != want {
+			t.Errorf("%s: %v, want %v", m, got, want)
 		}
 	}
 }

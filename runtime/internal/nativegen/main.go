@@ -26,6 +26,7 @@ import (
 	"github.com/teastick/teastick/runtime"
 	"github.com/teastick/teastick/runtime/examples"
 	"github.com/teastick/teastick/runtime/native/translate"
+	"github.com/teastick/teastick/runtime/nativediff"
 )
 
 // ImportPath is where the tests import the translations from: build/ is
@@ -74,7 +75,7 @@ func main() {
 		// tests check the refusal is the same. translate.Write checks
 		// every actor again (and fails on any refusal).
 		if strings.HasPrefix(name, "wat-") {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			pctx, cancel := context.WithTimeout(ctx, nativediff.PrepareTimeout(name))
 			_, err := runtime.PrepareNative(pctx, name, c, m, runtime.Limits{})
 			cancel()
 			if err != nil {
