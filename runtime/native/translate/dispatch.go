@@ -302,6 +302,7 @@ func directLoop(fset *token.FileSet, fd *ast.FuncDecl, ls *ast.LabeledStmt, yiel
 		flat[0] = &ast.LabeledStmt{Label: after.Label, Stmt: dispatch}
 	}
 	host.List = append(append(host.List[:at:at], flat...), host.List[at+1:]...)
+	narrowLoops(fd, host, at, at+len(flat))
 	// Every jump to the loop's label may have been made direct: Go
 	// refuses a label nobody uses.
 	if countGotos(fd.Body, ls.Label.Name) == 0 {

@@ -36,7 +36,9 @@ const (
 // table instructions (tableTraps), trap as wazero's do ("invalid table
 // access") instead of with Go's index error. The state-machine loops of
 // Go-compiled actors jump directly between their states, each jump still
-// paying the meter's check (directDispatch). Memory addresses are
+// paying the meter's check (directDispatch), and their innermost loops
+// get a copy that keeps the values they compare in 32 bits while those
+// fit (narrowLoops). Memory addresses are
 // computed in the host's word (wordAddresses), and wider values read
 // and written with one access each where the compiler would not
 // (wordAccesses); 64-bit comparisons compare words with branches on a
