@@ -22,20 +22,7 @@ import (
 // middle, cases that only jump out, a case that falls through, a computed
 // jump, a constant in no case (state 7: the default), an exit by return,
 // and a jump to the loop from outside the switch (after l4).
-const machine = `package p
-
-import "math/bits"
-
-type Module struct {
-	g0     int32
-	yields int
-}
-
-func (m *Module) fn1() int32 {
-	m.yields++
-	return 7
-}
-
+const machine = machinePrelude + `
 func (m *Module) fn2(v0, v1 int32) int32 {
 	var v2 int32
 l9:
@@ -151,6 +138,23 @@ func formatted(t *testing.T, src string) string {
 	}
 	return string(b)
 }
+
+// machinePrelude is the module of the test machines: the meter's fuel
+// global and its yield import, fn1.
+const machinePrelude = `package p
+
+import "math/bits"
+
+type Module struct {
+	g0     int32
+	yields int
+}
+
+func (m *Module) fn1() int32 {
+	m.yields++
+	return 7
+}
+`
 
 // redirected matches a made-direct jump: the tag set to K, a copy of the
 // check whose skip goes where the jump goes, the jump.

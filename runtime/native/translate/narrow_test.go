@@ -12,20 +12,7 @@ import (
 // computes from i (a product compared unsigned, a sum only truncated),
 // state 3 returns. Its values cross 2^31 or start outside 32 bits for
 // some starts, so the 32-bit copies leave mid-state.
-const loop = `package p
-
-import "math/bits"
-
-type Module struct {
-	g0     int32
-	yields int
-}
-
-func (m *Module) fn1() int32 {
-	m.yields++
-	return 5
-}
-
+const loop = machinePrelude + `
 func (m *Module) fn2(v0 int32, v1 int64) int64 {
 	var v2, v3, v4, v5, v6 int64
 l9:
