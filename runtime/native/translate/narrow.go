@@ -23,23 +23,27 @@ import (
 // directDispatch flattened a second copy, run while the values fit:
 //
 //   - The loop's states are the ts blocks of a strongly connected part
-//     of the jumps between them that holds no smaller one.
+//     of the jumps between them that holds no smaller one once the
+//     states it is entered at are removed.
 //   - Its narrowed variables are the function's int64 locals whose high
 //     word the loop reads: compared, shifted right, passed or stored
 //     whole, or assigned to one that is (a local only ever truncated,
 //     added or multiplied keeps its pair: Go already drops the high word
 //     it never reads).
-//   - Each has an int32 shadow. Every state of the loop begins with a
-//     guard: when the narrowed locals live there equal their int32
+//   - Each has an int32 shadow. Every state where control enters the
+//     loop (the resume switch aside) begins with a guard: on a 32-bit
+//     host, when the narrowed locals live there equal their int32
 //     truncations, it copies them into the shadows and jumps to the
 //     state's copy.
 //   - In the copies every read of a narrowed local reads its shadow,
 //     sign-extended (exactly its value), and a comparison of two such
 //     compares the shadows; every assignment computes the value as
 //     before, in 64 bits, and when it does not fit 32 bits writes every
-//     shadow back, stores the value and runs the rest of the state as
-//     written, leaving the copies for this call of the function.
-//   - A jump out of the copies writes the shadows back first.
+//     shadow back, stores the value and jumps to the rest of the
+//     original state (split off after each such assignment), leaving
+//     the copies for this call of the function.
+//   - A jump out of the copies goes through a stub, one per target,
+//     that writes the shadows back.
 //
 // So the copies compute every value the original does, from the same
 // values, and the original runs whenever one does not fit. Nothing else
@@ -47,15 +51,19 @@ import (
 // guard is not read before it is assigned. Only loops of simple shape
 // are copied: states without labels of their own or function literals,
 // every narrowed local assigned only by a statement of a state's own
-// list, and small enough that the copies stay small.
+// list whose rest uses nothing declared before it, and small enough
+// that the copies stay small and the function below the size at which
+// Go's inliner stops inlining the memory helpers in it.
 
 // Limits on what is copied: the copies add about twice a loop's code.
 const (
 	narrowMaxStates = 8
 	narrowMaxNodes  = 1500 // AST nodes across a loop's states
 	// narrowMaxFuncNodes bounds a function with its copies, in go/ast
-	// nodes: past about 5,000 of its own (IR) nodes Go's inliner treats
-	// a function as big and inlines only the smallest calls in it.
+	// nodes: past 5,000 of its own IR nodes Go's inliner treats a
+	// function as big and inlines only the smallest calls in it. In the
+	// kernel actor (go build -gcflags=-m=2) the smallest big function
+	// had 10,856 go/ast nodes, and none below it was big.
 	narrowMaxFuncNodes = 10000
 )
 
