@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/tools/go/ast/astutil"
 )
@@ -240,7 +241,7 @@ func countNarrowed(fd *ast.FuncDecl) int {
 	ast.Inspect(fd.Body, func(x ast.Node) bool {
 		if vs, ok := x.(*ast.ValueSpec); ok {
 			for _, id := range vs.Names {
-				if len(id.Name) > len("teastickN") && id.Name[:len("teastickN")] == "teastickN" && hasSuffix(id.Name, "off") {
+				if strings.HasPrefix(id.Name, "teastickN") && strings.HasSuffix(id.Name, "off") {
 					n++
 				}
 			}
@@ -249,8 +250,6 @@ func countNarrowed(fd *ast.FuncDecl) int {
 	})
 	return n
 }
-
-func hasSuffix(s, suf string) bool { return len(s) >= len(suf) && s[len(s)-len(suf):] == suf }
 
 // i64Locals returns fd's int64 parameters and the int64 variables its
 // body declares at its top, each declared once in fd.
