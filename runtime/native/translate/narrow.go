@@ -326,10 +326,6 @@ func innermostLoops(set map[*nState]bool, depth int, out *[]nLoop) {
 		if !cyclic(scc) {
 			continue
 		}
-		in := map[*nState]bool{}
-		for _, s := range scc {
-			in[s] = true
-		}
 		// Entries: states jumped to from outside the part (or the first,
 		// when only the dispatch enters it).
 		rest := map[*nState]bool{}
@@ -338,15 +334,7 @@ func innermostLoops(set map[*nState]bool, depth int, out *[]nLoop) {
 		}
 		entries := 0
 		for _, s := range scc {
-			fromIn := 0
-			for _, p := range scc {
-				for _, t := range p.succ {
-					if t == s {
-						fromIn++
-					}
-				}
-			}
-			if s.preds > fromIn {
+			if s.preds > s.predsIn(scc) {
 				delete(rest, s)
 				entries++
 			}
